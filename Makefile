@@ -1,0 +1,58 @@
+# parallel-orch: `make run` runs the plans in plans/, `make test` runs the test suite.
+# Both set up .venv/ from requirements.lock first; nothing else needs installing by hand.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PLANS ?= plans
+WORKERS ?=
+WORKERS_FLAG := $(if $(WORKERS),-j $(WORKERS),)
+PYTEST_ARGS ?=
+
+.PHONY: run test test-fast lint bench clean install daemon submit examples FORCE
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 3; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/parallel-orch run $(PLANS) $(WORKERS_FLAG)
+
+# One plan directory or file: `make plans/unit`.
+plans/%: $(STAMP) FORCE
+	$(BIN)/parallel-orch run $@ $(WORKERS_FLAG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# Local loop: skip the slow end-to-end cases (CI runs them).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check parallel_orch tests bench
+	$(BIN)/ruff format --check parallel_orch tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+daemon: $(STAMP)
+	$(BIN)/parallel-orch daemon $(WORKERS_FLAG)
+
+submit: $(STAMP)
+	$(BIN)/parallel-orch submit $(PLANS) --wait --follow
+
+examples: $(STAMP)
+	$(BIN)/python examples/make_demo_repo.py
+
+clean:
+	rm -rf $(VENV) .parallel-orch .pytest_cache .mypy_cache .ruff_cache
+
+FORCE:

@@ -1,0 +1,121 @@
+"""ParallelTestConfig: flags, then PARALLEL_ORCH_* environment, then pyproject, then defaults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from parallel_orch.exceptions import ConfigError, RepoError
+
+STATE_DIR_NAME = ".parallel-orch"
+PYPROJECT_TABLE = "parallel-orch"
+
+
+def git_toplevel(start: Path) -> Path:
+    """The git top level that contains ``start``.
+
+    :raises RepoError: if ``start`` is not inside a git work tree.
+    """
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(start), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as exc:
+        raise RepoError(f"cannot run git: {exc}; install git") from exc
+    if out.returncode != 0:
+        raise RepoError(
+            f"{start} is not inside a git repository; run from a git checkout or pass --repo"
+        )
+    return Path(out.stdout.strip())
+
+
+class _PyprojectSource(PydanticBaseSettingsSource):
+    """``[tool.parallel-orch]`` from the repo's ``pyproject.toml``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], repo: Path | None) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        if repo is None:
+            return
+        path = repo / "pyproject.toml"
+        if not path.is_file():
+            return
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read [tool.{PYPROJECT_TABLE}]: {exc}") from exc
+        table = doc.get("tool", {}).get(PYPROJECT_TABLE, {})
+        self._data = {k.replace("-", "_"): v for k, v in table.items()}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class ParallelTestConfig(BaseSettings):
+    """How the orchestrator runs. Unset paths are derived from ``repo``."""
+
+    model_config = SettingsConfigDict(env_prefix="PARALLEL_ORCH_", extra="forbid")
+
+    repo: Path = Field(default=None, validate_default=False)  # type: ignore[assignment]
+    num_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    worktree_base_dir: Path | None = None
+    state_dir: Path | None = None
+    max_queue_size: int = Field(default=10_000, ge=1)
+    max_retries_per_test: int = Field(default=3, ge=0)
+    default_timeout: float = Field(default=600.0, gt=0)
+    kill_grace_seconds: float = Field(default=5.0, ge=0)
+    cleanup_on_completion: bool = False
+    preserve_failed_worktrees: bool = False
+    max_failures: int | None = Field(default=None, ge=1)
+    log_tail_bytes: int = Field(default=16_384, ge=0)
+
+    @field_validator("repo", mode="before")
+    @classmethod
+    def _default_repo(cls, value: Any) -> Any:
+        return git_toplevel(Path.cwd()) if value in (None, "") else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        repo = init_settings().get("repo") or env_settings().get("repo")
+        try:
+            top = git_toplevel(Path(repo) if repo else Path.cwd())
+        except RepoError:
+            top = Path(repo) if repo else None
+        return (init_settings, env_settings, _PyprojectSource(settings_cls, top))
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.repo is None:
+            self.repo = git_toplevel(Path.cwd())
+        self.repo = self.repo.expanduser().resolve()
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        """Where the SQLite store and logs live (default ``<repo>/.parallel-orch``)."""
+        return (self.state_dir or self.repo / STATE_DIR_NAME).expanduser().resolve()
+
+    @property
+    def resolved_worktree_dir(self) -> Path:
+        """Where pooled worktrees live (default the sibling ``../<repo>.worktrees``)."""
+        if self.worktree_base_dir is not None:
+            return self.worktree_base_dir.expanduser().resolve()
+        return self.repo.parent / f"{self.repo.name}.worktrees"

@@ -1,0 +1,73 @@
+"""One exception root; each exception's docstring is its default message."""
+
+from __future__ import annotations
+
+
+class OrchError(Exception):
+    """parallel-orch failed."""
+
+    #: CLI exit code for this kind of error (DESIGN §8).
+    exit_code: int = 3
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class PlanError(OrchError):
+    """The plan is invalid; fix it and run again. Nothing was run."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{message}")
+
+
+class UsageError(OrchError):
+    """The command line is invalid; see --help."""
+
+    exit_code = 2
+
+
+class ConfigError(OrchError):
+    """The configuration is invalid; check flags, PARALLEL_ORCH_* and [tool.parallel-orch]."""
+
+    exit_code = 2
+
+
+class RepoError(OrchError):
+    """The repository cannot be used; run inside a git repository with at least one commit."""
+
+
+class RefError(OrchError):
+    """The git ref does not resolve to a commit."""
+
+
+class WorktreeError(OrchError):
+    """A worktree could not be prepared; it will be replaced."""
+
+
+class StoreError(OrchError):
+    """The SQLite store cannot be opened or written; check that the state dir is writable."""
+
+
+class QueueFullError(OrchError):
+    """The queue is full; wait with submit_test() or raise max_queue_size."""
+
+
+class OrchestratorClosedError(OrchError):
+    """The orchestrator is not running; use `async with ParallelTestOrchestrator(...)`."""
+
+
+class SessionNotFoundError(OrchError):
+    """No such session; `parallel-orch sessions` lists the known ones."""
+
+    exit_code = 2

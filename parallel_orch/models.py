@@ -1,0 +1,129 @@
+"""The vocabulary shared by every layer: statuses and the TestRequest."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Characters allowed in test ids written in plans (DESIGN §2).
+ID_PATTERN = re.compile(r"^[A-Za-z0-9._:/-]+$")
+#: Derived ids add ``@<ref>`` for a refs matrix and ``#<n>`` for ``repeat``.
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:/@#~^+-]+$")
+
+
+class ExecutionStatus(StrEnum):
+    """Status of an execution or of one attempt (DESIGN §4)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    ERROR = "error"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+
+    @property
+    def is_failure(self) -> bool:
+        """Counts towards ``max_failures`` and makes a retry worthwhile."""
+        return self in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ERROR)
+
+
+class SessionStatus(StrEnum):
+    """Status of a session (DESIGN §4)."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    PARTIAL_SUCCESS = "partial_success"
+    FAILED = "failed"
+    NO_TESTS = "no_tests"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not SessionStatus.RUNNING
+
+
+def session_status_for(statuses: list[ExecutionStatus]) -> SessionStatus:
+    """Derive a finished session's status from its executions' final statuses."""
+    if not statuses:
+        return SessionStatus.NO_TESTS
+    if ExecutionStatus.INTERRUPTED in statuses:
+        return SessionStatus.INTERRUPTED
+    if ExecutionStatus.CANCELLED in statuses:
+        return SessionStatus.CANCELLED
+    passed = sum(s in (ExecutionStatus.PASSED, ExecutionStatus.SKIPPED) for s in statuses)
+    if passed == len(statuses):
+        return SessionStatus.COMPLETE
+    return SessionStatus.PARTIAL_SUCCESS if passed else SessionStatus.FAILED
+
+
+class TestRequest(BaseModel):
+    """One test to run: what, where (ref), how long, how often."""
+
+    __test__ = False  # not a pytest class
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(description="Unique within a session, e.g. 'unit/core::fast'.")
+    command: str | tuple[str, ...] = Field(
+        description="A string runs through bash; a list runs without a shell."
+    )
+    ref: str = "HEAD"
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str = "."
+    timeout_seconds: float = 600.0
+    retries: int = Field(default=0, ge=0)
+    category: str = "default"
+    priority: int = 0
+    junit: bool = False
+    setup: str | None = None
+    keep: tuple[str, ...] = ()
+    plan_path: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not REQUEST_ID_PATTERN.match(value):
+            raise ValueError(f"test id {value!r} may only use letters, digits and . _ : / -")
+        if ".." in value.split("/") or value.startswith("/"):
+            raise ValueError(f"test id {value!r} must not contain '..' or start with '/'")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _check_command(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("'run' is empty")
+        if isinstance(value, tuple) and (not value or not value[0]):
+            raise ValueError("'run' is empty")
+        return value
+
+    @field_validator("timeout_seconds")
+    @classmethod
+    def _check_timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("timeout must be positive")
+        return value
+
+    @field_validator("cwd")
+    @classmethod
+    def _check_cwd(cls, value: str) -> str:
+        from pathlib import PurePosixPath
+
+        path = PurePosixPath(value)
+        if path.is_absolute():
+            raise ValueError(f"cwd {value!r} must be relative to the worktree")
+        depth = 0
+        for part in path.parts:
+            depth += -1 if part == ".." else (0 if part == "." else 1)
+            if depth < 0:
+                raise ValueError(f"cwd {value!r} leaves the worktree")
+        return value

@@ -1,0 +1,315 @@
+"""Plan files (.toml, or .md with TOML front matter) into TestRequests (DESIGN §3).
+
+A bad plan raises :class:`PlanError` naming the file, the line where known,
+and what is wrong, before anything is submitted.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from parallel_orch.exceptions import PlanError
+from parallel_orch.models import ID_PATTERN, TestRequest
+
+PLAN_SUFFIXES = (".toml", ".md")
+DEFAULT_TIMEOUT_SECONDS = 600.0
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+_TOML_LINE = re.compile(r"at line (\d+)")
+_FENCE = re.compile(r"^```(?:sh|bash|shell)\s*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
+
+
+def parse_duration(value: float | int | str) -> float:
+    """Seconds from a number or a string like ``"90s"``, ``"5m"``, ``"1h30m"``.
+
+    :raises ValueError: if the value is not a positive duration.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match or not any(match.groups()):
+            raise ValueError(f"not a duration: {value!r} (use seconds, or '90s', '5m', '1h')")
+        hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return seconds
+
+
+class _Common(BaseModel):
+    """Keys allowed both in ``[defaults]`` and in each ``[[test]]``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    ref: str | None = None
+    refs: list[str] | None = None
+    timeout: float | int | str | None = None
+    retries: int | None = Field(default=None, ge=0)
+    category: str | None = None
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    setup: str | None = None
+    keep: list[str] | None = None
+    priority: int | None = None
+    junit: bool | None = None
+    repeat: int | None = Field(default=None, ge=1)
+
+    @field_validator("timeout")
+    @classmethod
+    def _duration(cls, value: float | int | str | None) -> float | int | str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class _PlanTest(_Common):
+    id: str
+    run: str | list[str]
+    description: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id_chars(cls, value: str) -> str:
+        if not ID_PATTERN.match(value):
+            raise ValueError(f"id {value!r} may only use letters, digits and . _ : / -")
+        return value
+
+
+class _PlanFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    defaults: _Common = Field(default_factory=_Common)
+    test: list[_PlanTest] = Field(default_factory=list)
+
+
+def discover(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
+    """Plan files under ``paths`` as ``(file, plan_dir)`` pairs, sorted per directory.
+
+    :raises PlanError: if a path does not exist or is not a plan file.
+    """
+    found: list[tuple[Path, Path]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(
+                p for p in path.rglob("*") if p.suffix in PLAN_SUFFIXES and p.is_file()
+            )
+            found.extend((f, path) for f in files if f.suffix == ".toml" or _has_front_matter(f))
+        elif path.is_file():
+            if path.suffix not in PLAN_SUFFIXES:
+                raise PlanError("not a plan file (expected .toml or .md)", path=str(path))
+            found.append((path, path.parent))
+        else:
+            raise PlanError("no such plan file or directory", path=str(path))
+    return found
+
+
+def load_plans(
+    paths: Sequence[str | Path] | str | Path,
+    *,
+    default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> list[TestRequest]:
+    """Load plan files and directories (recursively, sorted) into requests.
+
+    :raises PlanError: on the first invalid plan; nothing is returned then.
+    """
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    requests: list[TestRequest] = []
+    seen: dict[str, Path] = {}
+    for file, plan_dir in discover(paths):
+        for request in load_plan_file(file, plan_dir, default_timeout=default_timeout):
+            if request.id in seen:
+                raise PlanError(
+                    f"duplicate test id {request.id!r} (also defined in {seen[request.id]})",
+                    path=str(file),
+                    line=_line_of_id(file, request.id.split("::", 1)[-1]),
+                )
+            seen[request.id] = file
+            requests.append(request)
+    return requests
+
+
+def load_plan_file(
+    file: Path, plan_dir: Path, *, default_timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> list[TestRequest]:
+    """Requests defined by one plan file; ids are prefixed with its path under ``plan_dir``."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError(f"cannot read plan: {exc}", path=str(file)) from exc
+    data = _parse_markdown(file, text) if file.suffix == ".md" else _parse_toml(file, text)
+    try:
+        plan = _PlanFile.model_validate(data)
+    except ValidationError as exc:
+        raise _plan_error(file, text, exc) from None
+    if not plan.test:
+        raise PlanError("plan defines no tests (add a [[test]] table)", path=str(file))
+    prefix = file.relative_to(plan_dir).with_suffix("").as_posix()
+    out: list[TestRequest] = []
+    for index, test in enumerate(plan.test):
+        try:
+            out.extend(_expand(test, plan.defaults, prefix, file, default_timeout))
+        except (ValidationError, ValueError) as exc:
+            line = _line_of_table(text, index)
+            raise PlanError(f"test {test.id!r}: {_first_message(exc)}", path=str(file), line=line)
+    return out
+
+
+def _expand(
+    test: _PlanTest, defaults: _Common, prefix: str, file: Path, default_timeout: float
+) -> list[TestRequest]:
+    def pick(name: str) -> Any:
+        value = getattr(test, name)
+        return getattr(defaults, name) if value is None else value
+
+    refs = test.refs if test.refs is not None else None
+    if refs is not None and test.ref is not None:
+        raise ValueError("use either 'ref' or 'refs', not both")
+    if refs is None:
+        refs = [pick("ref") or "HEAD"] if defaults.refs is None or test.ref else defaults.refs
+    if not refs:
+        raise ValueError("'refs' is empty")
+    repeat = pick("repeat") or 1
+    env = {**(defaults.env or {}), **(test.env or {})}
+    command: str | tuple[str, ...] = test.run if isinstance(test.run, str) else tuple(test.run)
+    timeout = pick("timeout")
+    base = f"{prefix}::{test.id}"
+    requests = []
+    for ref in refs:
+        for n in range(1, repeat + 1):
+            test_id = base
+            if len(refs) > 1 or test.refs is not None or defaults.refs is not None:
+                test_id += f"@{ref}"
+            if repeat > 1:
+                test_id += f"#{n}"
+            requests.append(
+                TestRequest(
+                    id=test_id,
+                    command=command,
+                    ref=ref,
+                    env=env,
+                    cwd=pick("cwd") or ".",
+                    timeout_seconds=parse_duration(timeout) if timeout else default_timeout,
+                    retries=pick("retries") or 0,
+                    category=pick("category") or prefix.split("/", 1)[0],
+                    priority=pick("priority") or 0,
+                    junit=bool(pick("junit")),
+                    setup=pick("setup"),
+                    keep=tuple(pick("keep") or ()),
+                    plan_path=file.as_posix(),
+                )
+            )
+    return requests
+
+
+def _parse_toml(file: Path, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = _TOML_LINE.search(str(exc))
+        raise PlanError(
+            f"TOML syntax error: {exc}", path=str(file), line=int(match.group(1)) if match else None
+        ) from None
+
+
+def _has_front_matter(file: Path) -> bool:
+    try:
+        with file.open(encoding="utf-8") as fh:
+            return fh.readline().rstrip() == "+++"
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _parse_markdown(file: Path, text: str) -> dict[str, Any]:
+    """A Markdown plan is one test: TOML front matter, then its sh/bash blocks as the command."""
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].rstrip() != "+++":
+        raise PlanError("Markdown plan must start with '+++' TOML front matter", path=str(file))
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].rstrip() == "+++")
+    except StopIteration:
+        raise PlanError("front matter is not closed with '+++'", path=str(file)) from None
+    front = _parse_toml(file, "".join(lines[1:end]))
+    blocks = [b.strip("\n") for b in _FENCE.findall("".join(lines[end + 1 :]))]
+    test = {k: v for k, v in front.items() if k != "defaults"}
+    test.setdefault("id", file.stem)
+    if "run" not in test:
+        if not blocks:
+            raise PlanError("Markdown plan has no ```sh or ```bash block to run", path=str(file))
+        test["run"] = "set -e\n" + "\n".join(blocks)
+    data: dict[str, Any] = {"test": [test]}
+    if "defaults" in front:
+        data["defaults"] = front["defaults"]
+    return data
+
+
+def _plan_error(file: Path, text: str, exc: ValidationError) -> PlanError:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    line = None
+    if len(loc) >= 2 and loc[0] == "test" and loc[1].isdigit():
+        line = _line_of_table(text, int(loc[1]), loc[2] if len(loc) > 2 else None)
+        where = f"[[test]] #{int(loc[1]) + 1}" + (f" key {loc[2]!r}" if len(loc) > 2 else "")
+    elif loc and loc[0] == "defaults":
+        line = _line_of_key(text.splitlines(), "[defaults]", loc[1] if len(loc) > 1 else None)
+        where = "[defaults]" + (f" key {loc[1]!r}" if len(loc) > 1 else "")
+    else:
+        where = f"key {loc[0]!r}" if loc else "plan"
+        line = _find_line(text.splitlines(), loc[0]) if loc else None
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (allowed: " + ", ".join(sorted(_PlanTest.model_fields)) + ")"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    return PlanError(f"{where}: {msg}", path=str(file), line=line)
+
+
+def _first_message(exc: ValidationError | ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return str(err["msg"]).removeprefix("Value error, ")
+    return str(exc)
+
+
+def _line_of_table(text: str, index: int, key: str | None = None) -> int | None:
+    lines = text.splitlines()
+    headers = [i for i, line in enumerate(lines) if line.strip().startswith("[[test]]")]
+    if index >= len(headers):
+        return None
+    start = headers[index]
+    if key is None:
+        return start + 1
+    end = headers[index + 1] if index + 1 < len(headers) else len(lines)
+    found = _find_line(lines[start:end], key)
+    return start + found if found else start + 1
+
+
+def _line_of_key(lines: list[str], header: str, key: str | None) -> int | None:
+    for i, line in enumerate(lines):
+        if line.strip().startswith(header):
+            if key is None:
+                return i + 1
+            found = _find_line(lines[i:], key)
+            return i + found if found else i + 1
+    return None
+
+
+def _find_line(lines: list[str], key: str) -> int | None:
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    return next((i + 1 for i, line in enumerate(lines) if pattern.match(line)), None)
+
+
+def _line_of_id(file: Path, test_id: str) -> int | None:
+    base = test_id.split("@", 1)[0].split("#", 1)[0]
+    lines = file.read_text(encoding="utf-8").splitlines()
+    pattern = re.compile(rf"^\s*id\s*=\s*[\"']{re.escape(base)}[\"']")
+    return next((i + 1 for i, line in enumerate(lines) if pattern.match(line)), None)

@@ -1,0 +1,114 @@
+"""Process-group helpers: kill what an attempt left, and only what is ours."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+import anyio
+
+PROC = Path("/proc")
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[19]  # field 22 overall
+
+
+def owner_token(pid: int | None = None) -> str:
+    """``host:pid:starttime`` naming a live process, robust to pid reuse."""
+    pid = pid or os.getpid()
+    return f"{socket.gethostname()}:{pid}:{process_start_time(pid) or 0}"
+
+
+def owner_alive(token: str) -> bool:
+    """Whether the process named by :func:`owner_token` still runs (on this host)."""
+    try:
+        host, pid, start = token.rsplit(":", 2)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return True  # cannot tell for another host: assume alive
+    return process_start_time(int(pid)) == start
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) pids whose process group is ``pgid``."""
+    members = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def group_is_ours(pgid: int, session_id: str) -> bool:
+    """True if a live member of ``pgid`` carries ``PARALLEL_ORCH_SESSION_ID=session_id``.
+
+    This guards a restarted daemon against killing an unrelated group that
+    reused a dead attempt's pgid.
+    """
+    marker = f"PARALLEL_ORCH_SESSION_ID={session_id}".encode()
+    for pid in group_members(pgid):
+        try:
+            environ = (PROC / str(pid) / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            return True
+    return False
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to a process group; False if the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether the group has a member that is not a zombie."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return bool(group_members(pgid))
+
+
+async def terminate_group(pgid: int, grace_seconds: float) -> None:
+    """SIGTERM the group, wait up to ``grace_seconds`` for it to go, then SIGKILL it."""
+    if not signal_group(pgid, signal.SIGTERM):
+        return
+    with anyio.move_on_after(grace_seconds):
+        delay = 0.01
+        while group_alive(pgid):
+            # A group has no wait handle once its leader is reaped: poll with backoff.
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        return
+    signal_group(pgid, signal.SIGKILL)
+
+
+def kill_stale_group(pgid: int, session_id: str) -> bool:
+    """SIGKILL a group a dead orchestrator left running, if it is still ours."""
+    if group_is_ours(pgid, session_id):
+        return signal_group(pgid, signal.SIGKILL)
+    return False

@@ -1,0 +1,175 @@
+"""TestQueue: bounded priority queue with delayed retries, fair between sessions.
+
+Order of service: the highest ``priority`` among ready items first; between
+sessions at that priority, round robin (the session served least recently
+goes next); within a session, longest expected duration first, then
+submission order. Retries re-enter after their backoff and do not count
+against the bound, so a worker never blocks on a full queue.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import anyio
+
+from parallel_orch.exceptions import OrchestratorClosedError, QueueFullError
+
+
+@dataclass(slots=True)
+class QueueItem:
+    """A request waiting for a worker."""
+
+    execution_id: int
+    session_id: str
+    test_id: str
+    priority: int = 0
+    expected_seconds: float = 0.0
+    seq: int = 0
+    attempt: int = 1  # the attempt this item will run
+    avoid_worktree: str | None = None  # a retry prefers another worktree
+    first_started: float | None = None  # monotonic time of attempt 1
+    payload: object = field(default=None, compare=False)
+
+    def sort_key(self) -> tuple[int, float, int]:
+        return (-self.priority, -self.expected_seconds, self.seq)
+
+
+class TestQueue:
+    """Bounded, prioritised, session-fair queue. Single event loop; not thread safe."""
+
+    __test__ = False
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._ready: dict[str, list[tuple[tuple[int, float, int], int, QueueItem]]] = {}
+        self._delayed: list[tuple[float, int, QueueItem]] = []
+        self._served: dict[str, int] = {}
+        self._tick = itertools.count()
+        self._size = 0  # fresh (non-retry) items, counted against max_size
+        self._closed = False
+        self._changed = anyio.Event()
+
+    def __len__(self) -> int:
+        return sum(len(h) for h in self._ready.values()) + len(self._delayed)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def _push(self, item: QueueItem) -> None:
+        heap = self._ready.setdefault(item.session_id, [])
+        heapq.heappush(heap, (item.sort_key(), next(self._tick), item))
+        self._served.setdefault(item.session_id, -1)
+
+    def check_room(self, count: int = 1) -> None:
+        """:raises QueueFullError: unless ``count`` more fresh items fit now."""
+        if self._closed:
+            raise OrchestratorClosedError("the queue is closed; no new tests are accepted")
+        if self._size + count > self.max_size:
+            raise QueueFullError(
+                f"the queue is full ({self._size} of {self.max_size} waiting); "
+                "use submit_test() to wait, or raise max_queue_size"
+            )
+
+    def put_nowait(self, item: QueueItem) -> None:
+        """Queue a fresh request.
+
+        :raises QueueFullError: if ``max_size`` items are already waiting.
+        """
+        self.check_room()
+        self._size += 1
+        self._push(item)
+        self._notify()
+
+    async def put(self, item: QueueItem) -> None:
+        """Queue a fresh request, waiting while the queue is full."""
+        while self._size >= self.max_size and not self._closed:
+            await self._changed.wait()
+        self.put_nowait(item)
+
+    def retry_later(self, item: QueueItem, delay_seconds: float) -> None:
+        """Re-queue a retry after ``delay_seconds``; never blocks, never counts against the bound."""
+        if delay_seconds <= 0:
+            self._push(item)
+        else:
+            heapq.heappush(self._delayed, (anyio.current_time() + delay_seconds, next(self._tick), item))
+        self._notify()
+
+    def _promote_due(self) -> float:
+        """Move due retries to ready; seconds until the next one is due (inf if none)."""
+        now = anyio.current_time()
+        while self._delayed and self._delayed[0][0] <= now:
+            self._push(heapq.heappop(self._delayed)[2])
+        return self._delayed[0][0] - now if self._delayed else math.inf
+
+    def _pick(self) -> QueueItem | None:
+        best: tuple[int, int, str] | None = None
+        for session_id, heap in self._ready.items():
+            if heap:
+                key = (heap[0][0][0], self._served[session_id], session_id)
+                if best is None or key < best:
+                    best = key
+        if best is None:
+            return None
+        session_id = best[2]
+        item = heapq.heappop(self._ready[session_id])[2]
+        self._served[session_id] = next(self._tick)
+        if item.attempt == 1:
+            self._size -= 1
+        return item
+
+    async def get(self) -> QueueItem:
+        """The next item to run; waits for one.
+
+        :raises OrchestratorClosedError: once the queue is closed and empty of ready work.
+        """
+        while True:
+            wait = self._promote_due()
+            item = self._pick()
+            if item is not None:
+                self._notify()  # room for a waiting put()
+                return item
+            if self._closed and not self._delayed:
+                raise OrchestratorClosedError("the queue is closed")
+            changed = self._changed
+            with anyio.move_on_after(wait):
+                await changed.wait()
+
+    def remove_session(self, session_id: str | None = None) -> list[QueueItem]:
+        """Drop and return every waiting item of a session (all sessions when ``None``)."""
+        removed: list[QueueItem] = []
+        for sid in list(self._ready):
+            if session_id is None or sid == session_id:
+                removed.extend(entry[2] for entry in self._ready.pop(sid))
+                self._served.pop(sid, None)
+        kept = []
+        for entry in self._delayed:
+            if session_id is None or entry[2].session_id == session_id:
+                removed.append(entry[2])
+            else:
+                kept.append(entry)
+        heapq.heapify(kept)
+        self._delayed = kept
+        self._size -= sum(1 for item in removed if item.attempt == 1)
+        self._notify()
+        return removed
+
+    def close(self) -> None:
+        """No more puts; getters drain what is left, then get ``OrchestratorClosedError``."""
+        self._closed = True
+        self._notify()
+
+    def waiting(self, session_id: str | None = None) -> Iterator[QueueItem]:
+        for sid, heap in self._ready.items():
+            if session_id in (None, sid):
+                yield from (entry[2] for entry in heap)
+        yield from (e[2] for e in self._delayed if session_id in (None, e[2].session_id))

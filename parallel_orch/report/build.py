@@ -1,0 +1,155 @@
+"""Build a ParallelTestReport from the store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter, defaultdict
+
+from parallel_orch.models import ExecutionStatus
+from parallel_orch.report.model import (
+    AttemptResult,
+    CaseCounts,
+    DurationStats,
+    ParallelTestReport,
+    SlowTest,
+    StatusCounts,
+    TestResult,
+)
+from parallel_orch.store import ParallelTestAttempt, ParallelTestExecution, Store
+
+SLOWEST = 10
+FAILURES = (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ERROR)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values (0 for none)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def count_statuses(results: list[TestResult]) -> StatusCounts:
+    counts = Counter(r.status for r in results)
+    total = len(results)
+    passed = counts[ExecutionStatus.PASSED.value]
+    return StatusCounts(
+        total=total,
+        passed=passed,
+        failed=counts[ExecutionStatus.FAILED.value],
+        timed_out=counts[ExecutionStatus.TIMED_OUT.value],
+        errored=counts[ExecutionStatus.ERROR.value],
+        skipped=counts[ExecutionStatus.SKIPPED.value],
+        cancelled=counts[ExecutionStatus.CANCELLED.value],
+        interrupted=counts[ExecutionStatus.INTERRUPTED.value],
+        flaky=sum(r.flaky for r in results),
+        success_rate=round(passed / total, 4) if total else 0.0,
+    )
+
+
+def _result(execution: ParallelTestExecution, attempts: list[ParallelTestAttempt]) -> TestResult:
+    final = attempts[-1] if attempts else None
+    cases = None
+    if final is not None and final.cases_passed is not None:
+        cases = CaseCounts(
+            passed=final.cases_passed, failed=final.cases_failed or 0,
+            errors=final.cases_errors or 0, skipped=final.cases_skipped or 0,
+        )
+    durations = [a.duration_seconds for a in attempts if a.duration_seconds is not None]
+    return TestResult(
+        test_id=execution.test_id,
+        status=execution.status,
+        flaky=execution.flaky,
+        category=execution.category,
+        ref=execution.ref,
+        sha=execution.sha,
+        duration_seconds=round(sum(durations), 6) if durations else None,
+        error=execution.error,
+        cases=cases,
+        attempts=tuple(
+            AttemptResult(
+                number=a.number, status=a.status, worker=a.worker, worktree=a.worktree,
+                exit_code=a.exit_code, started_at=a.started_at, completed_at=a.completed_at,
+                duration_seconds=a.duration_seconds, log_path=a.log_path, error=a.error,
+            )
+            for a in attempts
+        ),
+    )
+
+
+def report_hash(status: str, executions: list[ParallelTestExecution]) -> str:
+    """Stable over inputs (request content, commit SHAs) and verdicts; blind to timings."""
+    material = [
+        status,
+        sorted((e.test_id, e.request_json, e.sha, e.status, e.flaky) for e in executions),
+    ]
+    return hashlib.sha256(json.dumps(material, default=str).encode()).hexdigest()
+
+
+async def build_report(store: Store, session_id: str) -> ParallelTestReport:
+    """The report of a session as the store has it now."""
+    session = await store.get_session(session_id)
+    executions = await store.executions(session.id)
+    by_execution: dict[int, list[ParallelTestAttempt]] = defaultdict(list)
+    for attempt in await store.attempts(session.id):
+        by_execution[attempt.execution_id].append(attempt)
+    results = [_result(e, by_execution.get(e.id or -1, [])) for e in executions]
+    totals = count_statuses(results)
+    per_category: dict[str, list[TestResult]] = defaultdict(list)
+    for result in results:
+        per_category[result.category].append(result)
+    durations = sorted(r.duration_seconds for r in results if r.duration_seconds is not None)
+    busy = sum(
+        a.duration_seconds or 0.0 for attempts in by_execution.values() for a in attempts
+    )
+    end = session.completed_at
+    start = session.started_at or session.created_at
+    wall = max((end - start).total_seconds(), 0.0) if end else 0.0
+    cases = CaseCounts(
+        passed=sum(r.cases.passed for r in results if r.cases),
+        failed=sum(r.cases.failed for r in results if r.cases),
+        errors=sum(r.cases.errors for r in results if r.cases),
+        skipped=sum(r.cases.skipped for r in results if r.cases),
+    )
+    slowest = sorted(
+        (r for r in results if r.duration_seconds is not None),
+        key=lambda r: r.duration_seconds or 0.0, reverse=True,
+    )[:SLOWEST]
+    return ParallelTestReport(
+        session_id=session.id,
+        status=session.status,
+        started_at=start,
+        completed_at=end,
+        duration_seconds=round(wall, 6),
+        total_tests=totals.total,
+        tests_passed=totals.passed,
+        tests_failed=totals.failed,
+        tests_timed_out=totals.timed_out,
+        tests_errored=totals.errored,
+        tests_skipped=totals.skipped,
+        tests_cancelled=totals.cancelled,
+        tests_interrupted=totals.interrupted,
+        tests_flaky=totals.flaky,
+        success_rate=totals.success_rate,
+        num_workers=session.num_workers,
+        categories={name: count_statuses(rs) for name, rs in sorted(per_category.items())},
+        duration_stats=DurationStats(
+            sum=round(sum(durations), 6),
+            mean=round(sum(durations) / len(durations), 6) if durations else 0.0,
+            p50=percentile(durations, 50),
+            p95=percentile(durations, 95),
+            p99=percentile(durations, 99),
+            max=durations[-1] if durations else 0.0,
+        ),
+        speedup=round(busy / wall, 3) if wall > 0 else 0.0,
+        worker_utilisation=round(busy / (wall * session.num_workers), 3) if wall > 0 else 0.0,
+        slowest_tests=tuple(
+            SlowTest(test_id=r.test_id, duration_seconds=r.duration_seconds or 0.0) for r in slowest
+        ),
+        completed_tests=tuple(results),
+        failed_tests=tuple(r.test_id for r in results if ExecutionStatus(r.status) in FAILURES),
+        cases=cases,
+        report_hash=report_hash(session.status, executions),
+    )

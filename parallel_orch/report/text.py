@@ -1,0 +1,73 @@
+"""Terminal rendering with rich: what failed, then the totals."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from parallel_orch.report.model import ParallelTestReport
+
+STATUS_STYLE = {
+    "passed": "green", "failed": "red", "timed_out": "magenta", "error": "red",
+    "skipped": "yellow", "cancelled": "yellow", "interrupted": "yellow",
+    "complete": "bold green", "partial_success": "bold yellow", "no_tests": "yellow",
+}
+
+
+def renderable(report: ParallelTestReport) -> Group:
+    parts: list[Table | Text] = []
+    problems = [t for t in report.completed_tests if t.status != "passed" or t.flaky]
+    if problems:
+        table = Table(title="Not clean", title_justify="left", expand=False)
+        for column in ("test", "status", "attempts", "time", "detail"):
+            table.add_column(column)
+        for test in problems:
+            label = test.status + (" (flaky)" if test.flaky else "")
+            final = test.attempts[-1] if test.attempts else None
+            detail = test.error or (final.log_path if final else "")
+            table.add_row(
+                test.test_id, Text(label, style=STATUS_STYLE.get(test.status, "")),
+                str(len(test.attempts)),
+                f"{test.duration_seconds:.2f}s" if test.duration_seconds is not None else "-",
+                detail,
+            )
+        parts.append(table)
+    if len(report.categories) > 1:
+        cats = Table(title="By category", title_justify="left")
+        for column in ("category", "total", "passed", "failed", "timed out", "errors", "flaky"):
+            cats.add_column(column, justify="right" if column != "category" else "left")
+        for name, c in report.categories.items():
+            cats.add_row(name, str(c.total), str(c.passed), str(c.failed), str(c.timed_out),
+                         str(c.errored), str(c.flaky))
+        parts.append(cats)
+    summary = Text()
+    summary.append(f"session {report.session_id}: ")
+    summary.append(report.status, style=STATUS_STYLE.get(report.status, "bold"))
+    summary.append(
+        f"  {report.tests_passed}/{report.total_tests} passed"
+        f", {report.tests_failed} failed, {report.tests_timed_out} timed out"
+        f", {report.tests_errored} errors, {report.tests_cancelled} cancelled"
+        f", {report.tests_flaky} flaky"
+    )
+    if report.cases.passed + report.cases.failed + report.cases.errors + report.cases.skipped:
+        c = report.cases
+        summary.append(f"\ncases: {c.passed} passed, {c.failed} failed, {c.errors} errors, {c.skipped} skipped")
+    summary.append(
+        f"\n{report.duration_seconds:.2f}s wall on {report.num_workers} workers"
+        f", speedup {report.speedup:.2f}x, utilisation {report.worker_utilisation:.0%}"
+    )
+    parts.append(summary)
+    return Group(*parts)
+
+
+def render(report: ParallelTestReport, *, width: int = 120) -> str:
+    buffer = io.StringIO()
+    Console(width=width, file=buffer, color_system=None).print(renderable(report))
+    return buffer.getvalue()
+
+
+def print_report(report: ParallelTestReport, console: Console) -> None:
+    console.print(renderable(report))

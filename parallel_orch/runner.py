@@ -1,0 +1,116 @@
+"""Run one attempt's command: own process group, output to a log file, TERM-grace-KILL.
+
+The child writes straight into the attempt's log file (no pipe through this
+process), so a command printing hundreds of megabytes costs no memory here;
+the store keeps only the log's tail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import anyio
+
+from parallel_orch import procs
+from parallel_orch.models import ExecutionStatus
+
+SHELL = shutil.which("bash") or "/bin/sh"
+
+
+def command_argv(command: str | Sequence[str]) -> list[str]:
+    """A string runs through bash (``-c``); a list runs as is, without a shell."""
+    if isinstance(command, str):
+        return [SHELL, "-c", command]
+    return list(command)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOutcome:
+    status: ExecutionStatus  # passed, failed, timed_out or error (spawn failed)
+    exit_code: int | None
+    duration_seconds: float
+    error: str | None = None
+
+
+SpawnHook = Callable[[int, int], Awaitable[None]]
+
+
+async def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout_seconds: float,
+    grace_seconds: float,
+    log: IO[bytes],
+    on_spawn: SpawnHook | None = None,
+) -> ProcessOutcome:
+    """Run ``argv`` in a new process group with output appended to ``log``.
+
+    On timeout the group gets SIGTERM, then SIGKILL after ``grace_seconds``.
+    Whatever the group still holds when the command ends (background
+    children) is killed too, so nothing outlives its attempt. On
+    cancellation the group is terminated before the cancellation propagates.
+    """
+    started = time.monotonic()
+    log.flush()
+    try:
+        process = await anyio.open_process(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log.fileno(),
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        message = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+        log.write(f"parallel-orch: {message}\n".encode())
+        return ProcessOutcome(ExecutionStatus.ERROR, None, time.monotonic() - started, message)
+    pgid = process.pid  # start_new_session: the child leads its own group
+    timed_out = False
+    try:
+        if on_spawn is not None:
+            await on_spawn(process.pid, pgid)
+        with anyio.move_on_after(timeout_seconds) as scope:
+            await process.wait()
+        if scope.cancelled_caught:
+            timed_out = True
+            with anyio.CancelScope(shield=True):
+                await procs.terminate_group(pgid, grace_seconds)
+                await process.wait()
+    finally:
+        with anyio.CancelScope(shield=True):
+            if process.returncode is None:  # cancelled from outside
+                await procs.terminate_group(pgid, grace_seconds)
+                await process.wait()
+            procs.signal_group(pgid, signal.SIGKILL)  # leftovers: background children
+            await process.aclose()
+    duration = time.monotonic() - started
+    code = process.returncode
+    if timed_out:
+        log.write(f"\nparallel-orch: timed out after {timeout_seconds:g}s; process group killed\n".encode())
+        return ProcessOutcome(ExecutionStatus.TIMED_OUT, code, duration, f"timed out after {timeout_seconds:g}s")
+    status = ExecutionStatus.PASSED if code == 0 else ExecutionStatus.FAILED
+    return ProcessOutcome(status, code, duration)
+
+
+def read_tail(path: Path, max_bytes: int) -> str:
+    """The last ``max_bytes`` of a log file, decoded leniently."""
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except OSError:
+        return ""
+    return data.decode("utf-8", errors="replace")

@@ -1,0 +1,505 @@
+"""The SQLite record: sessions, executions, attempts. SQL lives only here.
+
+WAL mode so readers never block the writer, foreign keys on, short
+transactions. A request is committed ``pending`` before its submit returns.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, ForeignKey, Integer, String, event, func, text
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import Field, SQLModel, col, delete, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from parallel_orch.exceptions import SessionNotFoundError, StoreError
+from parallel_orch.models import ExecutionStatus, SessionStatus, TestRequest
+
+DB_FILENAME = "orch.sqlite3"
+BUSY_TIMEOUT_MS = 10_000
+HISTORY_WINDOW = 5  # recent final executions averaged per test id
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ParallelTestSession(SQLModel, table=True):
+    __tablename__ = "sessions"
+
+    id: str = Field(primary_key=True)
+    status: str = Field(default=SessionStatus.RUNNING.value, index=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    num_workers: int = 1
+    repo: str = ""
+    plan_paths: str = "[]"  # JSON list
+    plan_key: str = Field(default="", index=True)  # groups sessions of the same plan set
+    owner: str = ""  # host:pid:starttime of the process running it
+    report_json: str | None = None
+
+
+class ParallelTestExecution(SQLModel, table=True):
+    __tablename__ = "executions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(
+        sa_column=Column(String, ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    )
+    seq: int = 0  # submission order within the session
+    test_id: str = Field(index=True)
+    request_json: str = "{}"
+    ref: str = "HEAD"
+    sha: str | None = None
+    category: str = "default"
+    status: str = Field(default=ExecutionStatus.PENDING.value, index=True)
+    flaky: bool = False
+    attempts: int = 0
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_seconds: float | None = None  # of the final attempt
+
+
+class ParallelTestAttempt(SQLModel, table=True):
+    __tablename__ = "attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    execution_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("executions.id", ondelete="CASCADE"), index=True)
+    )
+    session_id: str = Field(index=True)
+    number: int = 1
+    worker: int = 0
+    worktree: str = ""
+    pid: int | None = None
+    pgid: int | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    duration_seconds: float | None = None
+    exit_code: int | None = None
+    status: str = ExecutionStatus.RUNNING.value
+    log_path: str = ""
+    output_tail: str = ""
+    error: str | None = None
+    cases_passed: int | None = None
+    cases_failed: int | None = None
+    cases_errors: int | None = None
+    cases_skipped: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewExecution:
+    """A request about to be committed as pending."""
+
+    request: TestRequest
+    sha: str | None
+    error: str | None = None  # set when the ref did not resolve: recorded as error at once
+
+
+@dataclass(frozen=True, slots=True)
+class JUnitCounts:
+    passed: int
+    failed: int
+    errors: int
+    skipped: int
+
+
+def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+class Store:
+    """Async access to the record. Use :func:`open_store`."""
+
+    def __init__(self, engine: AsyncEngine, path: Path) -> None:
+        self._engine = engine
+        self.path = path
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncSession]:
+        try:
+            async with AsyncSession(self._engine, expire_on_commit=False) as db, db.begin():
+                yield db
+        except OperationalError as exc:
+            raise StoreError(f"store {self.path}: {exc.orig}") from exc
+
+    # -- sessions ---------------------------------------------------------
+
+    async def create_session(
+        self,
+        session_id: str,
+        *,
+        num_workers: int,
+        repo: str,
+        plan_paths: Sequence[str],
+        plan_key: str,
+        owner: str,
+        executions: Sequence[NewExecution],
+    ) -> list[int]:
+        """Commit the session and its requests (pending) in one transaction; execution ids back."""
+        now = utcnow()
+        async with self._tx() as db:
+            db.add(
+                ParallelTestSession(
+                    id=session_id,
+                    started_at=now,
+                    num_workers=num_workers,
+                    repo=repo,
+                    plan_paths=json.dumps(list(plan_paths)),
+                    plan_key=plan_key,
+                    owner=owner,
+                )
+            )
+            await db.flush()
+            return await self._insert_executions(db, session_id, executions, start_seq=0)
+
+    async def add_executions(self, session_id: str, executions: Sequence[NewExecution]) -> list[int]:
+        """Commit more pending requests to an open session."""
+        async with self._tx() as db:
+            seq = await db.scalar(
+                select(func.count()).where(col(ParallelTestExecution.session_id) == session_id)
+            )
+            return await self._insert_executions(db, session_id, executions, start_seq=seq or 0)
+
+    async def _insert_executions(
+        self, db: AsyncSession, session_id: str, executions: Sequence[NewExecution], start_seq: int
+    ) -> list[int]:
+        rows = []
+        now = utcnow()
+        for offset, new in enumerate(executions):
+            failed = new.error is not None
+            rows.append(
+                ParallelTestExecution(
+                    session_id=session_id,
+                    seq=start_seq + offset,
+                    test_id=new.request.id,
+                    request_json=new.request.model_dump_json(),
+                    ref=new.request.ref,
+                    sha=new.sha,
+                    category=new.request.category,
+                    status=(ExecutionStatus.ERROR if failed else ExecutionStatus.PENDING).value,
+                    error=new.error,
+                    completed_at=now if failed else None,
+                )
+            )
+        db.add_all(rows)
+        await db.flush()
+        return [row.id for row in rows if row.id is not None]
+
+    async def finish_session(
+        self, session_id: str, status: SessionStatus, report_json: str | None = None
+    ) -> None:
+        async with self._tx() as db:
+            await db.exec(
+                update(ParallelTestSession)
+                .where(col(ParallelTestSession.id) == session_id)
+                .values(status=status.value, completed_at=utcnow(), report_json=report_json)
+            )
+
+    async def set_report(self, session_id: str, report_json: str) -> None:
+        async with self._tx() as db:
+            await db.exec(
+                update(ParallelTestSession)
+                .where(col(ParallelTestSession.id) == session_id)
+                .values(report_json=report_json)
+            )
+
+    async def reopen_session(self, session_id: str, owner: str) -> None:
+        """Take over an interrupted session to resume it."""
+        async with self._tx() as db:
+            await db.exec(
+                update(ParallelTestSession)
+                .where(col(ParallelTestSession.id) == session_id)
+                .values(status=SessionStatus.RUNNING.value, completed_at=None, owner=owner)
+            )
+
+    async def get_session(self, session_id: str) -> ParallelTestSession:
+        async with self._tx() as db:
+            row = await db.get(ParallelTestSession, session_id)
+            if row is None:
+                row = (
+                    await db.exec(
+                        select(ParallelTestSession).where(
+                            col(ParallelTestSession.id).startswith(session_id)
+                        )
+                    )
+                ).first()
+        if row is None:
+            raise SessionNotFoundError(f"no session {session_id!r}; `parallel-orch sessions` lists them")
+        return row
+
+    async def recent_sessions(self, limit: int = 20) -> list[ParallelTestSession]:
+        async with self._tx() as db:
+            rows = await db.exec(
+                select(ParallelTestSession)
+                .order_by(col(ParallelTestSession.created_at).desc())
+                .limit(limit)
+            )
+            return list(rows)
+
+    async def sessions_with_status(self, status: SessionStatus) -> list[ParallelTestSession]:
+        async with self._tx() as db:
+            rows = await db.exec(
+                select(ParallelTestSession).where(col(ParallelTestSession.status) == status.value)
+            )
+            return list(rows)
+
+    async def previous_session(self, session_id: str, plan_key: str) -> ParallelTestSession | None:
+        """The latest finished session of the same plan set before this one."""
+        current = await self.get_session(session_id)
+        async with self._tx() as db:
+            rows = await db.exec(
+                select(ParallelTestSession)
+                .where(
+                    col(ParallelTestSession.plan_key) == plan_key,
+                    col(ParallelTestSession.id) != session_id,
+                    col(ParallelTestSession.created_at) < current.created_at,
+                    col(ParallelTestSession.status) != SessionStatus.RUNNING.value,
+                )
+                .order_by(col(ParallelTestSession.created_at).desc())
+                .limit(1)
+            )
+            return rows.first()
+
+    async def delete_session(self, session_id: str) -> None:
+        async with self._tx() as db:
+            await db.exec(delete(ParallelTestSession).where(col(ParallelTestSession.id) == session_id))
+
+    # -- executions and attempts -------------------------------------------
+
+    async def executions(
+        self, session_id: str, statuses: Iterable[ExecutionStatus] | None = None
+    ) -> list[ParallelTestExecution]:
+        query = select(ParallelTestExecution).where(
+            col(ParallelTestExecution.session_id) == session_id
+        )
+        if statuses is not None:
+            query = query.where(col(ParallelTestExecution.status).in_([s.value for s in statuses]))
+        async with self._tx() as db:
+            return list(await db.exec(query.order_by(col(ParallelTestExecution.seq))))
+
+    async def attempts(self, session_id: str) -> list[ParallelTestAttempt]:
+        async with self._tx() as db:
+            rows = await db.exec(
+                select(ParallelTestAttempt)
+                .where(col(ParallelTestAttempt.session_id) == session_id)
+                .order_by(col(ParallelTestAttempt.id))
+            )
+            return list(rows)
+
+    async def count_by_status(self, session_id: str) -> dict[str, int]:
+        async with self._tx() as db:
+            rows = await db.exec(
+                select(ParallelTestExecution.status, func.count())
+                .where(col(ParallelTestExecution.session_id) == session_id)
+                .group_by(col(ParallelTestExecution.status))
+            )
+            return {status: count for status, count in rows}
+
+    async def start_attempt(
+        self,
+        execution_id: int,
+        session_id: str,
+        *,
+        number: int,
+        worker: int,
+        worktree: str,
+        log_path: str,
+    ) -> int:
+        now = utcnow()
+        async with self._tx() as db:
+            attempt = ParallelTestAttempt(
+                execution_id=execution_id,
+                session_id=session_id,
+                number=number,
+                worker=worker,
+                worktree=worktree,
+                log_path=log_path,
+                started_at=now,
+            )
+            db.add(attempt)
+            await db.exec(
+                update(ParallelTestExecution)
+                .where(col(ParallelTestExecution.id) == execution_id)
+                .values(
+                    status=ExecutionStatus.RUNNING.value,
+                    attempts=number,
+                    started_at=func.coalesce(ParallelTestExecution.started_at, now),
+                )
+            )
+            await db.flush()
+            assert attempt.id is not None
+            return attempt.id
+
+    async def set_attempt_process(self, attempt_id: int, pid: int, pgid: int) -> None:
+        async with self._tx() as db:
+            await db.exec(
+                update(ParallelTestAttempt)
+                .where(col(ParallelTestAttempt.id) == attempt_id)
+                .values(pid=pid, pgid=pgid)
+            )
+
+    async def finish_attempt(
+        self,
+        attempt_id: int,
+        *,
+        status: ExecutionStatus,
+        exit_code: int | None,
+        duration_seconds: float,
+        output_tail: str,
+        error: str | None = None,
+        junit: JUnitCounts | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "status": status.value,
+            "exit_code": exit_code,
+            "completed_at": utcnow(),
+            "duration_seconds": duration_seconds,
+            "output_tail": output_tail,
+            "error": error,
+        }
+        if junit is not None:
+            values.update(
+                cases_passed=junit.passed,
+                cases_failed=junit.failed,
+                cases_errors=junit.errors,
+                cases_skipped=junit.skipped,
+            )
+        async with self._tx() as db:
+            await db.exec(
+                update(ParallelTestAttempt)
+                .where(col(ParallelTestAttempt.id) == attempt_id)
+                .values(**values)
+            )
+
+    async def finish_execution(
+        self,
+        execution_id: int,
+        status: ExecutionStatus,
+        *,
+        flaky: bool = False,
+        error: str | None = None,
+        duration_seconds: float | None = None,
+    ) -> None:
+        async with self._tx() as db:
+            await db.exec(
+                update(ParallelTestExecution)
+                .where(col(ParallelTestExecution.id) == execution_id)
+                .values(
+                    status=status.value,
+                    flaky=flaky,
+                    error=error,
+                    completed_at=utcnow(),
+                    duration_seconds=duration_seconds,
+                )
+            )
+
+    async def set_execution_pending(self, execution_id: int) -> None:
+        """Back to pending while a retry waits in the queue."""
+        async with self._tx() as db:
+            await db.exec(
+                update(ParallelTestExecution)
+                .where(col(ParallelTestExecution.id) == execution_id)
+                .values(status=ExecutionStatus.PENDING.value)
+            )
+
+    async def close_unfinished(
+        self, session_id: str, status: ExecutionStatus, *, error: str | None = None
+    ) -> int:
+        """Mark every unfinished execution and running attempt of a session; how many executions."""
+        unfinished = [ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]
+        now = utcnow()
+        async with self._tx() as db:
+            await db.exec(
+                update(ParallelTestAttempt)
+                .where(
+                    col(ParallelTestAttempt.session_id) == session_id,
+                    col(ParallelTestAttempt.status) == ExecutionStatus.RUNNING.value,
+                )
+                .values(status=status.value, completed_at=now, error=error)
+            )
+            result = await db.exec(
+                update(ParallelTestExecution)
+                .where(
+                    col(ParallelTestExecution.session_id) == session_id,
+                    col(ParallelTestExecution.status).in_(unfinished),
+                )
+                .values(status=status.value, completed_at=now, error=error)
+            )
+            return int(result.rowcount or 0)
+
+    async def running_attempts(self, session_id: str) -> list[ParallelTestAttempt]:
+        async with self._tx() as db:
+            rows = await db.exec(
+                select(ParallelTestAttempt).where(
+                    col(ParallelTestAttempt.session_id) == session_id,
+                    col(ParallelTestAttempt.status) == ExecutionStatus.RUNNING.value,
+                )
+            )
+            return list(rows)
+
+    async def history(self, test_ids: Iterable[str]) -> dict[str, float]:
+        """Expected duration per test id: mean of its last few final attempts' durations."""
+        ids = list(set(test_ids))
+        if not ids:
+            return {}
+        found: dict[str, list[float]] = {}
+        async with self._tx() as db:
+            for start in range(0, len(ids), 500):  # stay under SQLite's variable limit
+                rows = await db.exec(
+                    select(ParallelTestExecution.test_id, ParallelTestExecution.duration_seconds)
+                    .where(
+                        col(ParallelTestExecution.test_id).in_(ids[start : start + 500]),
+                        col(ParallelTestExecution.duration_seconds).is_not(None),
+                    )
+                    .order_by(col(ParallelTestExecution.completed_at).desc())
+                )
+                for test_id, duration in rows:
+                    bucket = found.setdefault(test_id, [])
+                    if len(bucket) < HISTORY_WINDOW and duration is not None:
+                        bucket.append(duration)
+        return {k: statistics.fmean(v) for k, v in found.items() if v}
+
+
+@asynccontextmanager
+async def open_store(state_dir: Path) -> AsyncIterator[Store]:
+    """Open (creating if needed) the store under ``state_dir``.
+
+    :raises StoreError: if the directory or database cannot be written.
+    """
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create state dir {state_dir}: {exc.strerror}") from exc
+    path = state_dir / DB_FILENAME
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    event.listen(engine.sync_engine, "connect", _on_connect)
+    try:
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(SQLModel.metadata.create_all)
+                await conn.execute(text("SELECT 1"))
+        except OperationalError as exc:
+            raise StoreError(f"cannot open store {path}: {exc.orig}; check permissions") from exc
+        yield Store(engine, path)
+    finally:
+        await engine.dispose()
