@@ -91,8 +91,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
             await self.start()
             yield self
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self.shutdown(drain=False, grace_seconds=self.config.kill_grace_seconds)
+            await self.shutdown(drain=False, grace_seconds=0.0)
             raise
         await self.shutdown(drain=True)
 
@@ -148,14 +147,15 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         self._accepting = False
         try:
             if not drain:
-                await self.cancel_all(ExecutionStatus.CANCELLED, grace_seconds=grace_seconds or 0.0)
+                with anyio.CancelScope(shield=True):
+                    await self.cancel_all(ExecutionStatus.CANCELLED, grace_seconds=grace_seconds or 0.0)
             elif grace_seconds is not None:
                 with anyio.move_on_after(grace_seconds):
                     await self.wait_for_completion()
-                await self.cancel_all(ExecutionStatus.CANCELLED, grace_seconds=0.0)
+                with anyio.CancelScope(shield=True):
+                    await self.cancel_all(ExecutionStatus.CANCELLED)
             else:
                 await self.wait_for_completion()
-            self.queue.close()
         finally:
             # Not under a shield: the task group in the stack must exit as the current
             # cancel scope. The stack's own callbacks shield their final writes.

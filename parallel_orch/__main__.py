@@ -1,0 +1,3 @@
+from parallel_orch.cli import main
+
+main()
