@@ -49,8 +49,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+PIPE_WIDTH = 160  # columns for tables when stdout is a file or pipe (logs, CI)
 console = Console()
-err_console = Console(stderr=True)
+if not console.is_terminal:
+    console = Console(width=PIPE_WIDTH)
+err_console = Console(stderr=True, soft_wrap=True)
 
 RepoOpt = Annotated[
     Path | None, typer.Option("--repo", help="Git repository (default: the one around the current directory).")
