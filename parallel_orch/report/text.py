@@ -52,9 +52,12 @@ def renderable(report: ParallelTestReport) -> Group:
         f", {report.tests_errored} errors, {report.tests_cancelled} cancelled"
         f", {report.tests_flaky} flaky"
     )
-    if report.cases.passed + report.cases.failed + report.cases.errors + report.cases.skipped:
-        c = report.cases
-        summary.append(f"\ncases: {c.passed} passed, {c.failed} failed, {c.errors} errors, {c.skipped} skipped")
+    cases = report.cases
+    if cases.passed + cases.failed + cases.errors + cases.skipped:
+        summary.append(
+            f"\ncases: {cases.passed} passed, {cases.failed} failed, "
+            f"{cases.errors} errors, {cases.skipped} skipped"
+        )
     summary.append(
         f"\n{report.duration_seconds:.2f}s wall on {report.num_workers} workers"
         f", speedup {report.speedup:.2f}x, utilisation {report.worker_utilisation:.0%}"
