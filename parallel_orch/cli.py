@@ -56,10 +56,14 @@ if not console.is_terminal:
 err_console = Console(stderr=True, soft_wrap=True)
 
 RepoOpt = Annotated[
-    Path | None, typer.Option("--repo", help="Git repository (default: the one around the current directory).")
+    Path | None,
+    typer.Option("--repo", help="Git repository (default: the one around the current directory)."),
 ]
 StateDirOpt = Annotated[
-    Path | None, typer.Option("--state-dir", help="Where the store and logs live (default <repo>/.parallel-orch).")
+    Path | None,
+    typer.Option(
+        "--state-dir", help="Where the store and logs live (default <repo>/.parallel-orch)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -113,20 +117,38 @@ def setup_logging(verbose: bool) -> None:
 @handle_errors
 def run(
     paths: Annotated[list[Path] | None, typer.Argument(help="Plan files or directories.")] = None,
-    workers: Annotated[int | None, typer.Option("-j", "--workers", min=1, help="Parallel workers.")] = None,
-    ref: Annotated[str | None, typer.Option("--ref", help="Ref for tests whose plan names none.")] = None,
+    workers: Annotated[
+        int | None, typer.Option("-j", "--workers", min=1, help="Parallel workers.")
+    ] = None,
+    ref: Annotated[
+        str | None, typer.Option("--ref", help="Ref for tests whose plan names none.")
+    ] = None,
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
-    report_json: Annotated[Path | None, typer.Option("--report-json", help="Write the report as JSON here.")] = None,
-    max_failures: Annotated[int | None, typer.Option("--max-failures", min=1, help="Stop after N failed tests.")] = None,
-    keep_worktrees: Annotated[bool, typer.Option("--keep-worktrees", help="Keep failed attempts' worktrees, locked, for inspection.")] = False,
+    report_json: Annotated[
+        Path | None, typer.Option("--report-json", help="Write the report as JSON here.")
+    ] = None,
+    max_failures: Annotated[
+        int | None, typer.Option("--max-failures", min=1, help="Stop after N failed tests.")
+    ] = None,
+    keep_worktrees: Annotated[
+        bool,
+        typer.Option(
+            "--keep-worktrees", help="Keep failed attempts' worktrees, locked, for inspection."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the final summary.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what the engine does.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what the engine does.")
+    ] = False,
 ) -> None:
     """Run plans (default: ./plans) in parallel worktrees and print the report."""
     setup_logging(verbose)
     config = make_config(
-        repo=repo, num_workers=workers, state_dir=state_dir, max_failures=max_failures,
+        repo=repo,
+        num_workers=workers,
+        state_dir=state_dir,
+        max_failures=max_failures,
         preserve_failed_worktrees=True if keep_worktrees else None,
     )
     plan_paths = list(paths or [Path("plans")])
@@ -147,7 +169,9 @@ async def _run(
 ) -> ParallelTestReport:
     async with ParallelTestOrchestrator(config) as orch, anyio.create_task_group() as tg:
         stream = orch.events()
-        tg.start_soon(functools.partial(progress.show, quiet=quiet), stream, console, config.num_workers)
+        tg.start_soon(
+            functools.partial(progress.show, quiet=quiet), stream, console, config.num_workers
+        )
         tg.start_soon(_stop_on_signals, orch, tg.cancel_scope)
         session_id = await orch.create_session(requests, plan_paths=plan_paths)
         report = await orch.wait_for_session(session_id)
@@ -183,11 +207,21 @@ def _store_dir(repo: Path | None, state_dir: Path | None) -> Path:
 @app.command()
 @handle_errors
 def sessions(
-    repo: RepoOpt = None, state_dir: StateDirOpt = None, as_json: JsonOpt = False,
+    repo: RepoOpt = None,
+    state_dir: StateDirOpt = None,
+    as_json: JsonOpt = False,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
+    socket: Annotated[
+        Path | None, typer.Option("--socket", help="Ask this daemon instead of reading the store.")
+    ] = None,
 ) -> None:
-    """List recent sessions."""
-    rows = anyio.run(_sessions, _store_dir(repo, state_dir), limit)
+    """List recent sessions (from the store, or from a daemon with --socket)."""
+    if socket is not None:
+        from parallel_orch.daemon.commands import daemon_sessions
+
+        rows = daemon_sessions(socket, limit)
+    else:
+        rows = anyio.run(_sessions, _store_dir(repo, state_dir), limit)
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -196,8 +230,12 @@ def sessions(
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["session_id"], row["status"], _short_time(row["created_at"]), str(row["total"]),
-            str(row["passed"]), str(row["failed"]),
+            row["session_id"],
+            row["status"],
+            _short_time(row["created_at"]),
+            str(row["total"]),
+            str(row["passed"]),
+            str(row["failed"]),
             f"{row['duration_seconds']:.1f}s" if row["duration_seconds"] is not None else "-",
         )
     console.print(table)
@@ -213,13 +251,19 @@ async def _sessions(state_dir: Path, limit: int) -> list[dict[str, Any]]:
         for row in await store.recent_sessions(limit):
             counts = await store.count_by_status(row.id)
             wall = (row.completed_at - row.created_at).total_seconds() if row.completed_at else None
-            out.append({
-                "session_id": row.id, "status": row.status, "created_at": row.created_at,
-                "completed_at": row.completed_at, "duration_seconds": wall,
-                "total": sum(counts.values()), "passed": counts.get("passed", 0),
-                "failed": sum(counts.get(s, 0) for s in ("failed", "timed_out", "error")),
-                "counts": counts,
-            })
+            out.append(
+                {
+                    "session_id": row.id,
+                    "status": row.status,
+                    "created_at": row.created_at,
+                    "completed_at": row.completed_at,
+                    "duration_seconds": wall,
+                    "total": sum(counts.values()),
+                    "passed": counts.get("passed", 0),
+                    "failed": sum(counts.get(s, 0) for s in ("failed", "timed_out", "error")),
+                    "counts": counts,
+                }
+            )
         return out
 
 
@@ -227,7 +271,9 @@ async def _sessions(state_dir: Path, limit: int) -> list[dict[str, Any]]:
 @handle_errors
 def show(
     session: Annotated[str, typer.Argument(help="Session id (a unique prefix will do).")],
-    repo: RepoOpt = None, state_dir: StateDirOpt = None, as_json: JsonOpt = False,
+    repo: RepoOpt = None,
+    state_dir: StateDirOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print a stored session's report."""
     report = anyio.run(_load_report, _store_dir(repo, state_dir), session)
@@ -249,3 +295,6 @@ async def _load_report(state_dir: Path, session_id: str) -> ParallelTestReport:
 
 def main() -> None:
     app()
+
+
+from parallel_orch.daemon import commands as _daemon_commands  # noqa: E402,F401

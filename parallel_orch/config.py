@@ -81,6 +81,7 @@ class ParallelTestConfig(BaseSettings):
     preserve_failed_worktrees: bool = False
     max_failures: int | None = Field(default=None, ge=1)
     log_tail_bytes: int = Field(default=16_384, ge=0)
+    socket_path: Path | None = None  # the daemon's socket; default from the state dir
 
     @field_validator("repo", mode="before")
     @classmethod
@@ -97,6 +98,7 @@ class ParallelTestConfig(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         repo = init_settings().get("repo") or env_settings().get("repo")
+        top: Path | None
         try:
             top = git_toplevel(Path(repo) if repo else Path.cwd())
         except RepoError:

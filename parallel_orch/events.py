@@ -56,19 +56,20 @@ class EventBus:
             try:
                 stream.send_nowait(event)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.discard(stream)
+                self._subscribers.discard(stream)  # its reader is gone
+                stream.close()
+
+    def open(self) -> MemoryObjectReceiveStream[Event]:
+        """A stream of every event published from this call on; close it when done."""
+        send, receive = anyio.create_memory_object_stream[Event](math.inf)
+        self._subscribers.add(send)
+        return receive
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
-        """A stream of every event published from now until the block exits or the bus closes."""
-        send, receive = anyio.create_memory_object_stream[Event](math.inf)
-        self._subscribers.add(send)
-        try:
-            async with receive:
-                yield receive
-        finally:
-            self._subscribers.discard(send)
-            send.close()
+        """:meth:`open` as a context manager."""
+        async with self.open() as receive:
+            yield receive
 
     def close(self) -> None:
         """End every subscriber's stream."""

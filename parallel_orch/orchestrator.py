@@ -12,9 +12,11 @@ unfinished sessions as ``cancelled``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import signal
 import statistics
 import time
 import uuid
@@ -25,6 +27,7 @@ from typing import Any
 
 import anyio
 from anyio import AsyncContextManagerMixin
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from parallel_orch import procs
 from parallel_orch.config import STATE_DIR_NAME, ParallelTestConfig
@@ -63,7 +66,9 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         resume: bool = False,
     ) -> None:
         self.config = config or ParallelTestConfig()
-        self.retry_policy = retry_policy or RetryPolicy(max_retries=self.config.max_retries_per_test)
+        self.retry_policy = retry_policy or RetryPolicy(
+            max_retries=self.config.max_retries_per_test
+        )
         self.resume = resume
         self.repo = self.config.repo
         self.state_dir = self.config.resolved_state_dir
@@ -73,6 +78,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         self.workers: list[ExecutionWorker] = []
         self._sessions: dict[str, SessionState] = {}
         self._default: SessionState | None = None  # of submit_test / submit_batch
+        self._default_lock = anyio.Lock()
         self._stack: AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._store: Store | None = None
@@ -105,7 +111,9 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
             self.repo = await anyio.to_thread.run_sync(WorktreePool.check_repo, self.repo)
             self.state_dir = self.config.state_dir or self.repo / STATE_DIR_NAME
             self.state_dir = self.state_dir.resolve()
-            base_dir = self.config.worktree_base_dir or self.repo.parent / f"{self.repo.name}.worktrees"
+            base_dir = (
+                self.config.worktree_base_dir or self.repo.parent / f"{self.repo.name}.worktrees"
+            )
             validate_worktree_dir(self.repo, base_dir.resolve())
             await anyio.to_thread.run_sync(self._exclude_state_dir)
             self._store = await stack.enter_async_context(open_store(self.state_dir))
@@ -148,7 +156,9 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         try:
             if not drain:
                 with anyio.CancelScope(shield=True):
-                    await self.cancel_all(ExecutionStatus.CANCELLED, grace_seconds=grace_seconds or 0.0)
+                    await self.cancel_all(
+                        ExecutionStatus.CANCELLED, grace_seconds=grace_seconds or 0.0
+                    )
             elif grace_seconds is not None:
                 with anyio.move_on_after(grace_seconds):
                     await self.wait_for_completion()
@@ -208,14 +218,23 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         for session in await self.store.sessions_with_status(SessionStatus.RUNNING):
             if procs.owner_alive(session.owner):
                 continue
+            killed: set[int] = set()
             for attempt in await self.store.running_attempts(session.id):
                 if attempt.pgid is not None and procs.kill_stale_group(attempt.pgid, session.id):
-                    log.warning("killed process group %s left by session %s", attempt.pgid, session.id)
+                    killed.add(attempt.pgid)
+            # Groups spawned before their pgid was committed: found by their environment.
+            for pgid in await anyio.to_thread.run_sync(procs.session_groups, session.id):
+                if pgid not in killed and procs.signal_group(pgid, signal.SIGKILL):
+                    killed.add(pgid)
+            for pgid in sorted(killed):
+                log.warning("killed process group %s left by session %s", pgid, session.id)
             if not self.resume:
                 await self.store.close_unfinished(
                     session.id, ExecutionStatus.INTERRUPTED, error="the process running it died"
                 )
-                await self._finish_session_record(session.id, session.plan_key, SessionStatus.INTERRUPTED)
+                await self._finish_session_record(
+                    session.id, session.plan_key, SessionStatus.INTERRUPTED
+                )
                 continue
             await self._resume(session.id, session.plan_key)
 
@@ -224,8 +243,12 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         for attempt in await store.running_attempts(session_id):
             assert attempt.id is not None
             await store.finish_attempt(
-                attempt.id, status=ExecutionStatus.INTERRUPTED, exit_code=None,
-                duration_seconds=0.0, output_tail="", error="the process running it died",
+                attempt.id,
+                status=ExecutionStatus.INTERRUPTED,
+                exit_code=None,
+                duration_seconds=0.0,
+                output_tail="",
+                error="the process running it died",
             )
         await store.reopen_session(session_id, self._owner)
         state = SessionState(id=session_id, plan_key=key)
@@ -272,13 +295,20 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         new = await self._resolve(requests)
         key = plan_key(plan_paths, [r.id for r in requests])
         ids = await self.store.create_session(
-            session_id, num_workers=self.config.num_workers, repo=str(self.repo),
-            plan_paths=plan_paths, plan_key=key, owner=self._owner, executions=new,
+            session_id,
+            num_workers=self.config.num_workers,
+            repo=str(self.repo),
+            plan_paths=plan_paths,
+            plan_key=key,
+            owner=self._owner,
+            executions=new,
         )
         state = SessionState(id=session_id, plan_key=key, priority=priority, open=keep_open)
         self._sessions[session_id] = state
         self._idle = anyio.Event()
-        self.publish(Event(type=EventType.SESSION_STARTED, session_id=session_id, total=len(requests)))
+        self.publish(
+            Event(type=EventType.SESSION_STARTED, session_id=session_id, total=len(requests))
+        )
         queued = self._track(state, ids, new)
         if state.outstanding == 0 and not state.open:
             await self._finish_session(state)
@@ -310,10 +340,16 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         queued = []
         for execution_id, item in zip(ids, new, strict=True):
             if item.sha is None:
-                self.publish(Event(
-                    type=EventType.TEST_FINISHED, session_id=state.id, test_id=item.request.id,
-                    execution_id=execution_id, status=ExecutionStatus.ERROR.value, error=item.error,
-                ))
+                self.publish(
+                    Event(
+                        type=EventType.TEST_FINISHED,
+                        session_id=state.id,
+                        test_id=item.request.id,
+                        execution_id=execution_id,
+                        status=ExecutionStatus.ERROR.value,
+                        error=item.error,
+                    )
+                )
                 continue
             state.requests[execution_id] = item.request
             state.shas[execution_id] = item.sha
@@ -321,36 +357,35 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         state.outstanding += len(queued)
         return queued
 
-    async def _items(self, state: SessionState, execution_ids: list[int]) -> list[QueueItem]:
-        """Queue items with expected durations from history (unknown tests: the median)."""
-        history = await self.store.history(state.requests[i].id for i in execution_ids)
+    def _items(
+        self, state: SessionState, execution_ids: list[int], history: dict[str, float]
+    ) -> list[QueueItem]:
+        """Queue items, expecting durations from ``history`` (unknown tests: its median)."""
         fallback = statistics.median(history.values()) if history else DEFAULT_EXPECTED_SECONDS
-        return [
-            QueueItem(
-                execution_id=execution_id, session_id=state.id, test_id=state.requests[execution_id].id,
-                priority=state.requests[execution_id].priority + state.priority,
-                expected_seconds=history.get(state.requests[execution_id].id, fallback),
-                seq=execution_id,
+        items = []
+        for execution_id in execution_ids:
+            request = state.requests[execution_id]
+            items.append(
+                QueueItem(
+                    execution_id=execution_id,
+                    session_id=state.id,
+                    test_id=request.id,
+                    priority=request.priority + state.priority,
+                    expected_seconds=history.get(request.id, fallback),
+                    seq=execution_id,
+                )
             )
-            for execution_id in execution_ids
-        ]
+        return items
 
     async def _enqueue(self, state: SessionState, execution_ids: list[int]) -> None:
-        for item in await self._items(state, execution_ids):
+        history = await self.store.history(state.requests[i].id for i in execution_ids)
+        for item in self._items(state, execution_ids, history):
             if state.stopping is not None:
                 return
-            await self.queue.put(item)
-
-    def _enqueue_nowait(self, state: SessionState, execution_ids: list[int]) -> None:
-        history_free = [
-            QueueItem(
-                execution_id=i, session_id=state.id, test_id=state.requests[i].id,
-                priority=state.requests[i].priority + state.priority, seq=i,
-            )
-            for i in execution_ids
-        ]
-        for item in history_free:
-            self.queue.put_nowait(item)
+            try:
+                await self.queue.put(item)
+            except OrchestratorClosedError:
+                return  # closed while waiting for room: cancel_all() records the rest
 
     async def submit_test(self, request: TestRequest) -> str:
         """Add one request to the default session; waits while the queue is full.
@@ -369,22 +404,38 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         return await self.submit_batch([request], wait=False)
 
     async def submit_batch(self, requests: Sequence[TestRequest], *, wait: bool = True) -> str:
-        """Add requests to the default session (see :meth:`submit_test`); returns its id."""
+        """Add requests to the default session (see :meth:`submit_test`); returns its id.
+
+        :param wait: wait for room in the queue; otherwise raise
+            :class:`QueueFullError` before anything is recorded.
+        """
+        reserved = 0
         if not wait:
-            self.queue.check_room(len(requests))
-        state = self._default
-        if state is None or state.done.is_set():
-            session_id = await self.create_session([], keep_open=True)
-            state = self._default = self._sessions[session_id]
-        ids = await self._commit(state, requests)
-        if wait:
-            await self._enqueue(state, ids)
-        else:
-            self._enqueue_nowait(state, ids)
+            self.queue.reserve(len(requests))  # held through the commit: no one takes it
+            reserved = len(requests)
+        try:
+            async with self._default_lock:  # one default session; sealing waits for commits
+                state = self._default
+                if state is None or state.done.is_set():
+                    session_id = await self.create_session([], keep_open=True)
+                    state = self._default = self._sessions[session_id]
+                ids = await self._commit(state, requests)
+            if wait:
+                await self._enqueue(state, ids)
+            else:
+                for item in self._items(state, ids, {}):
+                    self.queue.put_reserved(item)
+                    reserved -= 1
+        finally:
+            if reserved:
+                self.queue.unreserve(reserved)
         return state.id
 
     async def run_tests(
-        self, requests_or_paths: Sequence[TestRequest | str | Path] | str | Path, *, priority: int = 0
+        self,
+        requests_or_paths: Sequence[TestRequest | str | Path] | str | Path,
+        *,
+        priority: int = 0,
     ) -> ParallelTestReport:
         """Run requests, or the plans in files and directories, as one session; its report."""
         if isinstance(requests_or_paths, str | Path):
@@ -412,7 +463,8 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
 
         Ends the default session of :meth:`submit_test` / :meth:`submit_batch`.
         """
-        state, self._default = self._default, None
+        async with self._default_lock:  # not while a submit is committing to it
+            state, self._default = self._default, None
         if state is not None:
             state.open = False
             if state.outstanding <= 0 and not state.done.is_set():
@@ -436,24 +488,38 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         self.bus.publish(event)
 
     async def attempt_done(
-        self, item: QueueItem, state: SessionState, status: ExecutionStatus, duration: float,
-        error: str | None, worktree: str | None,
+        self,
+        item: QueueItem,
+        state: SessionState,
+        status: ExecutionStatus,
+        duration: float,
+        error: str | None,
+        worktree: str | None,
     ) -> None:
         """Retry the request, or record its execution as final."""
         request = state.requests[item.execution_id]
         delay = None
         if state.stopping is None:
             delay = self.retry_policy.decide(
-                status, attempt=item.attempt, allowed_retries=request.retries,
+                status,
+                attempt=item.attempt,
+                allowed_retries=request.retries,
                 elapsed_seconds=time.monotonic() - (item.first_started or time.monotonic()),
             )
         if delay is not None:
             await self.store.set_execution_pending(item.execution_id)
-            self.publish(Event(
-                type=EventType.TEST_RETRYING, session_id=state.id, test_id=request.id,
-                execution_id=item.execution_id, attempt=item.attempt + 1, status=status.value,
-                delay_seconds=delay, error=error,
-            ))
+            self.publish(
+                Event(
+                    type=EventType.TEST_RETRYING,
+                    session_id=state.id,
+                    test_id=request.id,
+                    execution_id=item.execution_id,
+                    attempt=item.attempt + 1,
+                    status=status.value,
+                    delay_seconds=delay,
+                    error=error,
+                )
+            )
             item.attempt += 1
             item.avoid_worktree = worktree
             self.queue.retry_later(item, delay)
@@ -462,21 +528,42 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         await self.store.finish_execution(
             item.execution_id, status, flaky=flaky, error=error, duration_seconds=duration
         )
-        self.publish(Event(
-            type=EventType.TEST_FINISHED, session_id=state.id, test_id=request.id,
-            execution_id=item.execution_id, attempt=item.attempt, status=status.value,
-            duration_seconds=duration, error=error, flaky=flaky,
-        ))
+        self.publish(
+            Event(
+                type=EventType.TEST_FINISHED,
+                session_id=state.id,
+                test_id=request.id,
+                execution_id=item.execution_id,
+                attempt=item.attempt,
+                status=status.value,
+                duration_seconds=duration,
+                error=error,
+                flaky=flaky,
+            )
+        )
         await self._execution_final(state, status)
 
-    async def _execution_final(self, state: SessionState, status: ExecutionStatus, count: int = 1) -> None:
+    async def _execution_final(
+        self, state: SessionState, status: ExecutionStatus, count: int = 1
+    ) -> None:
         state.outstanding -= count
         if status.is_failure:
             state.failures += count
             limit = self.config.max_failures
             if limit is not None and state.failures >= limit and state.stopping is None:
-                log.warning("session %s: %d failures, stopping (max_failures)", state.id, state.failures)
-                await self.cancel_session(state.id, grace_seconds=self.config.kill_grace_seconds)
+                log.warning(
+                    "session %s: %d failures, stopping (max_failures)", state.id, state.failures
+                )
+                # Called by the worker whose attempt is still finishing, and cancel_session()
+                # waits for every running attempt of the session: stop from a task of its own.
+                state.stopping = ExecutionStatus.CANCELLED
+                self.queue.remove_session(state.id)
+                assert self._tg is not None
+                self._tg.start_soon(
+                    functools.partial(
+                        self.cancel_session, state.id, grace_seconds=self.config.kill_grace_seconds
+                    )
+                )
                 return
         if state.outstanding <= 0 and not state.open:
             await self._finish_session(state)
@@ -484,7 +571,10 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
     # -- stopping -----------------------------------------------------------
 
     async def cancel_session(
-        self, session_id: str, *, status: ExecutionStatus = ExecutionStatus.CANCELLED,
+        self,
+        session_id: str,
+        *,
+        status: ExecutionStatus = ExecutionStatus.CANCELLED,
         grace_seconds: float = 0.0,
     ) -> bool:
         """Stop a session: drop its queued requests, stop its running attempts.
@@ -500,14 +590,17 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
             if state.stopping is None:
                 state.stopping = status
             self.queue.remove_session(session_id)
-            await self._stop_running([r for r in self.running if r.session_id == session_id],
-                                     status, grace_seconds)
+            await self._stop_running(
+                [r for r in self.running if r.session_id == session_id], status, grace_seconds
+            )
             await self.store.close_unfinished(session_id, status)  # those that never started
             state.outstanding, state.open = 0, False
             await self._finish_session(state)
         return True
 
-    async def _stop_running(self, targets: list[Running], status: ExecutionStatus, grace: float) -> None:
+    async def _stop_running(
+        self, targets: list[Running], status: ExecutionStatus, grace: float
+    ) -> None:
         with anyio.move_on_after(grace):
             for target in targets:
                 await target.done.wait()
@@ -539,22 +632,37 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
                 await self._finish_session(state)
 
     async def _finish_session(self, state: SessionState) -> None:
-        if state.done.is_set():
+        if state.finishing:  # a concurrent caller (cancel vs. last attempt) records it
+            with anyio.CancelScope(shield=True):
+                await state.done.wait()
             return
+        state.finishing = True
         with anyio.CancelScope(shield=True):
             statuses = [ExecutionStatus(s) for s in await self._final_statuses(state.id)]
             final = session_status_for(statuses)
-            if state.stopping is not None and final not in (SessionStatus.CANCELLED, SessionStatus.INTERRUPTED):
-                final = SessionStatus.CANCELLED if state.stopping is ExecutionStatus.CANCELLED else SessionStatus.INTERRUPTED
+            if state.stopping is not None and final not in (
+                SessionStatus.CANCELLED,
+                SessionStatus.INTERRUPTED,
+            ):
+                final = (
+                    SessionStatus.CANCELLED
+                    if state.stopping is ExecutionStatus.CANCELLED
+                    else SessionStatus.INTERRUPTED
+                )
             report = await self._finish_session_record(state.id, state.plan_key, final)
             state.done.set()
             self._sessions.pop(state.id, None)
             if not any(not s.done.is_set() for s in self._sessions.values()):
                 self._idle.set()
-            self.publish(Event(
-                type=EventType.SESSION_FINISHED, session_id=state.id, status=final.value,
-                total=report.total_tests, duration_seconds=report.duration_seconds,
-            ))
+            self.publish(
+                Event(
+                    type=EventType.SESSION_FINISHED,
+                    session_id=state.id,
+                    status=final.value,
+                    total=report.total_tests,
+                    duration_seconds=report.duration_seconds,
+                )
+            )
 
     async def _final_statuses(self, session_id: str) -> list[str]:
         return [e.status for e in await self.store.executions(session_id)]
@@ -569,10 +677,19 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
 
     # -- observing ----------------------------------------------------------
 
-    async def events(self, session_id: str | None = None) -> AsyncIterator[Event]:
-        """Events from now on; for one session, ends after its ``session.finished``."""
-        async with self.bus.subscribe() as stream:
-            async for event in stream:
+    def events(self, session_id: str | None = None) -> AsyncIterator[Event]:
+        """Events published from this call on; for one session, ends after its ``session.finished``.
+
+        The subscription starts when this is called, not at the first iteration,
+        so ``stream = orch.events(); await orch.create_session(...)`` misses nothing.
+        """
+        return self._events(self.bus.open(), session_id)
+
+    async def _events(
+        self, receive: MemoryObjectReceiveStream[Event], session_id: str | None
+    ) -> AsyncIterator[Event]:
+        async with receive:
+            async for event in receive:
                 if session_id is not None and event.session_id != session_id:
                     continue
                 yield event
@@ -580,19 +697,30 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
                     return
 
     def get_status(self) -> dict[str, Any]:
-        """A snapshot: workers, queue, pool and running sessions."""
+        """A snapshot: workers, queue, pool and running sessions (from memory, no store reads)."""
+        waiting = self.queue.waiting_counts()
         return {
             "accepting": self._accepting,
             "num_workers": self.config.num_workers,
             "queued": len(self.queue),
             "workers": [
-                {"worker": w.index, "test_id": w.current.test_id if w.current else None,
-                 "session_id": w.current.session_id if w.current else None}
+                {
+                    "worker": w.index,
+                    "test_id": w.current.test_id if w.current else None,
+                    "session_id": w.current.session_id if w.current else None,
+                }
                 for w in self.workers
             ],
             "pool": self._pool.status() if self._pool else {},
             "sessions": [
-                {"session_id": s.id, "outstanding": s.outstanding, "failures": s.failures}
+                {
+                    "session_id": s.id,
+                    "outstanding": s.outstanding,
+                    "failures": s.failures,
+                    "priority": s.priority,
+                    "queued": waiting.get(s.id, 0),
+                    "running": sum(r.session_id == s.id for r in self.running),
+                }
                 for s in self._sessions.values()
             ],
         }

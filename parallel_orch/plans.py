@@ -19,7 +19,9 @@ from parallel_orch.models import ID_PATTERN, TestRequest
 
 PLAN_SUFFIXES = (".toml", ".md")
 DEFAULT_TIMEOUT_SECONDS = 600.0
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+_DURATION = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$"
+)
 _TOML_LINE = re.compile(r"at line (\d+)")
 _FENCE = re.compile(r"^```(?:sh|bash|shell)\s*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 
@@ -99,9 +101,7 @@ def discover(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files = sorted(
-                p for p in path.rglob("*") if p.suffix in PLAN_SUFFIXES and p.is_file()
-            )
+            files = sorted(p for p in path.rglob("*") if p.suffix in PLAN_SUFFIXES and p.is_file())
             found.extend((f, path) for f in files if f.suffix == ".toml" or _has_front_matter(f))
         elif path.is_file():
             if path.suffix not in PLAN_SUFFIXES:
@@ -157,10 +157,23 @@ def load_plan_file(
     out: list[TestRequest] = []
     for index, test in enumerate(plan.test):
         try:
-            out.extend(_expand(test, plan.defaults, prefix, file, default_timeout))
+            expanded = _expand(test, plan.defaults, prefix, file, default_timeout)
         except (ValidationError, ValueError) as exc:
             line = _line_of_table(text, index)
-            raise PlanError(f"test {test.id!r}: {_first_message(exc)}", path=str(file), line=line)
+            raise PlanError(
+                f"test {test.id!r}: {_first_message(exc)}", path=str(file), line=line
+            ) from None
+        # Checked here, where the table is known, so the line is the duplicate's own.
+        ids = {r.id for r in out}
+        for request in expanded:
+            if request.id in ids:
+                raise PlanError(
+                    f"duplicate test id {request.id!r} (defined earlier in this file)",
+                    path=str(file),
+                    line=_line_of_table(text, index, "id"),
+                )
+            ids.add(request.id)
+        out.extend(expanded)
     return out
 
 
@@ -171,11 +184,11 @@ def _expand(
         value = getattr(test, name)
         return getattr(defaults, name) if value is None else value
 
-    refs = test.refs if test.refs is not None else None
-    if refs is not None and test.ref is not None:
+    if test.refs is not None and test.ref is not None:
         raise ValueError("use either 'ref' or 'refs', not both")
-    if refs is None:
-        refs = [pick("ref") or "HEAD"] if defaults.refs is None or test.ref else defaults.refs
+    # A matrix comes from the test's own refs, else from [defaults] unless the test names a ref.
+    matrix = test.refs if test.refs is not None else (None if test.ref else defaults.refs)
+    refs = matrix if matrix is not None else [pick("ref") or "HEAD"]
     if not refs:
         raise ValueError("'refs' is empty")
     repeat = pick("repeat") or 1
@@ -187,7 +200,7 @@ def _expand(
     for ref in refs:
         for n in range(1, repeat + 1):
             test_id = base
-            if len(refs) > 1 or test.refs is not None or defaults.refs is not None:
+            if matrix is not None:
                 test_id += f"@{ref}"
             if repeat > 1:
                 test_id += f"#{n}"

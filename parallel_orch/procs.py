@@ -37,7 +37,16 @@ def owner_alive(token: str) -> bool:
         return False
     if host != socket.gethostname():
         return True  # cannot tell for another host: assume alive
-    return process_start_time(int(pid)) == start
+    return process_start_time(int(pid)) == start and not is_zombie(int(pid))
+
+
+def is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has died but is not yet reaped (a killed daemon whose parent is slow)."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] == "Z"
 
 
 def group_members(pgid: int) -> list[int]:
@@ -105,6 +114,30 @@ async def terminate_group(pgid: int, grace_seconds: float) -> None:
             delay = min(delay * 2, 0.2)
         return
     signal_group(pgid, signal.SIGKILL)
+
+
+def session_groups(session_id: str) -> set[int]:
+    """Groups with a live member carrying ``PARALLEL_ORCH_SESSION_ID=session_id``.
+
+    Finds what the store could not name: an attempt spawned just before its
+    orchestrator died, before its pgid was recorded. Our own group is never
+    included.
+    """
+    marker = f"PARALLEL_ORCH_SESSION_ID={session_id}".encode()
+    groups: set[int] = set()
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and marker in environ.split(b"\0"):
+            groups.add(int(fields[2]))
+    groups.discard(os.getpgrp())
+    return groups
 
 
 def kill_stale_group(pgid: int, session_id: str) -> bool:

@@ -75,11 +75,15 @@ def event_line(event: Event) -> str | None:
         detail = f"  {event.error}" if event.error and event.status != "passed" else ""
         return f"{(event.status or '?').upper():<11} {event.test_id}{took}{flaky}{detail}"
     if event.type is EventType.TEST_RETRYING:
-        return f"{'RETRY':<11} {event.test_id} ({event.status}; attempt {event.attempt} in {event.delay_seconds or 0:.1f}s)"
+        delay = event.delay_seconds or 0.0
+        why = f"{event.status}; attempt {event.attempt} in {delay:.1f}s"
+        return f"{'RETRY':<11} {event.test_id} ({why})"
     return None
 
 
-async def show(events: AsyncIterator[Event], console: Console, num_workers: int, *, quiet: bool) -> None:
+async def show(
+    events: AsyncIterator[Event], console: Console, num_workers: int, *, quiet: bool
+) -> None:
     """Render events until the stream ends."""
     state = ProgressState(num_workers)
     if quiet:
@@ -93,8 +97,9 @@ async def show(events: AsyncIterator[Event], console: Console, num_workers: int,
             if line is not None:
                 console.print(line, highlight=False, markup=False, soft_wrap=True)
         return
-    with Live(state.renderable(), console=console, refresh_per_second=REFRESH_PER_SECOND,
-              transient=True) as live:
+    with Live(
+        state.renderable(), console=console, refresh_per_second=REFRESH_PER_SECOND, transient=True
+    ) as live:
         async for event in events:
             state.apply(event)
             line = event_line(event)

@@ -70,8 +70,11 @@ class TestQueue:
         heapq.heappush(heap, (item.sort_key(), next(self._tick), item))
         self._served.setdefault(item.session_id, -1)
 
-    def check_room(self, count: int = 1) -> None:
-        """:raises QueueFullError: unless ``count`` more fresh items fit now."""
+    def reserve(self, count: int = 1) -> None:
+        """Hold room for ``count`` fresh items, to be filled by :meth:`put_reserved`.
+
+        :raises QueueFullError: unless ``count`` more fresh items fit now.
+        """
         if self._closed:
             raise OrchestratorClosedError("the queue is closed; no new tests are accepted")
         if self._size + count > self.max_size:
@@ -79,16 +82,25 @@ class TestQueue:
                 f"the queue is full ({self._size} of {self.max_size} waiting); "
                 "use submit_test() to wait, or raise max_queue_size"
             )
+        self._size += count
+
+    def unreserve(self, count: int) -> None:
+        """Give back room reserved and not used."""
+        self._size -= count
+        self._notify()
+
+    def put_reserved(self, item: QueueItem) -> None:
+        """Queue a fresh item into room held by :meth:`reserve`."""
+        self._push(item)
+        self._notify()
 
     def put_nowait(self, item: QueueItem) -> None:
         """Queue a fresh request.
 
         :raises QueueFullError: if ``max_size`` items are already waiting.
         """
-        self.check_room()
-        self._size += 1
-        self._push(item)
-        self._notify()
+        self.reserve()
+        self.put_reserved(item)
 
     async def put(self, item: QueueItem) -> None:
         """Queue a fresh request, waiting while the queue is full."""
@@ -97,11 +109,13 @@ class TestQueue:
         self.put_nowait(item)
 
     def retry_later(self, item: QueueItem, delay_seconds: float) -> None:
-        """Re-queue a retry after ``delay_seconds``; never blocks, never counts against the bound."""
+        """Re-queue a retry after ``delay_seconds``; never blocks nor counts against the bound."""
         if delay_seconds <= 0:
             self._push(item)
         else:
-            heapq.heappush(self._delayed, (anyio.current_time() + delay_seconds, next(self._tick), item))
+            heapq.heappush(
+                self._delayed, (anyio.current_time() + delay_seconds, next(self._tick), item)
+            )
         self._notify()
 
     def _promote_due(self) -> float:
@@ -167,6 +181,13 @@ class TestQueue:
         """No more puts; getters drain what is left, then get ``OrchestratorClosedError``."""
         self._closed = True
         self._notify()
+
+    def waiting_counts(self) -> dict[str, int]:
+        """How many items wait per session (ready or in retry backoff), without a walk."""
+        counts = {sid: len(heap) for sid, heap in self._ready.items() if heap}
+        for _, _, item in self._delayed:
+            counts[item.session_id] = counts.get(item.session_id, 0) + 1
+        return counts
 
     def waiting(self, session_id: str | None = None) -> Iterator[QueueItem]:
         for sid, heap in self._ready.items():

@@ -34,12 +34,17 @@ class RetryPolicy:
     @classmethod
     def zero_wait(cls, max_retries: int = 3) -> RetryPolicy:
         """No backoff at all: for tests and benchmarks."""
-        return cls(initial_seconds=0.0, jitter_seconds=0.0, max_wait_seconds=0.0, max_retries=max_retries)
+        return cls(
+            initial_seconds=0.0, jitter_seconds=0.0, max_wait_seconds=0.0, max_retries=max_retries
+        )
 
     def wait_seconds(self, failed_attempts: int, rng: random.Random | None = None) -> float:
         """Backoff before the next attempt, after ``failed_attempts`` (>= 1) failures."""
         jitter = (rng or random).uniform(0.0, self.jitter_seconds) if self.jitter_seconds else 0.0
-        return min(self.max_wait_seconds, self.initial_seconds * self.base ** (failed_attempts - 1) + jitter)
+        return min(
+            self.max_wait_seconds,
+            self.initial_seconds * self.base ** (failed_attempts - 1) + jitter,
+        )
 
     def decide(
         self,

@@ -98,8 +98,11 @@ async def run_process(
     duration = time.monotonic() - started
     code = process.returncode
     if timed_out:
-        log.write(f"\nparallel-orch: timed out after {timeout_seconds:g}s; process group killed\n".encode())
-        return ProcessOutcome(ExecutionStatus.TIMED_OUT, code, duration, f"timed out after {timeout_seconds:g}s")
+        note = f"\nparallel-orch: timed out after {timeout_seconds:g}s; process group killed\n"
+        log.write(note.encode())
+        return ProcessOutcome(
+            ExecutionStatus.TIMED_OUT, code, duration, f"timed out after {timeout_seconds:g}s"
+        )
     status = ExecutionStatus.PASSED if code == 0 else ExecutionStatus.FAILED
     return ProcessOutcome(status, code, duration)
 

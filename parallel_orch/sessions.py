@@ -39,4 +39,5 @@ class SessionState:
     started: float = field(default_factory=time.monotonic)
     stopping: ExecutionStatus | None = None  # cancelled / interrupted once asked to stop
     open: bool = False  # the default session takes more requests until it is sealed
+    finishing: bool = False  # _finish_session() has begun recording the end
     done: anyio.Event = field(default_factory=anyio.Event)

@@ -6,6 +6,7 @@ transactions. A request is committed ``pending`` before its submit returns.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 from sqlalchemy import Column, ForeignKey, Integer, String, event, func, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import OperationalError
@@ -118,6 +120,9 @@ class JUnitCounts:
     skipped: int
 
 
+_NO_LOCK = contextlib.nullcontext()
+
+
 def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -133,11 +138,22 @@ class Store:
     def __init__(self, engine: AsyncEngine, path: Path) -> None:
         self._engine = engine
         self.path = path
+        self._writer = anyio.Lock()
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncSession]:
+    async def _tx(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
+        """One transaction; those that ``write`` take turns.
+
+        SQLite admits one writer at a time, and its busy handler makes contending
+        writers sleep (up to 100 ms a try): queueing them here instead keeps submit
+        latency flat under load. WAL readers never wait for writers.
+        """
         try:
-            async with AsyncSession(self._engine, expire_on_commit=False) as db, db.begin():
+            async with (
+                self._writer if write else _NO_LOCK,
+                AsyncSession(self._engine, expire_on_commit=False) as db,
+                db.begin(),
+            ):
                 yield db
         except OperationalError as exc:
             raise StoreError(f"store {self.path}: {exc.orig}") from exc
@@ -157,7 +173,7 @@ class Store:
     ) -> list[int]:
         """Commit the session and its requests (pending) in one transaction; execution ids back."""
         now = utcnow()
-        async with self._tx() as db:
+        async with self._tx(write=True) as db:
             db.add(
                 ParallelTestSession(
                     id=session_id,
@@ -172,9 +188,11 @@ class Store:
             await db.flush()
             return await self._insert_executions(db, session_id, executions, start_seq=0)
 
-    async def add_executions(self, session_id: str, executions: Sequence[NewExecution]) -> list[int]:
+    async def add_executions(
+        self, session_id: str, executions: Sequence[NewExecution]
+    ) -> list[int]:
         """Commit more pending requests to an open session."""
-        async with self._tx() as db:
+        async with self._tx(write=True) as db:
             seq = await db.scalar(
                 select(func.count()).where(col(ParallelTestExecution.session_id) == session_id)
             )
@@ -208,7 +226,7 @@ class Store:
     async def finish_session(
         self, session_id: str, status: SessionStatus, report_json: str | None = None
     ) -> None:
-        async with self._tx() as db:
+        async with self._tx(write=True) as db:
             await db.exec(
                 update(ParallelTestSession)
                 .where(col(ParallelTestSession.id) == session_id)
@@ -216,7 +234,7 @@ class Store:
             )
 
     async def set_report(self, session_id: str, report_json: str) -> None:
-        async with self._tx() as db:
+        async with self._tx(write=True) as db:
             await db.exec(
                 update(ParallelTestSession)
                 .where(col(ParallelTestSession.id) == session_id)
@@ -225,7 +243,7 @@ class Store:
 
     async def reopen_session(self, session_id: str, owner: str) -> None:
         """Take over an interrupted session to resume it."""
-        async with self._tx() as db:
+        async with self._tx(write=True) as db:
             await db.exec(
                 update(ParallelTestSession)
                 .where(col(ParallelTestSession.id) == session_id)
@@ -244,7 +262,9 @@ class Store:
                     )
                 ).first()
         if row is None:
-            raise SessionNotFoundError(f"no session {session_id!r}; `parallel-orch sessions` lists them")
+            raise SessionNotFoundError(
+                f"no session {session_id!r}; `parallel-orch sessions` lists them"
+            )
         return row
 
     async def recent_sessions(self, limit: int = 20) -> list[ParallelTestSession]:
@@ -281,8 +301,10 @@ class Store:
             return rows.first()
 
     async def delete_session(self, session_id: str) -> None:
-        async with self._tx() as db:
-            await db.exec(delete(ParallelTestSession).where(col(ParallelTestSession.id) == session_id))
+        async with self._tx(write=True) as db:
+            await db.exec(
+                delete(ParallelTestSession).where(col(ParallelTestSession.id) == session_id)
+            )
 
     # -- executions and attempts -------------------------------------------
 
@@ -315,6 +337,21 @@ class Store:
             )
             return {status: count for status, count in rows}
 
+    async def counts_by_session(self, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Executions per status for several sessions, in one query."""
+        out: dict[str, dict[str, int]] = {sid: {} for sid in session_ids}
+        if not out:
+            return out
+        async with self._tx() as db:
+            rows = await db.exec(
+                select(ParallelTestExecution.session_id, ParallelTestExecution.status, func.count())
+                .where(col(ParallelTestExecution.session_id).in_(list(out)))
+                .group_by(col(ParallelTestExecution.session_id), col(ParallelTestExecution.status))
+            )
+            for session_id, status, count in rows:
+                out[session_id][status] = count
+        return out
+
     async def start_attempt(
         self,
         execution_id: int,
@@ -326,7 +363,7 @@ class Store:
         log_path: str,
     ) -> int:
         now = utcnow()
-        async with self._tx() as db:
+        async with self._tx(write=True) as db:
             attempt = ParallelTestAttempt(
                 execution_id=execution_id,
                 session_id=session_id,
@@ -351,7 +388,7 @@ class Store:
             return attempt.id
 
     async def set_attempt_process(self, attempt_id: int, pid: int, pgid: int) -> None:
-        async with self._tx() as db:
+        async with self._tx(write=True) as db:
             await db.exec(
                 update(ParallelTestAttempt)
                 .where(col(ParallelTestAttempt.id) == attempt_id)
@@ -384,7 +421,7 @@ class Store:
                 cases_errors=junit.errors,
                 cases_skipped=junit.skipped,
             )
-        async with self._tx() as db:
+        async with self._tx(write=True) as db:
             await db.exec(
                 update(ParallelTestAttempt)
                 .where(col(ParallelTestAttempt.id) == attempt_id)
@@ -400,7 +437,7 @@ class Store:
         error: str | None = None,
         duration_seconds: float | None = None,
     ) -> None:
-        async with self._tx() as db:
+        async with self._tx(write=True) as db:
             await db.exec(
                 update(ParallelTestExecution)
                 .where(col(ParallelTestExecution.id) == execution_id)
@@ -415,7 +452,7 @@ class Store:
 
     async def set_execution_pending(self, execution_id: int) -> None:
         """Back to pending while a retry waits in the queue."""
-        async with self._tx() as db:
+        async with self._tx(write=True) as db:
             await db.exec(
                 update(ParallelTestExecution)
                 .where(col(ParallelTestExecution.id) == execution_id)
@@ -428,7 +465,7 @@ class Store:
         """Mark every unfinished execution and running attempt of a session; how many executions."""
         unfinished = [ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]
         now = utcnow()
-        async with self._tx() as db:
+        async with self._tx(write=True) as db:
             await db.exec(
                 update(ParallelTestAttempt)
                 .where(
@@ -487,7 +524,7 @@ async def open_store(state_dir: Path) -> AsyncIterator[Store]:
     :raises StoreError: if the directory or database cannot be written.
     """
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        await anyio.to_thread.run_sync(lambda: state_dir.mkdir(parents=True, exist_ok=True))
     except OSError as exc:
         raise StoreError(f"cannot create state dir {state_dir}: {exc.strerror}") from exc
     path = state_dir / DB_FILENAME

@@ -38,7 +38,13 @@ def safe_name(test_id: str) -> str:
 
 
 def attempt_env(
-    request: TestRequest, *, session_id: str, attempt: int, worker: int, worktree: Path, sha: str,
+    request: TestRequest,
+    *,
+    session_id: str,
+    attempt: int,
+    worker: int,
+    worktree: Path,
+    sha: str,
     junit_path: Path,
 ) -> dict[str, str]:
     """The inherited environment minus our own settings, the request's env, then ours."""
@@ -64,7 +70,9 @@ class ExecutionWorker:
         self.orch = orch
         self.current: Running | None = None
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         task_status.started()
         while True:
             try:
@@ -76,8 +84,12 @@ class ExecutionWorker:
                 continue  # its session was stopped while the item waited
             request = state.requests[item.execution_id]
             running = Running(
-                session_id=state.id, execution_id=item.execution_id, test_id=request.id,
-                attempt=item.attempt, worker=self.index, scope=anyio.CancelScope(),
+                session_id=state.id,
+                execution_id=item.execution_id,
+                test_id=request.id,
+                attempt=item.attempt,
+                worker=self.index,
+                scope=anyio.CancelScope(),
             )
             # registered before any await, so a cancel_session() sees it
             self.current = running
@@ -103,8 +115,14 @@ class ExecutionWorker:
         await self._attempt(item, state, request, sha, running, log_path, junit_path)
 
     async def _attempt(
-        self, item: QueueItem, state: SessionState, request: TestRequest, sha: str,
-        running: Running, log_path: Path, junit_path: Path,
+        self,
+        item: QueueItem,
+        state: SessionState,
+        request: TestRequest,
+        sha: str,
+        running: Running,
+        log_path: Path,
+        junit_path: Path,
     ) -> None:
         orch = self.orch
         wt: Worktree | None = None
@@ -140,49 +158,94 @@ class ExecutionWorker:
                     runner.read_tail, log_path, orch.config.log_tail_bytes
                 )
                 await orch.store.finish_attempt(
-                    attempt_id, status=status, exit_code=exit_code, duration_seconds=duration,
-                    output_tail=tail, error=error, junit=counts,
+                    attempt_id,
+                    status=status,
+                    exit_code=exit_code,
+                    duration_seconds=duration,
+                    output_tail=tail,
+                    error=error,
+                    junit=counts,
                 )
-                orch.publish(Event(
-                    type=EventType.ATTEMPT_FINISHED, session_id=state.id, test_id=request.id,
-                    execution_id=item.execution_id, attempt=item.attempt, worker=self.index,
-                    worktree=str(wt.path) if wt else None, status=status.value,
-                    exit_code=exit_code, duration_seconds=duration, error=error,
-                    log_path=str(log_path),
-                ))
+                orch.publish(
+                    Event(
+                        type=EventType.ATTEMPT_FINISHED,
+                        session_id=state.id,
+                        test_id=request.id,
+                        execution_id=item.execution_id,
+                        attempt=item.attempt,
+                        worker=self.index,
+                        worktree=str(wt.path) if wt else None,
+                        status=status.value,
+                        exit_code=exit_code,
+                        duration_seconds=duration,
+                        error=error,
+                        log_path=str(log_path),
+                    )
+                )
                 if wt is not None:
                     preserve = None
                     if status.is_failure and orch.config.preserve_failed_worktrees:
-                        preserve = (f"parallel-orch: {request.id} attempt {item.attempt} "
-                                    f"{status.value} (session {state.id})")
+                        preserve = (
+                            f"parallel-orch: {request.id} attempt {item.attempt} "
+                            f"{status.value} (session {state.id})"
+                        )
                     await orch.pool.release(wt, preserve_reason=preserve)
                 await orch.attempt_done(
                     item, state, status, duration, error, wt.name if wt else None
                 )
 
     async def _record_start(
-        self, item: QueueItem, state: SessionState, request: TestRequest, wt: Worktree | None,
+        self,
+        item: QueueItem,
+        state: SessionState,
+        request: TestRequest,
+        wt: Worktree | None,
         log_path: Path,
     ) -> int:
         attempt_id = await self.orch.store.start_attempt(
-            item.execution_id, state.id, number=item.attempt, worker=self.index,
-            worktree=str(wt.path) if wt else "", log_path=str(log_path),
+            item.execution_id,
+            state.id,
+            number=item.attempt,
+            worker=self.index,
+            worktree=str(wt.path) if wt else "",
+            log_path=str(log_path),
         )
-        self.orch.publish(Event(
-            type=EventType.ATTEMPT_STARTED, session_id=state.id, test_id=request.id,
-            execution_id=item.execution_id, attempt=item.attempt, worker=self.index,
-            worktree=str(wt.path) if wt else None, log_path=str(log_path),
-        ))
+        self.orch.publish(
+            Event(
+                type=EventType.ATTEMPT_STARTED,
+                session_id=state.id,
+                test_id=request.id,
+                execution_id=item.execution_id,
+                attempt=item.attempt,
+                worker=self.index,
+                worktree=str(wt.path) if wt else None,
+                log_path=str(log_path),
+            )
+        )
         return attempt_id
 
     async def _run_in(
-        self, wt: Worktree, request: TestRequest, state: SessionState, item: QueueItem, sha: str,
-        log_file: IO[bytes], junit_path: Path, attempt_id: int,
+        self,
+        wt: Worktree,
+        request: TestRequest,
+        state: SessionState,
+        item: QueueItem,
+        sha: str,
+        log_file: IO[bytes],
+        junit_path: Path,
+        attempt_id: int,
     ) -> runner.ProcessOutcome:
         orch = self.orch
-        env = attempt_env(request, session_id=state.id, attempt=item.attempt, worker=self.index,
-                          worktree=wt.path, sha=sha, junit_path=junit_path)
-        junit_path.unlink(missing_ok=True)
+        env = attempt_env(
+            request,
+            session_id=state.id,
+            attempt=item.attempt,
+            worker=self.index,
+            worktree=wt.path,
+            sha=sha,
+            junit_path=junit_path,
+        )
+        await anyio.to_thread.run_sync(lambda: junit_path.unlink(missing_ok=True))
 
         async def on_spawn(pid: int, pgid: int) -> None:
             await orch.store.set_attempt_process(attempt_id, pid, pgid)
@@ -190,21 +253,33 @@ class ExecutionWorker:
         if request.setup and wt.setup_key != (sha, request.setup):
             log_file.write(f"parallel-orch: setup: {request.setup}\n".encode())
             setup = await runner.run_process(
-                runner.command_argv(request.setup), cwd=wt.path, env=env,
-                timeout_seconds=request.timeout_seconds, grace_seconds=orch.config.kill_grace_seconds,
-                log=log_file, on_spawn=on_spawn,
+                runner.command_argv(request.setup),
+                cwd=wt.path,
+                env=env,
+                timeout_seconds=request.timeout_seconds,
+                grace_seconds=orch.config.kill_grace_seconds,
+                log=log_file,
+                on_spawn=on_spawn,
             )
             if setup.status is not ExecutionStatus.PASSED:
                 wt.setup_key = None
                 reason = setup.error or f"exit code {setup.exit_code}"
-                return runner.ProcessOutcome(ExecutionStatus.ERROR, setup.exit_code,
-                                             setup.duration_seconds, f"setup failed: {reason}")
+                return runner.ProcessOutcome(
+                    ExecutionStatus.ERROR,
+                    setup.exit_code,
+                    setup.duration_seconds,
+                    f"setup failed: {reason}",
+                )
             wt.setup_key = (sha, request.setup)
             log_file.write(b"parallel-orch: setup done\n")
         return await runner.run_process(
-            runner.command_argv(request.command), cwd=wt.path / request.cwd, env=env,
-            timeout_seconds=request.timeout_seconds, grace_seconds=orch.config.kill_grace_seconds,
-            log=log_file, on_spawn=on_spawn,
+            runner.command_argv(request.command),
+            cwd=wt.path / request.cwd,
+            env=env,
+            timeout_seconds=request.timeout_seconds,
+            grace_seconds=orch.config.kill_grace_seconds,
+            log=log_file,
+            on_spawn=on_spawn,
         )
 
     @staticmethod

@@ -10,6 +10,7 @@ never share a worktree and a crashed owner's worktrees become free again.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -64,10 +65,8 @@ def _try_flock(path: Path) -> int | None:
 
 
 def _release_flock(fd: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.close(fd)  # closing drops the flock
-    except OSError:
-        pass
 
 
 class WorktreePool:
@@ -139,7 +138,9 @@ class WorktreePool:
         try:
             (self.base_dir / LOCK_DIR).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise WorktreeError(f"cannot create worktree dir {self.base_dir}: {exc.strerror}") from exc
+            raise WorktreeError(
+                f"cannot create worktree dir {self.base_dir}: {exc.strerror}"
+            ) from exc
         async with self._admin:
             await anyio.to_thread.run_sync(self._reconcile)
 
@@ -156,12 +157,23 @@ class WorktreePool:
             current[key] = value
         return entries
 
+    def _is_pooled(self, path: Path) -> bool:
+        return path.parent == self.base_dir and path.name.startswith(NAME_PREFIX)
+
     def _reconcile(self) -> None:
         with self._pool_flock():
+            for path, entry in self._registered().items():
+                # A preserved worktree the user deleted after inspecting it: prune skips
+                # locked entries, so unlock it first or it stays registered for ever.
+                if self._is_pooled(path) and "locked" in entry and not path.exists():
+                    try:
+                        self._git.worktree("unlock", str(path))
+                    except git.GitCommandError as exc:
+                        log.warning("cannot unlock vanished worktree %s: %s", path, _git_error(exc))
             self._git.worktree("prune")
             registered = self._registered()
             for path, entry in registered.items():
-                if path.parent != self.base_dir or not path.name.startswith(NAME_PREFIX):
+                if not self._is_pooled(path):
                     continue
                 if "locked" in entry:
                     continue  # preserved for inspection
@@ -215,7 +227,9 @@ class WorktreePool:
     def worktrees(self) -> list[Worktree]:
         return list(self._worktrees)
 
-    async def lease(self, sha: str, *, keep: Sequence[str] = (), avoid: str | None = None) -> Worktree:
+    async def lease(
+        self, sha: str, *, keep: Sequence[str] = (), avoid: str | None = None
+    ) -> Worktree:
         """A clean worktree checked out (detached) at ``sha``, for this caller alone.
 
         Prefers a worktree already clean at ``sha``, then one at ``sha``, then
@@ -225,11 +239,13 @@ class WorktreePool:
         """
         async with self._changed:
             while True:
+                room = len(self._worktrees) + self._creating < self.capacity
                 wt = self._pick(sha, avoid)
-                if wt is not None:
+                # a retry takes the worktree it failed in only when no other can be had
+                if wt is not None and (wt.name != avoid or not room):
                     wt.leased = True
                     break
-                if len(self._worktrees) + self._creating < self.capacity:
+                if room:
                     self._creating += 1
                     wt = None
                     break
@@ -263,6 +279,10 @@ class WorktreePool:
     def _prepare(self, wt: Worktree, sha: str, keep: tuple[str, ...]) -> None:
         if wt.clean and wt.sha == sha:
             return
+        if not (wt.path / ".git").is_file():
+            # Without its link file git would search upwards and check out, then clean,
+            # whatever repository encloses the pool.
+            raise WorktreeError(f"worktree {wt.path} is broken: its .git file is missing")
         g = git.Git(str(wt.path))
         excludes = [arg for pattern in keep for arg in ("-e", pattern)]
         try:
@@ -273,6 +293,8 @@ class WorktreePool:
             msg = _git_error(exc) if isinstance(exc, git.GitCommandError) else str(exc)
             raise WorktreeError(f"worktree {wt.path} is broken: {msg}") from exc
         wt.sha, wt.clean = sha, True
+        if not keep:
+            wt.setup_key = None  # nothing kept: whatever setup made is gone, run it again
 
     async def _replace(self, wt: Worktree, sha: str) -> None:
         """Remove a worktree git cannot repair and add a fresh one at the same path."""
@@ -321,6 +343,7 @@ class WorktreePool:
         inspection and dropped from the pool; a fresh one will take its place.
         """
         if preserve_reason is not None:
+
             def lock() -> None:
                 try:
                     self._git.worktree("lock", "--reason", preserve_reason, str(wt.path))
@@ -345,4 +368,6 @@ def validate_worktree_dir(repo: Path, base_dir: Path) -> None:
     :raises RepoError: if ``base_dir`` is inside ``repo``.
     """
     if base_dir == repo or repo in base_dir.parents:
-        raise RepoError(f"worktree dir {base_dir} is inside the repo {repo}; choose a path outside it")
+        raise RepoError(
+            f"worktree dir {base_dir} is inside the repo {repo}; choose a path outside it"
+        )

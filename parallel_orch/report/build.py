@@ -54,8 +54,10 @@ def _result(execution: ParallelTestExecution, attempts: list[ParallelTestAttempt
     cases = None
     if final is not None and final.cases_passed is not None:
         cases = CaseCounts(
-            passed=final.cases_passed, failed=final.cases_failed or 0,
-            errors=final.cases_errors or 0, skipped=final.cases_skipped or 0,
+            passed=final.cases_passed,
+            failed=final.cases_failed or 0,
+            errors=final.cases_errors or 0,
+            skipped=final.cases_skipped or 0,
         )
     durations = [a.duration_seconds for a in attempts if a.duration_seconds is not None]
     return TestResult(
@@ -70,20 +72,37 @@ def _result(execution: ParallelTestExecution, attempts: list[ParallelTestAttempt
         cases=cases,
         attempts=tuple(
             AttemptResult(
-                number=a.number, status=a.status, worker=a.worker, worktree=a.worktree,
-                exit_code=a.exit_code, started_at=a.started_at, completed_at=a.completed_at,
-                duration_seconds=a.duration_seconds, log_path=a.log_path, error=a.error,
+                number=a.number,
+                status=a.status,
+                worker=a.worker,
+                worktree=a.worktree,
+                exit_code=a.exit_code,
+                started_at=a.started_at,
+                completed_at=a.completed_at,
+                duration_seconds=a.duration_seconds,
+                log_path=a.log_path,
+                error=a.error,
             )
             for a in attempts
         ),
     )
 
 
+def _request_content(request_json: str) -> str:
+    """A request without ``plan_path``: where a plan lives is not an input, its content is."""
+    request = json.loads(request_json)
+    request.pop("plan_path", None)
+    return json.dumps(request, sort_keys=True)
+
+
 def report_hash(status: str, executions: list[ParallelTestExecution]) -> str:
     """Stable over inputs (request content, commit SHAs) and verdicts; blind to timings."""
     material = [
         status,
-        sorted((e.test_id, e.request_json, e.sha, e.status, e.flaky) for e in executions),
+        sorted(
+            (e.test_id, _request_content(e.request_json), e.sha, e.status, e.flaky)
+            for e in executions
+        ),
     ]
     return hashlib.sha256(json.dumps(material, default=str).encode()).hexdigest()
 
@@ -101,9 +120,7 @@ async def build_report(store: Store, session_id: str) -> ParallelTestReport:
     for result in results:
         per_category[result.category].append(result)
     durations = sorted(r.duration_seconds for r in results if r.duration_seconds is not None)
-    busy = sum(
-        a.duration_seconds or 0.0 for attempts in by_execution.values() for a in attempts
-    )
+    busy = sum(a.duration_seconds or 0.0 for attempts in by_execution.values() for a in attempts)
     end = session.completed_at
     start = session.started_at or session.created_at
     wall = max((end - start).total_seconds(), 0.0) if end else 0.0
@@ -115,7 +132,8 @@ async def build_report(store: Store, session_id: str) -> ParallelTestReport:
     )
     slowest = sorted(
         (r for r in results if r.duration_seconds is not None),
-        key=lambda r: r.duration_seconds or 0.0, reverse=True,
+        key=lambda r: r.duration_seconds or 0.0,
+        reverse=True,
     )[:SLOWEST]
     return ParallelTestReport(
         session_id=session.id,

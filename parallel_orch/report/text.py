@@ -11,9 +11,16 @@ from rich.text import Text
 from parallel_orch.report.model import ParallelTestReport
 
 STATUS_STYLE = {
-    "passed": "green", "failed": "red", "timed_out": "magenta", "error": "red",
-    "skipped": "yellow", "cancelled": "yellow", "interrupted": "yellow",
-    "complete": "bold green", "partial_success": "bold yellow", "no_tests": "yellow",
+    "passed": "green",
+    "failed": "red",
+    "timed_out": "magenta",
+    "error": "red",
+    "skipped": "yellow",
+    "cancelled": "yellow",
+    "interrupted": "yellow",
+    "complete": "bold green",
+    "partial_success": "bold yellow",
+    "no_tests": "yellow",
 }
 
 
@@ -29,7 +36,8 @@ def renderable(report: ParallelTestReport) -> Group:
             final = test.attempts[-1] if test.attempts else None
             detail = test.error or (final.log_path if final else "")
             table.add_row(
-                test.test_id, Text(label, style=STATUS_STYLE.get(test.status, "")),
+                test.test_id,
+                Text(label, style=STATUS_STYLE.get(test.status, "")),
                 str(len(test.attempts)),
                 f"{test.duration_seconds:.2f}s" if test.duration_seconds is not None else "-",
                 detail,
@@ -40,8 +48,15 @@ def renderable(report: ParallelTestReport) -> Group:
         for column in ("category", "total", "passed", "failed", "timed out", "errors", "flaky"):
             cats.add_column(column, justify="right" if column != "category" else "left")
         for name, c in report.categories.items():
-            cats.add_row(name, str(c.total), str(c.passed), str(c.failed), str(c.timed_out),
-                         str(c.errored), str(c.flaky))
+            cats.add_row(
+                name,
+                str(c.total),
+                str(c.passed),
+                str(c.failed),
+                str(c.timed_out),
+                str(c.errored),
+                str(c.flaky),
+            )
         parts.append(cats)
     summary = Text()
     summary.append(f"session {report.session_id}: ")

@@ -28,6 +28,11 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """``parallel-orch ARGS`` in ``cwd``; its exit code and output."""
     return subprocess.run(
-        cli_argv(*args), cwd=cwd, env=cli_env(env), capture_output=True, text=True,
-        timeout=timeout, check=False,
+        cli_argv(*args),
+        cwd=cwd,
+        env=cli_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )

@@ -13,10 +13,28 @@ from tests.e2e.cli import cli_argv, cli_env, run_cli
 from tests.helpers import GitRepo, process_alive
 
 REPORT_KEYS = {
-    "session_id", "status", "started_at", "completed_at", "duration_seconds", "total_tests",
-    "tests_passed", "tests_failed", "tests_timed_out", "tests_errored", "tests_skipped",
-    "tests_cancelled", "tests_flaky", "success_rate", "num_workers", "categories",
-    "duration_stats", "speedup", "completed_tests", "failed_tests", "report_hash", "cases",
+    "session_id",
+    "status",
+    "started_at",
+    "completed_at",
+    "duration_seconds",
+    "total_tests",
+    "tests_passed",
+    "tests_failed",
+    "tests_timed_out",
+    "tests_errored",
+    "tests_skipped",
+    "tests_cancelled",
+    "tests_flaky",
+    "success_rate",
+    "num_workers",
+    "categories",
+    "duration_stats",
+    "speedup",
+    "completed_tests",
+    "failed_tests",
+    "report_hash",
+    "cases",
 }
 
 
@@ -29,18 +47,25 @@ def write_plan(repo: GitRepo, name: str, text: str) -> Path:
 
 def test_run_passing_plans_exits_zero_and_writes_the_json_report(repo: GitRepo) -> None:
     """`run` of passing plans exits 0, prints plain lines off a terminal, and writes the report."""
-    write_plan(repo, "smoke.toml", '[[test]]\nid = "a"\nrun = "true"\n[[test]]\nid = "b"\nrun = ["true"]\n')
+    write_plan(
+        repo, "smoke.toml", '[[test]]\nid = "a"\nrun = "true"\n[[test]]\nid = "b"\nrun = ["true"]\n'
+    )
     result = run_cli(["run", "plans", "-j", "2", "--report-json", "report.json"], cwd=repo.path)
     assert result.returncode == 0, result.stderr
     assert "PASSED      smoke::a" in result.stdout
     report = json.loads((repo.path / "report.json").read_text())
-    assert REPORT_KEYS <= report.keys()
-    assert (report["status"], report["tests_passed"], report["num_workers"]) == ("complete", 2, 2)
+    assert report.keys() >= REPORT_KEYS
+    assert report["status"] == "complete"
+    assert (report["tests_passed"], report["num_workers"]) == (2, 2)
 
 
 def test_run_with_a_failing_test_exits_one(repo: GitRepo) -> None:
     """A failing test makes `run` exit 1 and the report names it."""
-    write_plan(repo, "mixed.toml", '[[test]]\nid = "ok"\nrun = "true"\n[[test]]\nid = "bad"\nrun = "exit 4"\n')
+    write_plan(
+        repo,
+        "mixed.toml",
+        '[[test]]\nid = "ok"\nrun = "true"\n[[test]]\nid = "bad"\nrun = "exit 4"\n',
+    )
     result = run_cli(["run", "plans", "--report-json", "r.json"], cwd=repo.path)
     assert result.returncode == 1
     report = json.loads((repo.path / "r.json").read_text())
@@ -118,15 +143,20 @@ def test_ctrl_c_cancels_kills_attempts_and_exits_130(repo: GitRepo, tmp_path: Pa
     pids = tmp_path / "pids"
     pids.mkdir()
     write_plan(
-        repo, "hang.toml",
+        repo,
+        "hang.toml",
         f'[[test]]\nid = "a"\nrun = "echo $$ > {pids}/a; sleep 60"\n'
         f'[[test]]\nid = "b"\nrun = "trap \'\' TERM; echo $$ > {pids}/b; sleep 60"\n'
         '[[test]]\nid = "c"\nrun = "sleep 60"\n',
     )
     env = cli_env({"PARALLEL_ORCH_KILL_GRACE_SECONDS": "0.5"})
     proc = subprocess.Popen(
-        cli_argv("run", "plans", "-j", "2", "--report-json", "r.json"), cwd=repo.path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cli_argv("run", "plans", "-j", "2", "--report-json", "r.json"),
+        cwd=repo.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     # both attempts have written their pid once they run
     for name in ("a", "b"):

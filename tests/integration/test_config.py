@@ -60,7 +60,7 @@ def test_unreadable_pyproject_is_a_config_error(
     """A broken pyproject.toml is reported as such, naming the file."""
     (repo.path / "pyproject.toml").write_text("[tool.parallel-orch\n")
     monkeypatch.chdir(repo.path)
-    with pytest.raises(ConfigError, match="pyproject.toml"):
+    with pytest.raises(ConfigError, match=r"pyproject\.toml"):
         ParallelTestConfig()
 
 

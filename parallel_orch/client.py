@@ -1,0 +1,276 @@
+"""Async client for the daemon (``parallel-orch daemon``); the CLI's client commands use it.
+
+::
+
+    from parallel_orch.client import DaemonClient
+
+    async with DaemonClient("/path/to/daemon.sock") as client:
+        submitted = await client.submit(paths=["plans/unit"])
+        async for event in client.watch(submitted.session_id):
+            print(event.type, event.test_id or "", event.status or "")
+        report = await client.report(submitted.session_id)
+
+One client is one connection and answers one call at a time (calls from
+several tasks queue up); ``watch`` holds the connection until its session
+ends, so watch from one client and call from another. Leaving a ``watch``
+early closes the connection.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio import AsyncContextManagerMixin
+from anyio.abc import SocketStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+from pydantic import ValidationError
+
+from parallel_orch.daemon import protocol as p
+from parallel_orch.daemon.protocol import ErrorCode
+from parallel_orch.events import Event
+from parallel_orch.exceptions import OrchError
+from parallel_orch.models import TestRequest
+from parallel_orch.report import ParallelTestReport
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+MAX_REPLY_BYTES = 256 * 1024 * 1024  # a report of a huge session is one long line
+#: Errors that mean "fix what you asked" (exit 2); the rest are infrastructure (exit 3).
+USAGE_ERRORS = frozenset(
+    {
+        ErrorCode.INVALID_PARAMS,
+        ErrorCode.PLAN_ERROR,
+        ErrorCode.PATH_REFUSED,
+        ErrorCode.SESSION_NOT_FOUND,
+        ErrorCode.SESSION_FINISHED,
+    }
+)
+
+
+class DaemonUnreachableError(OrchError):
+    """The daemon cannot be reached; start it with `parallel-orch daemon`."""
+
+
+class DaemonProtocolError(OrchError):
+    """The daemon's reply is not valid protocol; are client and daemon the same version?"""
+
+
+class DaemonRequestError(OrchError):
+    """The daemon refused the request."""
+
+    def __init__(self, code: int, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.data = data or {}
+        self.exit_code = 2 if code in USAGE_ERRORS else 3
+
+
+class DaemonClient(AsyncContextManagerMixin):
+    """A connection to the daemon at ``socket_path``; use as ``async with``."""
+
+    def __init__(self, socket_path: str | Path) -> None:
+        self.socket_path = Path(socket_path)
+        self._stream: SocketStream | None = None
+        self._reader: BufferedByteReceiveStream | None = None
+        self._ids = itertools.count(1)
+        self._lock = anyio.Lock()
+        self._broken = False
+
+    @asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[DaemonClient]:
+        stream = await self._connect()
+        async with stream:
+            self._stream, self._reader = stream, BufferedByteReceiveStream(stream)
+            try:
+                yield self
+            finally:
+                self._stream = self._reader = None
+
+    async def _connect(self) -> SocketStream:
+        path = self.socket_path
+        hint = "start it with `parallel-orch daemon` or pass --socket"
+        try:
+            with anyio.fail_after(CONNECT_TIMEOUT_SECONDS):
+                return await anyio.connect_unix(path)
+        except FileNotFoundError:
+            raise DaemonUnreachableError(f"no daemon at {path} (no socket there); {hint}") from None
+        except ConnectionRefusedError:
+            raise DaemonUnreachableError(
+                f"no daemon answers at {path} (a stale socket); {hint}"
+            ) from None
+        except TimeoutError:
+            raise DaemonUnreachableError(
+                f"the daemon at {path} did not accept within {CONNECT_TIMEOUT_SECONDS:g}s"
+            ) from None
+        except OSError as exc:
+            raise DaemonUnreachableError(
+                f"cannot connect to {path}: {exc.strerror or exc}"
+            ) from None
+
+    # -- the wire -------------------------------------------------------------
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Send one request, return its ``result``.
+
+        :raises DaemonRequestError: if the daemon answers with an error.
+        :raises DaemonUnreachableError: if the connection is gone.
+        """
+        async with self._lock:
+            request_id = await self._send(method, params)
+            while True:
+                message = await self._receive()
+                if "id" in message:
+                    return self._result(message, request_id)
+
+    async def _send(self, method: str, params: dict[str, Any] | None) -> int:
+        if self._stream is None:
+            raise DaemonUnreachableError(
+                "the client is not connected; use `async with DaemonClient(...)`"
+            )
+        if self._broken:
+            raise DaemonUnreachableError(
+                "this connection was left in the middle of a watch; reconnect"
+            )
+        request_id = next(self._ids)
+        line = json.dumps(
+            {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
+        )
+        try:
+            await self._stream.send(line.encode() + b"\n")
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise DaemonUnreachableError(f"lost the connection to the daemon: {exc!r}") from None
+        return request_id
+
+    async def _receive(self) -> dict[str, Any]:
+        assert self._reader is not None
+        try:
+            line = await self._reader.receive_until(b"\n", MAX_REPLY_BYTES)
+        except (
+            anyio.IncompleteRead,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            OSError,
+        ):
+            raise DaemonUnreachableError(
+                "the daemon closed the connection (is it shutting down?)"
+            ) from None
+        except anyio.DelimiterNotFound:
+            raise DaemonProtocolError(f"a reply over {MAX_REPLY_BYTES} bytes") from None
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DaemonProtocolError(f"the daemon sent invalid JSON: {exc}") from None
+        if not isinstance(message, dict):
+            raise DaemonProtocolError(f"the daemon sent {type(message).__name__}, not an object")
+        return message
+
+    @staticmethod
+    def _result(message: dict[str, Any], request_id: int) -> Any:
+        try:
+            reply = p.Response.model_validate(message)
+        except ValidationError as exc:
+            raise DaemonProtocolError(f"not a reply: {p.validation_message(exc)}") from None
+        if reply.error is not None:
+            raise DaemonRequestError(reply.error.code, reply.error.message, reply.error.data)
+        if reply.id != request_id:
+            raise DaemonProtocolError(f"reply for id {reply.id!r}, expected {request_id}")
+        return reply.result
+
+    # -- methods --------------------------------------------------------------
+
+    async def ping(self) -> p.PingResult:
+        return p.PingResult.model_validate(await self.call("ping"))
+
+    async def submit(
+        self,
+        *,
+        paths: Sequence[str | Path] | None = None,
+        requests: Sequence[TestRequest] | None = None,
+        ref: str | None = None,
+        priority: int = 0,
+    ) -> p.SubmitResult:
+        """Submit plan paths (resolved by the daemon inside its repo) or inline requests.
+
+        Returns once the daemon has committed every request.
+        """
+        params: dict[str, Any] = {"priority": priority}
+        if paths is not None:
+            params["paths"] = [str(x) for x in paths]
+        if requests is not None:
+            params["requests"] = [r.model_dump(mode="json") for r in requests]
+        if ref is not None:
+            params["ref"] = ref
+        return p.SubmitResult.model_validate(await self.call("submit", params))
+
+    async def status(self) -> p.DaemonStatus:
+        """The daemon: workers, queue, pool and running sessions."""
+        return p.DaemonStatus.model_validate(await self.call("status"))
+
+    async def session(self, session_id: str) -> p.SessionSummary:
+        """One session's status and counts (``status`` with a session id)."""
+        return p.SessionSummary.model_validate(
+            await self.call("status", {"session_id": session_id})
+        )
+
+    async def sessions(self, limit: int = 20) -> list[p.SessionSummary]:
+        rows = await self.call("sessions", {"limit": limit})
+        return [p.SessionSummary.model_validate(row) for row in rows]
+
+    async def report(self, session_id: str) -> ParallelTestReport:
+        return ParallelTestReport.model_validate(
+            await self.call("report", {"session_id": session_id})
+        )
+
+    async def cancel(self, session_id: str) -> p.CancelResult:
+        return p.CancelResult.model_validate(await self.call("cancel", {"session_id": session_id}))
+
+    async def shutdown(self, *, now: bool = False, wait: bool = True) -> p.ShutdownResult:
+        """Ask the daemon to stop; with ``wait``, return once it has closed this connection."""
+        result = p.ShutdownResult.model_validate(await self.call("shutdown", {"now": now}))
+        if wait:
+            async with self._lock:
+                try:
+                    while True:
+                        await self._receive()
+                except DaemonUnreachableError:
+                    pass  # EOF: the daemon is gone
+        return result
+
+    async def watch(self, session_id: str) -> AsyncIterator[Event]:
+        """The session so far, then its events, until its ``session.finished``."""
+        async with aclosing(self._watch(session_id)) as items:
+            async for item in items:
+                if isinstance(item, Event):
+                    yield item
+
+    async def wait(self, session_id: str) -> p.SessionSummary:
+        """Wait until the session ends; its final summary."""
+        async with aclosing(self._watch(session_id)) as items:
+            async for item in items:
+                if isinstance(item, p.SessionSummary):
+                    return item
+        raise DaemonProtocolError("watch ended without a result")
+
+    async def _watch(self, session_id: str) -> AsyncGenerator[Event | p.SessionSummary, None]:
+        async with self._lock:
+            request_id = await self._send("watch", {"session_id": session_id})
+            finished = False
+            try:
+                while True:
+                    message = await self._receive()
+                    if "id" in message:
+                        finished = True
+                        yield p.SessionSummary.model_validate(self._result(message, request_id))
+                        return
+                    if message.get("method") == p.EVENT_METHOD:
+                        yield Event.model_validate(message.get("params"))
+            finally:
+                if not finished:
+                    self._broken = (
+                        True  # the rest of the watch is unread: the connection is unusable
+                    )

@@ -1,0 +1,376 @@
+"""CLI commands for the daemon and its clients, registered on :data:`parallel_orch.cli.app`.
+
+``daemon`` serves; ``submit``, ``status``, ``watch``, ``cancel``, ``report``,
+``ping`` and ``shutdown`` talk to it through :class:`parallel_orch.client.DaemonClient`
+(``sessions --socket`` too). Exit codes follow DESIGN §8: an unreachable
+daemon is 3, a refused request 2 (bad plan, unknown session) or 3.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import typer
+
+from parallel_orch import progress
+from parallel_orch.cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    JsonOpt,
+    RepoOpt,
+    StateDirOpt,
+    app,
+    console,
+    exit_code_for,
+    handle_errors,
+    make_config,
+)
+from parallel_orch.client import DaemonClient
+from parallel_orch.config import git_toplevel
+from parallel_orch.daemon import paths
+from parallel_orch.daemon import protocol as p
+from parallel_orch.daemon.lifecycle import GRACE_SECONDS, DaemonOptions, run_daemon
+from parallel_orch.daemon.server import IDLE_TIMEOUT_SECONDS
+from parallel_orch.exceptions import OrchError
+from parallel_orch.models import SessionStatus
+from parallel_orch.report import ParallelTestReport
+from parallel_orch.report import json as json_report
+from parallel_orch.report.text import print_report
+
+T = TypeVar("T")
+
+SocketOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--socket", help="The daemon's socket (default: the one for the repo's state dir)."
+    ),
+]
+SessionArg = Annotated[str, typer.Argument(help="Session id (a unique prefix will do).")]
+
+
+def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``anyio.run``, raising our own error rather than the task group around it."""
+    try:
+        return anyio.run(fn, *args)
+    except BaseExceptionGroup as group:
+        for leaf in _leaves(group):
+            if isinstance(leaf, OrchError | KeyboardInterrupt):
+                raise leaf from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+def socket_for(socket: Path | None, repo: Path | None, state_dir: Path | None) -> Path:
+    """``--socket``, else the configured or default socket of the repo's state dir."""
+    if socket is not None:
+        return socket
+    return paths.socket_path_for(make_config(repo=repo, state_dir=state_dir, num_workers=1))
+
+
+def exit_code_for_status(status: str) -> int:
+    session = SessionStatus(status)
+    if session in (SessionStatus.CANCELLED, SessionStatus.INTERRUPTED):
+        return EXIT_INTERRUPTED
+    return EXIT_OK if session in (SessionStatus.COMPLETE, SessionStatus.NO_TESTS) else EXIT_FAILED
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+# -- the daemon -----------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def daemon(
+    socket: SocketOpt = None,
+    workers: Annotated[
+        int | None, typer.Option("-j", "--workers", min=1, help="Parallel workers.")
+    ] = None,
+    repo: RepoOpt = None,
+    state_dir: StateDirOpt = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Re-run unfinished requests of sessions a dead daemon left."),
+    ] = False,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace", min=0, help="Seconds running attempts get to finish on a graceful stop."
+        ),
+    ] = GRACE_SECONDS,
+    idle_timeout: Annotated[
+        float,
+        typer.Option("--idle-timeout", min=0.1, help="Close connections idle this many seconds."),
+    ] = IDLE_TIMEOUT_SECONDS,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Serve the repo on a Unix socket in the foreground; print the socket path once listening."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = make_config(
+        repo=git_toplevel(repo) if repo is not None else None,
+        num_workers=workers,
+        state_dir=state_dir,
+        socket_path=socket.absolute() if socket is not None else None,
+    )
+    options = DaemonOptions(
+        config=config,
+        socket_path=paths.socket_path_for(config),
+        resume=resume,
+        grace_seconds=grace,
+        idle_timeout=idle_timeout,
+    )
+    run_async(_serve, options)
+
+
+async def _serve(options: DaemonOptions) -> None:
+    async with anyio.create_task_group() as tg:
+        path = await tg.start(functools.partial(run_daemon, options))
+        print(path, flush=True)  # alone on its line: supervisors and tests wait for it
+
+
+# -- clients ----------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def submit(
+    plan_paths: Annotated[
+        list[str], typer.Argument(metavar="PATHS...", help="Plan files or directories in the repo.")
+    ],
+    ref: Annotated[
+        str | None, typer.Option("--ref", help="Ref for tests whose plan names none.")
+    ] = None,
+    priority: Annotated[
+        int,
+        typer.Option("--priority", help="Higher runs first; equal priorities share the workers."),
+    ] = 0,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the session; exit with its result.")
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Show live progress (implies --wait).")
+    ] = False,
+    report_json: Annotated[
+        Path | None,
+        typer.Option("--report-json", help="Write the report as JSON here (implies --wait)."),
+    ] = None,
+    socket: SocketOpt = None,
+    repo: RepoOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Submit plans to the daemon; print the session id on the first line."""
+    # Paths that exist from here are sent absolute; others are for the daemon to find in its repo.
+    sent = [str(Path(x).absolute()) if Path(x).exists() else x for x in plan_paths]
+    params = {"paths": sent, "ref": ref, "priority": priority}
+    waiting = wait or follow or report_json is not None
+    report = run_async(_submit, socket_for(socket, repo, state_dir), params, waiting, follow)
+    if report is None:
+        raise typer.Exit(EXIT_OK)
+    print_report(report, console)
+    if report_json is not None:
+        report_json.write_text(json_report.render(report))
+    raise typer.Exit(exit_code_for(report))
+
+
+async def _submit(
+    socket: Path, params: dict[str, Any], wait: bool, follow: bool
+) -> ParallelTestReport | None:
+    async with DaemonClient(socket) as client:
+        submitted = await client.submit(**params)
+        print(submitted.session_id, flush=True)
+        if not wait:
+            return None
+        if follow:
+            num_workers = (await client.ping()).num_workers
+            events = client.watch(submitted.session_id)
+            await progress.show(events, console, num_workers, quiet=False)
+        else:
+            await client.wait(submitted.session_id)
+        return await client.report(submitted.session_id)
+
+
+@app.command()
+@handle_errors
+def status(
+    session: Annotated[
+        str | None, typer.Argument(help="A session id; without one, the daemon's status.")
+    ] = None,
+    as_json: JsonOpt = False,
+    socket: SocketOpt = None,
+    repo: RepoOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """The daemon's workers, queue and running sessions, or one session's status and counts."""
+    result = run_async(_status, socket_for(socket, repo, state_dir), session)
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+    elif isinstance(result, p.SessionSummary):
+        _print_summary(result)
+    else:
+        _print_daemon_status(result)
+
+
+async def _status(socket: Path, session: str | None) -> p.SessionSummary | p.DaemonStatus:
+    async with DaemonClient(socket) as client:
+        return await (client.session(session) if session is not None else client.status())
+
+
+def _print_summary(summary: p.SessionSummary) -> None:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no tests"
+    took = f" in {summary.duration_seconds:.1f}s" if summary.duration_seconds is not None else ""
+    console.print(
+        f"session {summary.session_id}: {summary.status}{took} ({summary.total} tests: {counts})",
+        highlight=False,
+    )
+
+
+def _print_daemon_status(status: p.DaemonStatus) -> None:
+    busy = [w for w in status.workers if w.test_id is not None]
+    console.print(
+        f"daemon pid {status.pid}, {'accepting' if status.accepting else 'stopping'}, up "
+        f"{status.uptime_seconds:.0f}s; workers {len(busy)}/{status.num_workers} busy, "
+        f"{status.queued} queued, {status.connections} connection(s)",
+        highlight=False,
+    )
+    for worker in busy:
+        console.print(
+            f"  worker {worker.worker}: {worker.test_id} ({worker.session_id})", highlight=False
+        )
+    for session in status.sessions:
+        console.print(
+            f"  session {session.session_id}: {session.outstanding} to go ({session.queued} "
+            f"queued, {session.running} running), {session.failures} failed, priority "
+            f"{session.priority}",
+            highlight=False,
+        )
+
+
+@app.command()
+@handle_errors
+def watch(
+    session: SessionArg,
+    socket: SocketOpt = None,
+    repo: RepoOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Stream a session's progress until it ends; exit with its result."""
+    summary = run_async(_watch, socket_for(socket, repo, state_dir), session)
+    _print_summary(summary)
+    raise typer.Exit(exit_code_for_status(summary.status))
+
+
+async def _watch(socket: Path, session: str) -> p.SessionSummary:
+    async with DaemonClient(socket) as client:
+        num_workers = (await client.ping()).num_workers
+        await progress.show(client.watch(session), console, num_workers, quiet=False)
+        return await client.session(session)
+
+
+@app.command()
+@handle_errors
+def cancel(
+    session: SessionArg,
+    socket: SocketOpt = None,
+    repo: RepoOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Cancel a running session: its queued tests are dropped, running attempts stopped."""
+    result = run_async(
+        _call, socket_for(socket, repo, state_dir), "cancel", {"session_id": session}
+    )
+    cancelled = p.CancelResult.model_validate(result)
+    console.print(f"session {cancelled.session_id}: {cancelled.status}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def report(
+    session: SessionArg,
+    as_json: JsonOpt = False,
+    socket: SocketOpt = None,
+    repo: RepoOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Print a session's report, from the daemon (a running session's so far)."""
+    result = run_async(
+        _call, socket_for(socket, repo, state_dir), "report", {"session_id": session}
+    )
+    parsed = ParallelTestReport.model_validate(result)
+    if as_json:
+        typer.echo(json_report.render(parsed), nl=False)
+    else:
+        print_report(parsed, console)
+
+
+@app.command()
+@handle_errors
+def ping(socket: SocketOpt = None, repo: RepoOpt = None, state_dir: StateDirOpt = None) -> None:
+    """Check that the daemon answers; print what it serves."""
+    info = p.PingResult.model_validate(
+        run_async(_call, socket_for(socket, repo, state_dir), "ping", {})
+    )
+    console.print(
+        f"daemon pid {info.pid} serves {info.repo} on {info.socket} (protocol {info.protocol}, "
+        f"version {info.version}, {info.num_workers} workers, up {info.uptime_seconds:.0f}s)",
+        highlight=False,
+    )
+
+
+@app.command()
+@handle_errors
+def shutdown(
+    now: Annotated[
+        bool, typer.Option("--now", help="Cancel running attempts at once (no grace).")
+    ] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Return once the daemon has agreed to stop.")
+    ] = False,
+    socket: SocketOpt = None,
+    repo: RepoOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Stop the daemon: no new sessions, running attempts get its grace, then it exits."""
+    result = run_async(_shutdown, socket_for(socket, repo, state_dir), now, not no_wait)
+    done = "stopped" if not no_wait else f"stopping ({result.mode})"
+    console.print(f"daemon {done}", highlight=False)
+
+
+async def _shutdown(socket: Path, now: bool, wait: bool) -> p.ShutdownResult:
+    async with DaemonClient(socket) as client:
+        return await client.shutdown(now=now, wait=wait)
+
+
+async def _call(socket: Path, method: str, params: dict[str, Any]) -> Any:
+    async with DaemonClient(socket) as client:
+        return await client.call(method, params)
+
+
+def daemon_sessions(socket: Path, limit: int) -> list[dict[str, Any]]:
+    """``sessions --socket``: the daemon's list, shaped like the store's."""
+
+    async def fetch() -> list[dict[str, Any]]:
+        async with DaemonClient(socket) as client:
+            return [s.model_dump() for s in await client.sessions(limit)]
+
+    return run_async(fetch)

@@ -1,0 +1,319 @@
+"""The socket side of the daemon: accept, check the peer, frame lines, answer.
+
+Each connection has a reader task (lines in, idle timeout, size limit, hang-up
+detection) and answers its requests one at a time, in order; a client that
+wants two things at once opens two connections. Nothing a client sends, or
+fails to send, can stop the daemon serving the others.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import select
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskStatus
+from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.memory import MemoryObjectSendStream
+from pydantic import BaseModel
+
+from parallel_orch.daemon import protocol as p
+from parallel_orch.daemon.protocol import ErrorCode, Method, RpcError
+from parallel_orch.daemon.service import DaemonService
+from parallel_orch.events import Event
+
+log = logging.getLogger(__name__)
+
+IDLE_TIMEOUT_SECONDS = 60.0  # a connection with nothing to answer and no complete line
+WRITE_TIMEOUT_SECONDS = 30.0  # a client that stops reading is dropped after this
+MAX_CONNECTIONS = 512
+PIPELINE_DEPTH = 16  # lines read ahead of the one being answered
+ACCEPT_BACKOFF_SECONDS = 0.1  # after accept() fails (out of file descriptors)
+
+
+class Signal(enum.Enum):
+    """What the reader tells the answering side besides lines."""
+
+    TOO_LARGE = "too large"
+    IDLE = "idle"
+
+
+Line = bytes | Signal
+
+
+class _ClientGone(Exception):
+    """The client closed, reset or stopped reading from the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    pid: int
+    uid: int
+    gid: int
+
+
+def peer_credentials(stream: SocketStream) -> Peer:
+    """The connecting process's pid, uid and gid (``SO_PEERCRED``)."""
+    sock: socket.socket = stream.extra(SocketAttribute.raw_socket)
+    data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", data)
+    return Peer(pid, uid, gid)
+
+
+class DaemonServer:
+    """Serves :class:`DaemonService` on a listening Unix socket."""
+
+    def __init__(
+        self,
+        service: DaemonService,
+        sock: socket.socket,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+        allowed_uid: int | None = None,
+    ) -> None:
+        self.service = service
+        self.idle_timeout = idle_timeout
+        self.allowed_uid = os.getuid() if allowed_uid is None else allowed_uid
+        self._sock = sock
+        self._connections: set[Connection] = set()
+        self._changed = anyio.Event()
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Accept connections until cancelled; ``started`` once accepting."""
+        listener = await SocketListener.from_socket(self._sock)
+        async with listener, anyio.create_task_group() as tg:
+            task_status.started()
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:  # EMFILE and friends: back off, keep serving
+                    log.error("cannot accept a connection: %s", exc)
+                    await anyio.sleep(ACCEPT_BACKOFF_SECONDS)
+                    continue
+                tg.start_soon(self._handle, stream)
+
+    async def wait_idle(self) -> None:
+        """Until no connection is in the middle of answering a request."""
+        while any(c.busy for c in self._connections):
+            changed = self._changed
+            await changed.wait()
+
+    def notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _handle(self, stream: SocketStream) -> None:
+        async with stream:
+            peer = peer_credentials(stream)
+            if peer.uid != self.allowed_uid:
+                log.warning(
+                    "refused a connection from uid %d (pid %d): this daemon serves uid %d only",
+                    peer.uid,
+                    peer.pid,
+                    self.allowed_uid,
+                )
+                await _refuse(
+                    stream,
+                    ErrorCode.PERMISSION_DENIED,
+                    f"permission denied: this daemon serves uid {self.allowed_uid} only",
+                )
+                return
+            if len(self._connections) >= MAX_CONNECTIONS:
+                log.warning(
+                    "refused a connection from pid %d: %d connections open",
+                    peer.pid,
+                    len(self._connections),
+                )
+                await _refuse(
+                    stream,
+                    ErrorCode.TOO_MANY_CONNECTIONS,
+                    f"too many connections ({MAX_CONNECTIONS}); try again later",
+                )
+                return
+            conn = Connection(self, stream, peer)
+            self._connections.add(conn)
+            self.service.connections = len(self._connections)
+            try:
+                await conn.run()
+            except Exception:
+                # One client's bug must not take the daemon down: log it, drop the client.
+                log.exception("connection from pid %d failed", peer.pid)
+            finally:
+                self._connections.discard(conn)
+                self.service.connections = len(self._connections)
+                self.notify()
+
+
+async def _refuse(stream: SocketStream, code: ErrorCode, message: str) -> None:
+    try:
+        with anyio.fail_after(1):
+            await stream.send(p.error_line(None, RpcError(code, message)))
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        pass
+
+
+class Connection:
+    """One client: read lines, answer them in order."""
+
+    def __init__(self, server: DaemonServer, stream: SocketStream, peer: Peer) -> None:
+        self.server = server
+        self.stream = stream
+        self.peer = peer
+        self.busy = False
+        self.hung_up = False
+        self._reader = BufferedByteReceiveStream(stream)
+        self._write_lock = anyio.Lock()
+        self._watch_scope: anyio.CancelScope | None = None
+
+    async def run(self) -> None:
+        send, receive = anyio.create_memory_object_stream[Line](PIPELINE_DEPTH)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._read, send)
+            try:
+                async with receive:
+                    async for line in receive:
+                        if not await self._answer(line):
+                            break
+            except _ClientGone as exc:
+                log.debug("client pid %d went away: %s", self.peer.pid, exc)
+            finally:
+                tg.cancel_scope.cancel()
+
+    # -- reading ------------------------------------------------------------
+
+    async def _read(self, lines: MemoryObjectSendStream[Line]) -> None:
+        async with lines:
+            while True:
+                line: bytes | None = None
+                try:
+                    with anyio.move_on_after(self.server.idle_timeout) as idle:
+                        line = await self._reader.receive_until(b"\n", p.MAX_LINE_BYTES)
+                except anyio.DelimiterNotFound:
+                    pass  # line stays None: too large
+                except (
+                    anyio.IncompleteRead,
+                    anyio.BrokenResourceError,
+                    anyio.ClosedResourceError,
+                    OSError,
+                ):
+                    await self._end_of_input(lines)
+                    return
+                if idle.cancelled_caught:
+                    if self.busy or lines.statistics().current_buffer_used:
+                        continue  # quiet because it waits for an answer: not idle
+                    await lines.send(Signal.IDLE)
+                    return
+                if line is None or len(line) > p.MAX_LINE_BYTES:  # found in the last chunk read
+                    await lines.send(Signal.TOO_LARGE)
+                    return
+                if line.strip():
+                    await lines.send(line)
+
+    async def _end_of_input(self, lines: MemoryObjectSendStream[Line]) -> None:
+        """The client sent EOF: answer what it sent; stop a watch if it hung up entirely."""
+        rest = self._reader.buffer
+        if rest.strip() and len(rest) <= p.MAX_LINE_BYTES:
+            await lines.send(rest)
+        if self._peer_hung_up():
+            self.hung_up = True
+            if self._watch_scope is not None:
+                self._watch_scope.cancel()
+
+    def _peer_hung_up(self) -> bool:
+        """Closed both ways (POLLHUP), not just shut down for writing like ``socat`` at EOF."""
+        sock: socket.socket = self.stream.extra(SocketAttribute.raw_socket)
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
+
+    # -- answering ----------------------------------------------------------
+
+    async def _answer(self, line: Line) -> bool:
+        """Answer one line; False when the connection should close."""
+        if line is Signal.TOO_LARGE:
+            await self._send(
+                p.error_line(
+                    None,
+                    RpcError(
+                        ErrorCode.MESSAGE_TOO_LARGE,
+                        f"message too large: a request line may have at most "
+                        f"{p.MAX_LINE_BYTES} bytes (1 MiB); closing the connection",
+                    ),
+                )
+            )
+            return False
+        if line is Signal.IDLE:
+            log.info("closing idle connection from pid %d", self.peer.pid)
+            await self._send(
+                p.error_line(
+                    None,
+                    RpcError(
+                        ErrorCode.IDLE_TIMEOUT,
+                        f"idle for {self.server.idle_timeout:g}s without a request; "
+                        "closing the connection",
+                    ),
+                )
+            )
+            return False
+        self.busy = True
+        try:
+            return await self._answer_request(line)
+        finally:
+            self.busy = False
+            self.server.notify()
+
+    async def _answer_request(self, line: bytes) -> bool:
+        try:
+            request = p.parse_request(line)
+        except RpcError as exc:
+            await self._send(p.error_line(exc.request_id, exc))
+            return True
+        try:
+            result = await self._call(request)
+        except _ClientGone:
+            raise
+        except RpcError as exc:
+            await self._send(p.error_line(request.id, exc))
+            return True
+        except Exception as exc:
+            log.exception("%s failed", request.method)
+            error = RpcError(
+                ErrorCode.INTERNAL_ERROR, f"internal error: {exc!r}; see the daemon's log"
+            )
+            await self._send(p.error_line(request.id, error))
+            return True
+        if result is None:
+            return False  # the client hung up during watch
+        await self._send(p.result_line(request.id, result))
+        return True
+
+    async def _call(self, request: p.Request) -> BaseModel | list[Any] | None:
+        if request.method != Method.WATCH.value:
+            return await self.server.service.call(request.method, request.params, self._emit)
+        with anyio.CancelScope() as scope:
+            self._watch_scope = scope
+            if self.hung_up:
+                scope.cancel()
+            result = await self.server.service.call(request.method, request.params, self._emit)
+        self._watch_scope = None
+        if scope.cancelled_caught:
+            log.info("watch ended: client pid %d hung up", self.peer.pid)
+            return None
+        return result
+
+    async def _emit(self, event: Event) -> None:
+        await self._send(p.encode(p.Notification(params=event)))
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            async with self._write_lock:
+                with anyio.fail_after(WRITE_TIMEOUT_SECONDS):
+                    await self.stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise _ClientGone(repr(exc)) from None

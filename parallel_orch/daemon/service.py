@@ -1,0 +1,340 @@
+"""What each protocol method does, on top of one ParallelTestOrchestrator.
+
+The service knows nothing of sockets: it takes typed params and returns
+result models, raising :class:`~parallel_orch.daemon.protocol.RpcError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import BaseModel
+
+from parallel_orch.daemon import protocol as p
+from parallel_orch.daemon.protocol import ErrorCode, Method, RpcError
+from parallel_orch.events import Event, EventType
+from parallel_orch.exceptions import (
+    OrchError,
+    OrchestratorClosedError,
+    PlanError,
+    RefError,
+    RepoError,
+    SessionNotFoundError,
+)
+from parallel_orch.models import ExecutionStatus, SessionStatus, TestRequest
+from parallel_orch.orchestrator import ParallelTestOrchestrator
+from parallel_orch.plans import load_plans
+from parallel_orch.store import ParallelTestExecution, ParallelTestSession
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Event], Awaitable[None]]
+FAILED = (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ERROR)
+
+
+def summarize(row: ParallelTestSession, counts: dict[str, int]) -> p.SessionSummary:
+    """A session row and its per-status counts as the protocol shows them."""
+    wall = (row.completed_at - row.created_at).total_seconds() if row.completed_at else None
+    return p.SessionSummary(
+        session_id=row.id,
+        status=row.status,
+        created_at=row.created_at,
+        completed_at=row.completed_at,
+        duration_seconds=wall,
+        total=sum(counts.values()),
+        passed=counts.get(ExecutionStatus.PASSED.value, 0),
+        failed=sum(counts.get(s.value, 0) for s in FAILED),
+        counts=counts,
+        plan_paths=_json_list(row.plan_paths),
+    )
+
+
+def _json_list(text: str) -> list[str]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def finished_event(execution: ParallelTestExecution) -> Event:
+    """The ``test.finished`` event of an execution already final in the store."""
+    return Event(
+        type=EventType.TEST_FINISHED,
+        session_id=execution.session_id,
+        test_id=execution.test_id,
+        execution_id=execution.id,
+        attempt=execution.attempts,
+        status=execution.status,
+        duration_seconds=execution.duration_seconds,
+        error=execution.error,
+        flaky=execution.flaky,
+        at=execution.completed_at or execution.created_at,
+    )
+
+
+def rpc_error(exc: OrchError) -> RpcError:
+    """Our engine's exceptions as protocol errors, keeping their messages."""
+    if isinstance(exc, RpcError):
+        return exc
+    if isinstance(exc, PlanError):
+        return RpcError(ErrorCode.PLAN_ERROR, exc.message, {"path": exc.path, "line": exc.line})
+    if isinstance(exc, SessionNotFoundError):
+        return RpcError(ErrorCode.SESSION_NOT_FOUND, exc.message)
+    if isinstance(exc, OrchestratorClosedError):
+        return RpcError(
+            ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; it takes no new work"
+        )
+    if isinstance(exc, RepoError | RefError):
+        return RpcError(ErrorCode.REPO_ERROR, exc.message)
+    return RpcError(ErrorCode.INTERNAL_ERROR, exc.message)
+
+
+class DaemonService:
+    """The methods of the protocol; see ``docs/protocol.md``."""
+
+    def __init__(
+        self, orch: ParallelTestOrchestrator, *, socket_path: Path, grace_seconds: float
+    ) -> None:
+        self.orch = orch
+        self.socket_path = socket_path
+        self.grace_seconds = grace_seconds
+        self.connections = 0  # kept by the server
+        self.accepting = True
+        self.stop_requested = anyio.Event()
+        self.forced = anyio.Event()  # stop now: no grace for running attempts
+        self._started = time.monotonic()
+        self._submitting = 0  # submits between the accepting check and their commit
+        self._submitted = anyio.Event()
+
+    def request_stop(self, *, now: bool) -> None:
+        """Stop taking sessions and wake the lifecycle; ``now`` also cuts the grace. Idempotent."""
+        self.accepting = False
+        self.stop_requested.set()
+        if now:
+            self.forced.set()
+
+    async def call(self, method: str, params: dict[str, Any], emit: Emit) -> BaseModel | list[Any]:
+        """Run one request.
+
+        :raises RpcError: for an unknown method, bad params, or what the engine refused.
+        """
+        try:
+            known = Method(method)
+        except ValueError:
+            names = ", ".join(m.value for m in Method)
+            raise RpcError(
+                ErrorCode.METHOD_NOT_FOUND, f"unknown method {method!r}; methods: {names}"
+            ) from None
+        typed = p.parse_params(known, params)
+        try:
+            return await self._dispatch(known, typed, emit)
+        except OrchError as exc:
+            raise rpc_error(exc) from None
+
+    async def _dispatch(
+        self, method: Method, params: BaseModel, emit: Emit
+    ) -> BaseModel | list[Any]:
+        if isinstance(params, p.SubmitParams):
+            return await self.submit(params)
+        if isinstance(params, p.StatusParams):
+            return await self.status(params.session_id)
+        if isinstance(params, p.SessionsParams):
+            return [s.model_dump(mode="json") for s in await self.sessions(params.limit)]
+        if isinstance(params, p.ShutdownParams):
+            return self.shutdown(now=params.now)
+        if isinstance(params, p.SessionParams):
+            if method is Method.REPORT:
+                return await self.orch.report(params.session_id)
+            if method is Method.CANCEL:
+                return await self.cancel(params.session_id)
+            return await self.watch(params.session_id, emit)
+        return self.ping()
+
+    # -- methods --------------------------------------------------------------
+
+    def ping(self) -> p.PingResult:
+        return p.PingResult(
+            protocol=p.PROTOCOL_VERSION,
+            version=metadata.version("parallel-orch"),
+            pid=os.getpid(),
+            repo=str(self.orch.repo),
+            state_dir=str(self.orch.state_dir),
+            socket=str(self.socket_path),
+            num_workers=self.orch.config.num_workers,
+            accepting=self.accepting,
+            uptime_seconds=round(time.monotonic() - self._started, 3),
+        )
+
+    async def submit(self, params: p.SubmitParams) -> p.SubmitResult:
+        """Commit a session, then answer: an acknowledged request is never lost."""
+        if not self.accepting:
+            raise RpcError(
+                ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; it takes no new sessions"
+            )
+        self._submitting += 1
+        try:
+            requests, plan_paths = await self._requests(params)
+            session_id = await self.orch.create_session(
+                requests, plan_paths=plan_paths, priority=params.priority
+            )
+        finally:
+            self._submitting -= 1
+            self._submitted.set()
+            self._submitted = anyio.Event()
+        log.info("session %s: %d tests submitted", session_id, len(requests))
+        return p.SubmitResult(session_id=session_id, total=len(requests))
+
+    async def wait_for_submits(self) -> None:
+        """Until submits begun before the stop are committed: the stop then cancels them too."""
+        while self._submitting:
+            submitted = self._submitted
+            await submitted.wait()
+
+    async def _requests(self, params: p.SubmitParams) -> tuple[list[TestRequest], list[str]]:
+        """The requests of a submit, and its plan paths relative to the repo."""
+        plan_paths: list[str] = []
+        if params.paths is not None:
+            files = [self._inside_repo(raw) for raw in params.paths]
+            plan_paths = [f.relative_to(self.orch.repo).as_posix() or "." for f in files]
+            timeout = self.orch.config.default_timeout
+            requests = await anyio.to_thread.run_sync(
+                lambda: load_plans(files, default_timeout=timeout)
+            )
+        else:
+            requests = list(params.requests or ())
+            _check_unique(requests)
+        if not requests:
+            raise RpcError(ErrorCode.PLAN_ERROR, f"no tests found in {', '.join(plan_paths)}")
+        if params.ref is not None:
+            requests = [
+                r if r.ref != "HEAD" else r.model_copy(update={"ref": params.ref}) for r in requests
+            ]
+        return requests, plan_paths
+
+    def _inside_repo(self, raw: str) -> Path:
+        """``raw`` resolved against the repo, symlinks followed; refused if it leaves the repo."""
+        repo = self.orch.repo
+        path = Path(raw).expanduser()
+        resolved = (path if path.is_absolute() else repo / path).resolve()
+        if not resolved.is_relative_to(repo):
+            raise RpcError(
+                ErrorCode.PATH_REFUSED,
+                f"{raw!r} is outside the repository {repo}; the daemon only runs plans inside it",
+            )
+        return resolved
+
+    async def status(self, session_id: str | None) -> p.SessionSummary | p.DaemonStatus:
+        store = self.orch.store
+        if session_id is not None:
+            row = await store.get_session(session_id)
+            return summarize(row, await store.count_by_status(row.id))
+        snapshot = self.orch.get_status()
+        return p.DaemonStatus(
+            protocol=p.PROTOCOL_VERSION,
+            pid=os.getpid(),
+            accepting=self.accepting,
+            num_workers=snapshot["num_workers"],
+            queued=snapshot["queued"],
+            connections=self.connections,
+            uptime_seconds=round(time.monotonic() - self._started, 3),
+            workers=[p.WorkerStatus(**w) for w in snapshot["workers"]],
+            pool=snapshot["pool"],
+            sessions=[p.RunningSession(**s) for s in snapshot["sessions"]],
+        )
+
+    async def sessions(self, limit: int) -> list[p.SessionSummary]:
+        store = self.orch.store
+        rows = await store.recent_sessions(limit)
+        counts = await store.counts_by_session([r.id for r in rows])
+        return [summarize(r, counts[r.id]) for r in rows]
+
+    async def cancel(self, session_id: str) -> p.CancelResult:
+        store = self.orch.store
+        row = await store.get_session(session_id)
+        if SessionStatus(row.status).is_final:
+            raise RpcError(
+                ErrorCode.SESSION_FINISHED,
+                f"session {row.id} already finished ({row.status}); nothing to cancel",
+            )
+        if not await self.orch.cancel_session(row.id):
+            raise RpcError(
+                ErrorCode.SESSION_FINISHED,
+                f"session {row.id} is run by another process ({row.owner}), not this daemon",
+            )
+        log.info("session %s: cancelled by a client", row.id)
+        return p.CancelResult(session_id=row.id, status=(await store.get_session(row.id)).status)
+
+    async def watch(self, session_id: str, emit: Emit) -> p.SessionSummary:
+        """Emit the session so far, then its events until ``session.finished``; its summary.
+
+        "So far" is a ``session.started`` with the total and a ``test.finished`` per
+        execution already final, read after subscribing (live duplicates are dropped),
+        so a watch that starts late, even after the end, misses nothing.
+        """
+        store = self.orch.store
+        row = await store.get_session(session_id)
+        async with self.orch.bus.subscribe() as stream:
+            running = self.orch.session_state(row.id) is not None
+            if not running and row.status == SessionStatus.RUNNING.value:
+                raise RpcError(
+                    ErrorCode.SESSION_NOT_FOUND,
+                    f"session {row.id} is run by another process ({row.owner}), not this daemon",
+                )
+            executions = await store.executions(row.id)
+            await emit(
+                Event(type=EventType.SESSION_STARTED, session_id=row.id, total=len(executions))
+            )
+            seen: set[int | None] = set()
+            for execution in executions:
+                if ExecutionStatus(execution.status).is_final:
+                    seen.add(execution.id)
+                    await emit(finished_event(execution))
+            if running:
+                async for event in stream:
+                    if event.session_id != row.id or (
+                        event.type is EventType.TEST_FINISHED and event.execution_id in seen
+                    ):
+                        continue
+                    await emit(event)
+                    if event.type is EventType.SESSION_FINISHED:
+                        break
+        final = await store.get_session(row.id)
+        summary = summarize(final, await store.count_by_status(row.id))
+        if not running:
+            await emit(
+                Event(
+                    type=EventType.SESSION_FINISHED,
+                    session_id=row.id,
+                    status=final.status,
+                    total=summary.total,
+                    duration_seconds=summary.duration_seconds,
+                )
+            )
+        return summary
+
+    def shutdown(self, *, now: bool) -> p.ShutdownResult:
+        log.info("shutdown requested by a client (%s)", "now" if now else "drain")
+        self.request_stop(now=now)
+        return p.ShutdownResult(
+            mode="now" if now else "drain", grace_seconds=0.0 if now else self.grace_seconds
+        )
+
+
+def _check_unique(requests: Sequence[TestRequest]) -> None:
+    seen: set[str] = set()
+    for request in requests:
+        if request.id in seen:
+            raise RpcError(
+                ErrorCode.INVALID_PARAMS,
+                f"invalid params for submit: duplicate test id {request.id!r}",
+            )
+        seen.add(request.id)

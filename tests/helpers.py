@@ -1,0 +1,171 @@
+"""Helpers shared by the test suite: a real git repo, process checks, event recording."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+from anyio import wait_all_tasks_blocked
+
+from parallel_orch import Event, ParallelTestConfig, ParallelTestOrchestrator, RetryPolicy
+
+#: How long a test waits for something a command or the engine signals, at most.
+WAIT_SECONDS = 30.0
+
+#: Files every test repo starts with; ``build/`` and ``*.log`` are ignored.
+BASE_FILES: Mapping[str, str] = {
+    "README.md": "# demo\n",
+    "src/app.py": "print('hello')\n",
+    ".gitignore": "build/\n*.log\n",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd``; its stdout, stripped. Raises on a non-zero exit."""
+    out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+class GitRepo:
+    """A real git repository in a temp dir."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def git(self, *args: str) -> str:
+        return git(self.path, *args)
+
+    def write(self, files: Mapping[str, str]) -> None:
+        for rel, content in files.items():
+            target = self.path / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+
+    def commit(self, files: Mapping[str, str], message: str = "change") -> str:
+        """Write ``files``, commit them on the current branch; the new commit's SHA."""
+        self.write(files)
+        self.git("add", "--all")
+        self.git("commit", "--quiet", "-m", message)
+        return self.head()
+
+    def head(self, ref: str = "HEAD") -> str:
+        return self.git("rev-parse", f"{ref}^{{commit}}")
+
+    def branch(self, name: str, files: Mapping[str, str], message: str = "branch") -> str:
+        """Create branch ``name`` with one more commit, then return to the current branch."""
+        current = self.git("rev-parse", "--abbrev-ref", "HEAD")
+        self.git("switch", "--quiet", "-c", name)
+        sha = self.commit(files, message)
+        self.git("switch", "--quiet", current)
+        return sha
+
+    def worktree_list(self) -> list[dict[str, str]]:
+        """``git worktree list --porcelain`` as one dict per entry."""
+        entries: list[dict[str, str]] = []
+        current: dict[str, str] = {}
+        for line in [*self.git("worktree", "list", "--porcelain").splitlines(), ""]:
+            if not line:
+                if current:
+                    entries.append(current)
+                current = {}
+                continue
+            key, _, value = line.partition(" ")
+            current[key] = value
+        return entries
+
+
+def make_git_repo(path: Path, files: Mapping[str, str] | None = None) -> GitRepo:
+    """``git init`` at ``path`` with ``files`` (default :data:`BASE_FILES`) committed on main."""
+    path.mkdir(parents=True)
+    git(path, "init", "--quiet", "--initial-branch=main")
+    repo = GitRepo(path)
+    repo.commit(BASE_FILES if files is None else files, "initial")
+    return repo
+
+
+#: ``make_repo(name="repo", files=None)``, the fixture's factory.
+MakeRepo = Callable[..., GitRepo]
+#: ``make_config(**overrides)``, the fixture's factory.
+MakeConfig = Callable[..., ParallelTestConfig]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (dead, not yet reaped by its new parent) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def orchestrator(
+    config: ParallelTestConfig, policy: RetryPolicy | None = None
+) -> ParallelTestOrchestrator:
+    """An orchestrator that retries at once (use as ``async with``)."""
+    return ParallelTestOrchestrator(config, retry_policy=policy or RetryPolicy.zero_wait())
+
+
+def make_fifo(path: Path) -> Path:
+    """A named pipe at ``path``: a command writes to it, the test waits for the write."""
+    os.mkfifo(path)
+    return path
+
+
+async def read_fifo(fifo: Path) -> str:
+    """What a command wrote to ``fifo``, waiting (off the event loop) until it has written."""
+    with anyio.fail_after(WAIT_SECONDS):
+        return await anyio.to_thread.run_sync(fifo.read_text, abandon_on_cancel=True)
+
+
+class Recorder:
+    """Events seen so far, and a way to wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._changed = anyio.Event()
+
+    def add(self, event: Event) -> None:
+        self.events.append(event)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for(self, predicate: Callable[[Event], bool]) -> Event:
+        """The first event (seen or to come) matching ``predicate``."""
+        with anyio.fail_after(WAIT_SECONDS):
+            seen = 0
+            while True:
+                for event in self.events[seen:]:
+                    if predicate(event):
+                        return event
+                seen = len(self.events)
+                await self._changed.wait()
+
+
+@asynccontextmanager
+async def recording(orch: ParallelTestOrchestrator) -> AsyncIterator[Recorder]:
+    """Collect every event ``orch`` publishes while the block runs.
+
+    The subscription is in place when the block starts: the collector has
+    reached its first wait on the stream.
+    """
+    recorder = Recorder()
+
+    async def collect() -> None:
+        async for event in orch.events():
+            recorder.add(event)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(collect)
+        await wait_all_tasks_blocked()
+        yield recorder
+        tg.cancel_scope.cancel()

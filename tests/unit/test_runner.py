@@ -1,0 +1,111 @@
+"""runner.run_process: own process group, output to the log, TERM-grace-KILL, cancellation."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import anyio
+
+from parallel_orch import ExecutionStatus
+from parallel_orch.runner import command_argv, read_tail, run_process
+from tests.helpers import make_fifo, process_alive, read_fifo
+
+
+async def run(
+    command: str, tmp_path: Path, time_limit: float = 10.0
+) -> tuple[ExecutionStatus, int | None, str]:
+    log_path = tmp_path / "out.log"
+    with log_path.open("ab") as log:
+        outcome = await run_process(
+            command_argv(command),
+            cwd=tmp_path,
+            env=dict(os.environ),
+            timeout_seconds=time_limit,
+            grace_seconds=0.2,
+            log=log,
+        )
+    return outcome.status, outcome.exit_code, log_path.read_text()
+
+
+async def test_exit_codes_decide_passed_and_failed(tmp_path: Path) -> None:
+    """Exit 0 is passed, anything else failed with that exit code; output lands in the log."""
+    assert await run("echo hi", tmp_path) == (ExecutionStatus.PASSED, 0, "hi\n")
+    status, code, _ = await run("exit 5", tmp_path)
+    assert (status, code) == (ExecutionStatus.FAILED, 5)
+
+
+async def test_command_runs_in_its_own_process_group(tmp_path: Path) -> None:
+    """The command leads a new process group (so the group can be killed as one)."""
+    spawned: list[tuple[int, int]] = []
+
+    async def on_spawn(pid: int, pgid: int) -> None:
+        spawned.append((pid, pgid))
+
+    out = tmp_path / "pgid"
+    with (tmp_path / "log").open("ab") as log:
+        await run_process(
+            command_argv(f"ps -o pgid= -p $$ > {shlex.quote(str(out))}"),
+            cwd=tmp_path,
+            env=dict(os.environ),
+            timeout_seconds=10,
+            grace_seconds=0.2,
+            log=log,
+            on_spawn=on_spawn,
+        )
+    ((pid, pgid),) = spawned
+    assert pid == pgid
+    assert int(out.read_text()) == pgid
+    assert pgid != os.getpgid(0)
+
+
+async def test_timeout_terms_then_kills_the_group(tmp_path: Path) -> None:
+    """A command ignoring SIGTERM is SIGKILLed after the grace period, status timed_out."""
+    status, _, log = await run("trap '' TERM; sleep 30 & wait; sleep 30", tmp_path, time_limit=0.2)
+    assert status is ExecutionStatus.TIMED_OUT
+    assert "timed out after 0.2s" in log
+
+
+async def test_cancellation_kills_the_group_before_propagating(tmp_path: Path) -> None:
+    """Cancelling the caller terminates the command's whole group."""
+    started = make_fifo(tmp_path / "started")
+    command = f"sleep 60 & echo $! > {shlex.quote(str(started))}; wait"
+    grandchild = 0
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, command, tmp_path)
+        grandchild = int(await read_fifo(started))
+        tg.cancel_scope.cancel()
+    assert not process_alive(grandchild)
+
+
+async def test_list_commands_run_without_a_shell(tmp_path: Path) -> None:
+    """A list command's arguments reach the program verbatim: no globbing or expansion."""
+    assert command_argv(("echo", "$HOME", "*")) == ["echo", "$HOME", "*"]
+    log_path = tmp_path / "log"
+    with log_path.open("ab") as log:
+        outcome = await run_process(
+            ["echo", "$HOME", "*"],
+            cwd=tmp_path,
+            env=dict(os.environ),
+            timeout_seconds=10,
+            grace_seconds=0.2,
+            log=log,
+        )
+    assert outcome.status is ExecutionStatus.PASSED
+    assert log_path.read_text() == "$HOME *\n"
+
+
+def test_read_tail_returns_the_last_bytes(tmp_path: Path) -> None:
+    """read_tail gives the last N bytes, decoding broken UTF-8 leniently; missing file is empty."""
+    path = tmp_path / "log"
+    path.write_bytes(b"0123456789" * 10 + "é".encode())
+    assert read_tail(path, 4) == "89é"
+    assert read_tail(path, 1) == "\ufffd"
+    assert read_tail(tmp_path / "missing", 10) == ""
+
+
+async def test_stdin_is_empty_so_prompts_do_not_hang(tmp_path: Path) -> None:
+    """A command reading stdin sees end-of-file at once instead of waiting for a terminal."""
+    status, _, log = await run("read -r answer || echo no-input", tmp_path, time_limit=5)
+    assert (status, log) == (ExecutionStatus.PASSED, "no-input\n")
