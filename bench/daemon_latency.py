@@ -1,0 +1,95 @@
+"""Daemon: submit-to-acknowledge latency with 20 concurrent clients, and wall time against `run`.
+
+20 clients, each on its own connection, submit trivial one-request sessions
+(``true``) back to back; the latency of each submit is the time until its
+session id comes back (the requests are committed by then). The daemon's
+wall time runs from the first submit until every session has finished. The
+same requests as one plan, run by a plain ``parallel-orch run`` (process
+start included, same warm worktree pool), give the reference wall time.
+
+Targets: none fixed; the ratio daemon / run shows what a warm daemon saves.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+
+from bench.common import Figure, bench_main, fresh_dir, init_repo, note
+from bench.daemon_process import cli_env, percentile, running_daemon
+from parallel_orch import TestRequest
+from parallel_orch.client import DaemonClient
+
+CLIENTS = 20
+SUBMITS_PER_CLIENT = 10
+WORKERS = os.cpu_count() or 2
+
+
+async def submit_all(socket: Path, per_client: int) -> tuple[list[float], float]:
+    """Every client's submit latencies (seconds), and the wall time until all sessions ended."""
+    latencies: list[float] = []
+    started = time.perf_counter()
+
+    async def client(index: int) -> None:
+        async with DaemonClient(socket) as conn:
+            sessions = []
+            for n in range(per_client):
+                request = TestRequest(id=f"c{index}::r{n}", command=("true",))
+                t0 = time.perf_counter()
+                submitted = await conn.submit(requests=[request])
+                latencies.append(time.perf_counter() - t0)
+                sessions.append(submitted.session_id)
+            for session_id in sessions:
+                await conn.wait(session_id)
+
+    async with anyio.create_task_group() as tg:
+        for index in range(CLIENTS):
+            tg.start_soon(client, index)
+    return latencies, time.perf_counter() - started
+
+
+def run(quick: bool) -> list[Figure]:
+    per_client = 3 if quick else SUBMITS_PER_CLIENT
+    work = fresh_dir("daemon_latency")
+    repo = work / "repo"
+    init_repo(repo, 50)
+    with running_daemon(repo, workers=WORKERS, log=work / "daemon.log") as daemon:
+        anyio.run(submit_all, daemon.socket, 1)  # warm the pool, like the run below gets it
+        latencies, daemon_wall = anyio.run(submit_all, daemon.socket, per_client)
+    total = CLIENTS * per_client
+    plan = repo / "plans" / "latency.toml"
+    plan.parent.mkdir()
+    plan.write_text("".join(f'[[test]]\nid = "t{n}"\nrun = ["true"]\n' for n in range(total)))
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "parallel_orch", "run", str(plan), "-j", str(WORKERS), "-q"],
+        cwd=repo,
+        env=cli_env(),
+        check=False,
+        capture_output=True,
+    )
+    run_wall = time.perf_counter() - started
+    note(f"{CLIENTS} clients x {per_client} submits of 1 request, {WORKERS} workers")
+    note(
+        f"daemon: {daemon_wall:.2f} s until all {total} sessions ended; "
+        f"`parallel-orch run` of the same {total} tests: {run_wall:.2f} s"
+    )
+    return [
+        Figure("submit-to-ack p50", percentile(latencies, 50) * 1000, "ms"),
+        Figure("submit-to-ack p99", percentile(latencies, 99) * 1000, "ms"),
+        Figure("wall time daemon / run", daemon_wall / run_wall),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    bench_main("daemon: submit latency, 20 clients", run, argv)
+
+
+if __name__ == "__main__":
+    main()
