@@ -5,7 +5,7 @@ Not a target of its own: it explains the isolation and scheduling figures.
 1. Breakdown. Trivial attempts (``true``) on 2 workers, with wall-time
    accumulators wrapped around the engine's per-attempt steps (lease,
    store writes, process run). Steps the engine no longer has are skipped.
-2. Store writes alone: the four transactions the engine makes per attempt,
+2. Store writes alone: the three transactions the engine makes per attempt,
    through its ``Store``, against the same rows written with ``sqlite3``.
 3. What-if: the isolation benchmark's two sides, once as is and once with
    the per-attempt store writes stubbed out (nothing recorded), to bound
@@ -42,7 +42,7 @@ from parallel_orch import (
 )
 
 WORKERS = 2
-STORE_WRITES = ("start_attempt", "set_attempt_process", "finish_attempt", "finish_execution")
+STORE_WRITES = ("start_attempt", "set_attempt_process", "end_attempt")
 #: (owner, attribute) of each per-attempt step timed in the breakdown.
 STEPS: tuple[tuple[Any, str], ...] = (
     (worker.ExecutionWorker, "run_item"),
@@ -148,14 +148,16 @@ async def _store_writes(path: Path, count: int) -> tuple[float, float]:
                 execution_id, "bench", number=1, worker=0, worktree="/wt", log_path="/log"
             )
             await db.set_attempt_process(attempt_id, 1, 1)
-            await db.finish_attempt(
-                attempt_id,
-                status=ExecutionStatus.PASSED,
-                exit_code=0,
-                duration_seconds=0.0,
-                output_tail="",
+            await db.end_attempt(
+                store.AttemptEnd(
+                    attempt_id=attempt_id,
+                    execution_id=execution_id,
+                    status=ExecutionStatus.PASSED,
+                    exit_code=0,
+                    duration_seconds=0.0,
+                ),
+                store.ExecutionEnd(status=ExecutionStatus.PASSED, duration_seconds=0.0),
             )
-            await db.finish_execution(execution_id, ExecutionStatus.PASSED, duration_seconds=0.0)
         engine = (time.perf_counter() - started) / count
     raw = await anyio.to_thread.run_sync(_raw_writes, db.path, ids)
     return engine, raw

@@ -31,7 +31,9 @@ from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import ValidationError
 
+from parallel_orch.config import ParallelTestConfig
 from parallel_orch.daemon import protocol as p
+from parallel_orch.daemon.paths import socket_path_for
 from parallel_orch.daemon.protocol import ErrorCode
 from parallel_orch.events import Event
 from parallel_orch.exceptions import OrchError
@@ -71,9 +73,15 @@ class DaemonRequestError(OrchError):
 
 
 class DaemonClient(AsyncContextManagerMixin):
-    """A connection to the daemon at ``socket_path``; use as ``async with``."""
+    """A connection to the daemon at ``socket_path``; use as ``async with``.
 
-    def __init__(self, socket_path: str | Path) -> None:
+    Without ``socket_path``, the daemon of the repo around the current
+    directory, at the socket ``parallel-orch daemon`` uses by default there.
+    """
+
+    def __init__(self, socket_path: str | Path | None = None) -> None:
+        if socket_path is None:
+            socket_path = socket_path_for(ParallelTestConfig(num_workers=1))
         self.socket_path = Path(socket_path)
         self._stream: SocketStream | None = None
         self._reader: BufferedByteReceiveStream | None = None

@@ -20,7 +20,7 @@ import signal
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from parallel_orch.queue import QueueItem, TestQueue
 from parallel_orch.report import ParallelTestReport, build_report
 from parallel_orch.retry import RetryPolicy
 from parallel_orch.sessions import Running, SessionState
-from parallel_orch.store import NewExecution, Store, open_store
+from parallel_orch.store import AttemptEnd, ExecutionEnd, NewExecution, Store, open_store
 from parallel_orch.worker import ExecutionWorker
 from parallel_orch.worktrees import WorktreePool, validate_worktree_dir
 
@@ -240,16 +240,12 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
 
     async def _resume(self, session_id: str, key: str) -> None:
         store = self.store
-        for attempt in await store.running_attempts(session_id):
-            assert attempt.id is not None
-            await store.finish_attempt(
-                attempt.id,
-                status=ExecutionStatus.INTERRUPTED,
-                exit_code=None,
-                duration_seconds=0.0,
-                output_tail="",
-                error="the process running it died",
-            )
+        await store.close_unfinished(
+            session_id,
+            ExecutionStatus.INTERRUPTED,
+            error="the process running it died",
+            executions=False,  # those run again
+        )
         await store.reopen_session(session_id, self._owner)
         state = SessionState(id=session_id, plan_key=key)
         unfinished = await store.executions(
@@ -481,6 +477,12 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
 
     # -- worker callbacks ---------------------------------------------------
 
+    def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``fn`` in the orchestrator's task group: its errors reach the owner."""
+        if self._tg is None:
+            raise OrchestratorClosedError()
+        self._tg.start_soon(fn)
+
     def session_state(self, session_id: str) -> SessionState | None:
         return self._sessions.get(session_id)
 
@@ -491,23 +493,34 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         self,
         item: QueueItem,
         state: SessionState,
-        status: ExecutionStatus,
-        duration: float,
-        error: str | None,
+        end: AttemptEnd,
+        finished: Event,
         worktree: str | None,
     ) -> None:
-        """Retry the request, or record its execution as final."""
+        """Record an attempt's end with its execution's next state: a retry, or final."""
         request = state.requests[item.execution_id]
         delay = None
         if state.stopping is None:
             delay = self.retry_policy.decide(
-                status,
+                end.status,
                 attempt=item.attempt,
                 allowed_retries=request.retries,
                 elapsed_seconds=time.monotonic() - (item.first_started or time.monotonic()),
             )
+        flaky = end.status is ExecutionStatus.PASSED and item.attempt > 1
+        outcome = (
+            None
+            if delay is not None
+            else ExecutionEnd(
+                status=end.status,
+                flaky=flaky,
+                error=end.error,
+                duration_seconds=end.duration_seconds,
+            )
+        )
+        await self.store.end_attempt(end, outcome)
+        self.publish(finished)
         if delay is not None:
-            await self.store.set_execution_pending(item.execution_id)
             self.publish(
                 Event(
                     type=EventType.TEST_RETRYING,
@@ -515,19 +528,15 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
                     test_id=request.id,
                     execution_id=item.execution_id,
                     attempt=item.attempt + 1,
-                    status=status.value,
+                    status=end.status.value,
                     delay_seconds=delay,
-                    error=error,
+                    error=end.error,
                 )
             )
             item.attempt += 1
             item.avoid_worktree = worktree
             self.queue.retry_later(item, delay)
             return
-        flaky = status is ExecutionStatus.PASSED and item.attempt > 1
-        await self.store.finish_execution(
-            item.execution_id, status, flaky=flaky, error=error, duration_seconds=duration
-        )
         self.publish(
             Event(
                 type=EventType.TEST_FINISHED,
@@ -535,13 +544,13 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
                 test_id=request.id,
                 execution_id=item.execution_id,
                 attempt=item.attempt,
-                status=status.value,
-                duration_seconds=duration,
-                error=error,
+                status=end.status.value,
+                duration_seconds=end.duration_seconds,
+                error=end.error,
                 flaky=flaky,
             )
         )
-        await self._execution_final(state, status)
+        await self._execution_final(state, end.status)
 
     async def _execution_final(
         self, state: SessionState, status: ExecutionStatus, count: int = 1

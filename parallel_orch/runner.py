@@ -12,10 +12,10 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import anyio
 
@@ -40,7 +40,7 @@ class ProcessOutcome:
     error: str | None = None
 
 
-SpawnHook = Callable[[int, int], Awaitable[None]]
+SpawnHook = Callable[[int, int], Coroutine[Any, Any, None]]
 
 
 async def run_process(
@@ -79,15 +79,16 @@ async def run_process(
     pgid = process.pid  # start_new_session: the child leads its own group
     timed_out = False
     try:
-        if on_spawn is not None:
-            await on_spawn(process.pid, pgid)
-        with anyio.move_on_after(timeout_seconds) as scope:
-            await process.wait()
-        if scope.cancelled_caught:
-            timed_out = True
-            with anyio.CancelScope(shield=True):
-                await procs.terminate_group(pgid, grace_seconds)
+        async with anyio.create_task_group() as tg:
+            if on_spawn is not None:
+                tg.start_soon(on_spawn, process.pid, pgid)  # recorded while the command runs
+            with anyio.move_on_after(timeout_seconds) as scope:
                 await process.wait()
+            if scope.cancelled_caught:
+                timed_out = True
+                with anyio.CancelScope(shield=True):
+                    await procs.terminate_group(pgid, grace_seconds)
+                    await process.wait()
     finally:
         with anyio.CancelScope(shield=True):
             if process.returncode is None:  # cancelled from outside

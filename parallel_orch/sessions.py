@@ -22,6 +22,7 @@ class Running:
     scope: anyio.CancelScope
     started: float = field(default_factory=time.monotonic)
     stop_reason: ExecutionStatus | None = None  # set when cancelled on purpose
+    finishing: bool = False  # ended; its record is being written
     done: anyio.Event = field(default_factory=anyio.Event)
 
 
@@ -38,6 +39,7 @@ class SessionState:
     failures: int = 0
     started: float = field(default_factory=time.monotonic)
     stopping: ExecutionStatus | None = None  # cancelled / interrupted once asked to stop
+    dirs_ready: bool = False  # its log and JUnit folders exist
     open: bool = False  # the default session takes more requests until it is sealed
     finishing: bool = False  # _finish_session() has begun recording the end
     done: anyio.Event = field(default_factory=anyio.Event)

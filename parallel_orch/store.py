@@ -14,13 +14,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import anyio
 from sqlalchemy import Column, ForeignKey, Integer, String, event, func, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Field, SQLModel, col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -103,6 +102,11 @@ class ParallelTestAttempt(SQLModel, table=True):
     cases_skipped: int | None = None
 
 
+#: The tables as Core objects, for the per-attempt writes.
+ATTEMPTS = SQLModel.metadata.tables["attempts"]
+EXECUTIONS = SQLModel.metadata.tables["executions"]
+
+
 @dataclass(frozen=True, slots=True)
 class NewExecution:
     """A request about to be committed as pending."""
@@ -118,6 +122,30 @@ class JUnitCounts:
     failed: int
     errors: int
     skipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """How an attempt ended, as recorded."""
+
+    attempt_id: int
+    execution_id: int
+    status: ExecutionStatus
+    exit_code: int | None
+    duration_seconds: float
+    output_tail: str = ""
+    error: str | None = None
+    junit: JUnitCounts | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionEnd:
+    """An execution's final state."""
+
+    status: ExecutionStatus
+    flaky: bool = False
+    error: str | None = None
+    duration_seconds: float | None = None
 
 
 _NO_LOCK = contextlib.nullcontext()
@@ -352,6 +380,15 @@ class Store:
                 out[session_id][status] = count
         return out
 
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction on a bare connection: the per-attempt hot path skips the ORM."""
+        try:
+            async with self._writer, self._engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreError(f"store {self.path}: {exc.orig}") from exc
+
     async def start_attempt(
         self,
         execution_id: int,
@@ -361,72 +398,83 @@ class Store:
         worker: int,
         worktree: str,
         log_path: str,
+        pid: int | None = None,
+        pgid: int | None = None,
     ) -> int:
+        """Record an attempt as running (with its process once spawned); its id."""
         now = utcnow()
-        async with self._tx(write=True) as db:
-            attempt = ParallelTestAttempt(
-                execution_id=execution_id,
-                session_id=session_id,
-                number=number,
-                worker=worker,
-                worktree=worktree,
-                log_path=log_path,
-                started_at=now,
+        async with self._write() as conn:
+            result = await conn.execute(
+                ATTEMPTS.insert().values(
+                    execution_id=execution_id,
+                    session_id=session_id,
+                    number=number,
+                    worker=worker,
+                    worktree=worktree,
+                    log_path=log_path,
+                    started_at=now,
+                    pid=pid,
+                    pgid=pgid,
+                    status=ExecutionStatus.RUNNING.value,
+                    output_tail="",
+                )
             )
-            db.add(attempt)
-            await db.exec(
-                update(ParallelTestExecution)
-                .where(col(ParallelTestExecution.id) == execution_id)
+            await conn.execute(
+                EXECUTIONS.update()
+                .where(EXECUTIONS.c.id == execution_id)
                 .values(
                     status=ExecutionStatus.RUNNING.value,
                     attempts=number,
-                    started_at=func.coalesce(ParallelTestExecution.started_at, now),
+                    started_at=func.coalesce(EXECUTIONS.c.started_at, now),
                 )
             )
-            await db.flush()
-            assert attempt.id is not None
-            return attempt.id
+        attempt_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        assert isinstance(attempt_id, int)
+        return attempt_id
 
     async def set_attempt_process(self, attempt_id: int, pid: int, pgid: int) -> None:
-        async with self._tx(write=True) as db:
-            await db.exec(
-                update(ParallelTestAttempt)
-                .where(col(ParallelTestAttempt.id) == attempt_id)
-                .values(pid=pid, pgid=pgid)
+        """The process an attempt runs now (its setup's, then its command's)."""
+        async with self._write() as conn:
+            await conn.execute(
+                ATTEMPTS.update().where(ATTEMPTS.c.id == attempt_id).values(pid=pid, pgid=pgid)
             )
 
-    async def finish_attempt(
-        self,
-        attempt_id: int,
-        *,
-        status: ExecutionStatus,
-        exit_code: int | None,
-        duration_seconds: float,
-        output_tail: str,
-        error: str | None = None,
-        junit: JUnitCounts | None = None,
-    ) -> None:
-        values: dict[str, Any] = {
-            "status": status.value,
-            "exit_code": exit_code,
-            "completed_at": utcnow(),
-            "duration_seconds": duration_seconds,
-            "output_tail": output_tail,
-            "error": error,
-        }
-        if junit is not None:
-            values.update(
-                cases_passed=junit.passed,
-                cases_failed=junit.failed,
-                cases_errors=junit.errors,
-                cases_skipped=junit.skipped,
+    async def end_attempt(self, end: AttemptEnd, outcome: ExecutionEnd | None) -> None:
+        """Record an attempt's end and, in the same transaction, its execution's new state:
+        ``outcome`` when final, else back to pending for a retry.
+        """
+        now = utcnow()
+        junit = end.junit
+        async with self._write() as conn:
+            await conn.execute(
+                ATTEMPTS.update()
+                .where(ATTEMPTS.c.id == end.attempt_id)
+                .values(
+                    status=end.status.value,
+                    exit_code=end.exit_code,
+                    completed_at=now,
+                    duration_seconds=end.duration_seconds,
+                    output_tail=end.output_tail,
+                    error=end.error,
+                    cases_passed=junit.passed if junit else None,
+                    cases_failed=junit.failed if junit else None,
+                    cases_errors=junit.errors if junit else None,
+                    cases_skipped=junit.skipped if junit else None,
+                )
             )
-        async with self._tx(write=True) as db:
-            await db.exec(
-                update(ParallelTestAttempt)
-                .where(col(ParallelTestAttempt.id) == attempt_id)
-                .values(**values)
-            )
+            update_execution = EXECUTIONS.update().where(EXECUTIONS.c.id == end.execution_id)
+            if outcome is None:
+                await conn.execute(update_execution.values(status=ExecutionStatus.PENDING.value))
+            else:
+                await conn.execute(
+                    update_execution.values(
+                        status=outcome.status.value,
+                        flaky=outcome.flaky,
+                        error=outcome.error,
+                        completed_at=now,
+                        duration_seconds=outcome.duration_seconds,
+                    )
+                )
 
     async def finish_execution(
         self,
@@ -460,9 +508,16 @@ class Store:
             )
 
     async def close_unfinished(
-        self, session_id: str, status: ExecutionStatus, *, error: str | None = None
+        self,
+        session_id: str,
+        status: ExecutionStatus,
+        *,
+        error: str | None = None,
+        executions: bool = True,
     ) -> int:
-        """Mark every unfinished execution and running attempt of a session; how many executions."""
+        """Mark a session's running attempts, and its unfinished executions unless told not to,
+        with ``status``; how many executions.
+        """
         unfinished = [ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]
         now = utcnow()
         async with self._tx(write=True) as db:
@@ -474,6 +529,8 @@ class Store:
                 )
                 .values(status=status.value, completed_at=now, error=error)
             )
+            if not executions:
+                return 0
             result = await db.exec(
                 update(ParallelTestExecution)
                 .where(

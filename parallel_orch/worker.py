@@ -18,7 +18,7 @@ from parallel_orch.exceptions import OrchestratorClosedError, WorktreeError
 from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.queue import QueueItem
 from parallel_orch.sessions import Running, SessionState
-from parallel_orch.store import JUnitCounts
+from parallel_orch.store import AttemptEnd, JUnitCounts
 from parallel_orch.worktrees import Worktree
 
 if TYPE_CHECKING:
@@ -46,10 +46,18 @@ def attempt_env(
     worktree: Path,
     sha: str,
     junit_path: Path,
+    pycache_dir: Path | None = None,
 ) -> dict[str, str]:
-    """The inherited environment minus our own settings, the request's env, then ours."""
+    """The inherited environment minus our own settings, the request's env, then ours.
+
+    Python bytecode goes to ``pycache_dir`` (outside the worktree) unless the
+    environment already says where: cleaning a worktree would otherwise throw
+    every ``__pycache__`` away and each attempt would compile its imports again.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env.update(request.env)
+    if pycache_dir is not None:
+        env.setdefault("PYTHONPYCACHEPREFIX", str(pycache_dir))
     env.update(
         PARALLEL_ORCH_SESSION_ID=session_id,
         PARALLEL_ORCH_TEST_ID=request.id,
@@ -69,6 +77,7 @@ class ExecutionWorker:
         self.index = index
         self.orch = orch
         self.current: Running | None = None
+        self._finishing: anyio.Event | None = None  # the previous attempt's record
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -97,40 +106,94 @@ class ExecutionWorker:
             try:
                 await self.run_item(item, state, running)
             finally:
-                self.orch.running.discard(running)
                 self.current = None
-                running.done.set()
+                if not running.finishing:
+                    self._done(running)
+
+    def _done(self, running: Running) -> None:
+        self.orch.running.discard(running)
+        running.done.set()
+
+    def _finish_later(
+        self,
+        item: QueueItem,
+        state: SessionState,
+        end: AttemptEnd,
+        finished: Event,
+        worktree: str | None,
+        running: Running,
+    ) -> None:
+        """Record a passed attempt's end while this worker leases for its next one.
+
+        One finishing attempt per worker at a time, in order; ``running.done``
+        is set only once it is recorded, so a cancel waits for the record.
+        Other outcomes are recorded before the worker moves on, so that retries
+        and ``max_failures`` are decided first.
+        """
+        previous, self._finishing = self._finishing, anyio.Event()
+        done = self._finishing
+        running.finishing = True
+
+        async def finish() -> None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    if previous is not None:
+                        await previous.wait()
+                    await self.orch.attempt_done(item, state, end, finished, worktree)
+                finally:
+                    self._done(running)
+                    done.set()
+
+        self.orch.spawn(finish)
 
     async def run_item(self, item: QueueItem, state: SessionState, running: Running) -> None:
         orch = self.orch
         request = state.requests[item.execution_id]
-        sha = state.shas[item.execution_id]
         if item.first_started is None:
             item.first_started = time.monotonic()
         name = f"{safe_name(request.id)}.{item.attempt}"
         log_dir = orch.state_dir / "logs" / state.id
-        log_path = log_dir / f"{name}.log"
-        junit_path = orch.state_dir / "junit" / state.id / f"{name}.xml"
-        await anyio.to_thread.run_sync(_make_dirs, log_dir, junit_path.parent)
-        await self._attempt(item, state, request, sha, running, log_path, junit_path)
+        junit_dir = orch.state_dir / "junit" / state.id
+        if not state.dirs_ready:
+            await anyio.to_thread.run_sync(_make_dirs, log_dir, junit_dir)
+            state.dirs_ready = True
+        await self._attempt(
+            item, state, request, running, log_dir / f"{name}.log", junit_dir / f"{name}.xml"
+        )
 
     async def _attempt(
         self,
         item: QueueItem,
         state: SessionState,
         request: TestRequest,
-        sha: str,
         running: Running,
         log_path: Path,
         junit_path: Path,
     ) -> None:
         orch = self.orch
+        sha = state.shas[item.execution_id]
         wt: Worktree | None = None
         attempt_id: int | None = None
         outcome: runner.ProcessOutcome | None = None
         counts: JUnitCounts | None = None
         error: str | None = None
         started = time.monotonic()
+
+        async def record_start() -> int:
+            # Before the first process starts, so a crash right after leaves a trace.
+            return await orch.store.start_attempt(
+                item.execution_id,
+                state.id,
+                number=item.attempt,
+                worker=self.index,
+                worktree=str(wt.path) if wt else "",
+                log_path=str(log_path),
+            )
+
+        async def record_process(pid: int, pgid: int) -> None:
+            assert attempt_id is not None
+            await orch.store.set_attempt_process(attempt_id, pid, pgid)
+
         log_file = log_path.open("ab")
         try:
             with running.scope:
@@ -139,10 +202,11 @@ class ExecutionWorker:
                 except WorktreeError as exc:
                     error = exc.message
                     log_file.write(f"parallel-orch: {error}\n".encode())
-                attempt_id = await self._record_start(item, state, request, wt, log_path)
+                attempt_id = await record_start()
+                orch.publish(self._event(EventType.ATTEMPT_STARTED, item, state, wt, log_path))
                 if wt is not None:
                     outcome = await self._run_in(
-                        wt, request, state, item, sha, log_file, junit_path, attempt_id
+                        wt, request, state, item, sha, log_file, junit_path, record_process
                     )
                     if request.junit:
                         counts = await anyio.to_thread.run_sync(junit.parse_counts, junit_path)
@@ -150,37 +214,12 @@ class ExecutionWorker:
             with anyio.CancelScope(shield=True):
                 log_file.close()
                 if attempt_id is None:
-                    attempt_id = await self._record_start(item, state, request, wt, log_path)
+                    attempt_id = await record_start()
                 status, exit_code = self._status(outcome, running, error)
                 error = outcome.error if outcome is not None and outcome.error else error
                 duration = outcome.duration_seconds if outcome else time.monotonic() - started
                 tail = await anyio.to_thread.run_sync(
                     runner.read_tail, log_path, orch.config.log_tail_bytes
-                )
-                await orch.store.finish_attempt(
-                    attempt_id,
-                    status=status,
-                    exit_code=exit_code,
-                    duration_seconds=duration,
-                    output_tail=tail,
-                    error=error,
-                    junit=counts,
-                )
-                orch.publish(
-                    Event(
-                        type=EventType.ATTEMPT_FINISHED,
-                        session_id=state.id,
-                        test_id=request.id,
-                        execution_id=item.execution_id,
-                        attempt=item.attempt,
-                        worker=self.index,
-                        worktree=str(wt.path) if wt else None,
-                        status=status.value,
-                        exit_code=exit_code,
-                        duration_seconds=duration,
-                        error=error,
-                        log_path=str(log_path),
-                    )
                 )
                 if wt is not None:
                     preserve = None
@@ -190,39 +229,51 @@ class ExecutionWorker:
                             f"{status.value} (session {state.id})"
                         )
                     await orch.pool.release(wt, preserve_reason=preserve)
-                await orch.attempt_done(
-                    item, state, status, duration, error, wt.name if wt else None
+                end = AttemptEnd(
+                    attempt_id=attempt_id,
+                    execution_id=item.execution_id,
+                    status=status,
+                    exit_code=exit_code,
+                    duration_seconds=duration,
+                    output_tail=tail,
+                    error=error,
+                    junit=counts,
                 )
+                finished = self._event(EventType.ATTEMPT_FINISHED, item, state, wt, log_path)
+                finished = finished.model_copy(
+                    update={
+                        "status": status.value,
+                        "exit_code": exit_code,
+                        "duration_seconds": duration,
+                        "error": error,
+                    }
+                )
+                worktree = wt.name if wt else None
+                if status is ExecutionStatus.PASSED:
+                    self._finish_later(item, state, end, finished, worktree, running)
+                else:  # retries and max_failures decide before this worker runs anything else
+                    if self._finishing is not None:
+                        await self._finishing.wait()
+                    await orch.attempt_done(item, state, end, finished, worktree)
 
-    async def _record_start(
+    def _event(
         self,
+        kind: EventType,
         item: QueueItem,
         state: SessionState,
-        request: TestRequest,
         wt: Worktree | None,
         log_path: Path,
-    ) -> int:
-        attempt_id = await self.orch.store.start_attempt(
-            item.execution_id,
-            state.id,
-            number=item.attempt,
+    ) -> Event:
+        return Event(
+            type=kind,
+            session_id=state.id,
+            test_id=state.requests[item.execution_id].id,
+            execution_id=item.execution_id,
+            attempt=item.attempt,
             worker=self.index,
-            worktree=str(wt.path) if wt else "",
+            worktree=str(wt.path) if wt else None,
             log_path=str(log_path),
         )
-        self.orch.publish(
-            Event(
-                type=EventType.ATTEMPT_STARTED,
-                session_id=state.id,
-                test_id=request.id,
-                execution_id=item.execution_id,
-                attempt=item.attempt,
-                worker=self.index,
-                worktree=str(wt.path) if wt else None,
-                log_path=str(log_path),
-            )
-        )
-        return attempt_id
 
     async def _run_in(
         self,
@@ -233,7 +284,7 @@ class ExecutionWorker:
         sha: str,
         log_file: IO[bytes],
         junit_path: Path,
-        attempt_id: int,
+        on_spawn: runner.SpawnHook,
     ) -> runner.ProcessOutcome:
         orch = self.orch
         env = attempt_env(
@@ -244,12 +295,8 @@ class ExecutionWorker:
             worktree=wt.path,
             sha=sha,
             junit_path=junit_path,
+            pycache_dir=orch.state_dir / "pycache",
         )
-        await anyio.to_thread.run_sync(lambda: junit_path.unlink(missing_ok=True))
-
-        async def on_spawn(pid: int, pgid: int) -> None:
-            await orch.store.set_attempt_process(attempt_id, pid, pgid)
-
         if request.setup and wt.setup_key != (sha, request.setup):
             log_file.write(f"parallel-orch: setup: {request.setup}\n".encode())
             setup = await runner.run_process(
