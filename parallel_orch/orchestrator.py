@@ -16,7 +16,6 @@ import functools
 import hashlib
 import json
 import logging
-import signal
 import statistics
 import time
 import uuid
@@ -29,7 +28,7 @@ import anyio
 from anyio import AsyncContextManagerMixin
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from parallel_orch import procs
+from parallel_orch import procs, recovery
 from parallel_orch.config import STATE_DIR_NAME, ParallelTestConfig
 from parallel_orch.events import Event, EventBus, EventType
 from parallel_orch.exceptions import OrchestratorClosedError, RefError
@@ -215,59 +214,19 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
 
     async def _recover(self) -> None:
         """Sessions whose owner died: kill their groups, then mark them interrupted or resume."""
-        for session in await self.store.sessions_with_status(SessionStatus.RUNNING):
-            if procs.owner_alive(session.owner):
-                continue
-            killed: set[int] = set()
-            for attempt in await self.store.running_attempts(session.id):
-                if attempt.pgid is not None and procs.kill_stale_group(attempt.pgid, session.id):
-                    killed.add(attempt.pgid)
-            # Groups spawned before their pgid was committed: found by their environment.
-            for pgid in await anyio.to_thread.run_sync(procs.session_groups, session.id):
-                if pgid not in killed and procs.signal_group(pgid, signal.SIGKILL):
-                    killed.add(pgid)
-            for pgid in sorted(killed):
-                log.warning("killed process group %s left by session %s", pgid, session.id)
+        for session in await recovery.orphaned_sessions(self.store):
+            await recovery.kill_leftovers(self.store, session.id)
             if not self.resume:
-                await self.store.close_unfinished(
-                    session.id, ExecutionStatus.INTERRUPTED, error="the process running it died"
-                )
+                await recovery.mark_interrupted(self.store, session.id)
                 await self._finish_session_record(
                     session.id, session.plan_key, SessionStatus.INTERRUPTED
                 )
                 continue
-            await self._resume(session.id, session.plan_key)
-
-    async def _resume(self, session_id: str, key: str) -> None:
-        store = self.store
-        await store.close_unfinished(
-            session_id,
-            ExecutionStatus.INTERRUPTED,
-            error="the process running it died",
-            executions=False,  # those run again
-        )
-        await store.reopen_session(session_id, self._owner)
-        state = SessionState(id=session_id, plan_key=key)
-        unfinished = await store.executions(
-            session_id, [ExecutionStatus.PENDING, ExecutionStatus.RUNNING]
-        )
-        requests = [TestRequest.model_validate_json(e.request_json) for e in unfinished]
-        resolved = await anyio.to_thread.run_sync(self.pool.resolve_refs, [r.ref for r in requests])
-        for row, request in zip(unfinished, requests, strict=True):
-            assert row.id is not None
-            sha = row.sha or resolved.get(request.ref)
-            if not isinstance(sha, str):
-                await store.finish_execution(row.id, ExecutionStatus.ERROR, error=str(sha))
-                continue
-            await store.set_execution_pending(row.id)
-            state.requests[row.id] = request
-            state.shas[row.id] = sha
-        state.outstanding = len(state.requests)
-        self._sessions[session_id] = state
-        self._idle = anyio.Event()
-        log.info("resuming session %s: %d requests", session_id, state.outstanding)
-        if state.outstanding == 0:
-            await self._finish_session(state)
+            state = await recovery.reopen(self.store, self.pool, session, self._owner)
+            self._sessions[state.id] = state
+            self._idle = anyio.Event()
+            if state.outstanding == 0:
+                await self._finish_session(state)
 
     # -- submitting ---------------------------------------------------------
 

@@ -16,6 +16,33 @@ from parallel_orch import Event, ParallelTestConfig, ParallelTestOrchestrator, R
 #: How long a test waits for something a command or the engine signals, at most.
 WAIT_SECONDS = 30.0
 
+#: The report's JSON keys that DESIGN §6 and the issue fix.
+REPORT_KEYS = {
+    "session_id",
+    "status",
+    "started_at",
+    "completed_at",
+    "duration_seconds",
+    "total_tests",
+    "tests_passed",
+    "tests_failed",
+    "tests_timed_out",
+    "tests_errored",
+    "tests_skipped",
+    "tests_cancelled",
+    "tests_flaky",
+    "success_rate",
+    "num_workers",
+    "categories",
+    "duration_stats",
+    "speedup",
+    "completed_tests",
+    "failed_tests",
+    "report_hash",
+    "cases",
+}
+
+
 #: Files every test repo starts with; ``build/`` and ``*.log`` are ignored.
 BASE_FILES: Mapping[str, str] = {
     "README.md": "# demo\n",

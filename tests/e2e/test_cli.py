@@ -10,32 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cli import cli_argv, cli_env, run_cli
-from tests.helpers import GitRepo, process_alive
-
-REPORT_KEYS = {
-    "session_id",
-    "status",
-    "started_at",
-    "completed_at",
-    "duration_seconds",
-    "total_tests",
-    "tests_passed",
-    "tests_failed",
-    "tests_timed_out",
-    "tests_errored",
-    "tests_skipped",
-    "tests_cancelled",
-    "tests_flaky",
-    "success_rate",
-    "num_workers",
-    "categories",
-    "duration_stats",
-    "speedup",
-    "completed_tests",
-    "failed_tests",
-    "report_hash",
-    "cases",
-}
+from tests.helpers import REPORT_KEYS, GitRepo, process_alive
 
 
 def write_plan(repo: GitRepo, name: str, text: str) -> Path:

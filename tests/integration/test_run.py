@@ -21,7 +21,7 @@ from parallel_orch import (
     TestRequest,
 )
 from parallel_orch.store import open_store
-from tests.helpers import GitRepo, MakeConfig, make_git_repo, orchestrator, recording
+from tests.helpers import REPORT_KEYS, GitRepo, MakeConfig, make_git_repo, orchestrator, recording
 
 
 def counter_command(counter: Path, pass_from: int) -> str:
@@ -255,32 +255,6 @@ async def test_junit_results_are_counted_in_the_report(config: ParallelTestConfi
     assert report.cases.skipped == 1
 
 
-DESIGN_REPORT_KEYS = {
-    "session_id",
-    "status",
-    "started_at",
-    "completed_at",
-    "duration_seconds",
-    "total_tests",
-    "tests_passed",
-    "tests_failed",
-    "tests_timed_out",
-    "tests_errored",
-    "tests_skipped",
-    "tests_cancelled",
-    "tests_flaky",
-    "success_rate",
-    "num_workers",
-    "categories",
-    "duration_stats",
-    "speedup",
-    "completed_tests",
-    "failed_tests",
-    "report_hash",
-    "cases",
-}
-
-
 async def test_report_json_has_the_design_keys(config: ParallelTestConfig) -> None:
     """The report serialises to JSON with every key DESIGN §6 names, and round-trips."""
     requests = [
@@ -290,7 +264,7 @@ async def test_report_json_has_the_design_keys(config: ParallelTestConfig) -> No
     async with orchestrator(config) as orch:
         report = await orch.run_tests(requests)
     data = json.loads(report.model_dump_json())
-    assert set(data) >= DESIGN_REPORT_KEYS
+    assert set(data) >= REPORT_KEYS
     assert data["num_workers"] == 2
     assert set(data["categories"]) == {"unit", "lint"}
     assert data["categories"]["lint"]["failed"] == 1
