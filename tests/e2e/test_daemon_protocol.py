@@ -266,6 +266,8 @@ async def test_a_client_that_disconnects_mid_watch_is_dropped_cleanly(
     """Hanging up during watch ends that watch; the session runs on and others are served."""
     gate = daemon.repo.parent / "gate"
     requests = [{"id": "gated", "command": f"while [ ! -e {gate} ]; do sleep 0.05; done"}]
+    async with RawClient.connect(daemon.socket) as probe:  # other tests may hold connections
+        baseline = (await probe.call("status"))["result"]["connections"]
     async with RawClient.connect(daemon.socket) as client:
         session_id = (await client.call("submit", {"requests": requests}))["result"]["session_id"]
         await client.request("watch", {"session_id": session_id})
@@ -276,7 +278,8 @@ async def test_a_client_that_disconnects_mid_watch_is_dropped_cleanly(
         reply = await other.call("watch", {"session_id": session_id})
         while "id" not in reply:
             reply = await other.receive()
-        assert (await other.call("status"))["result"]["connections"] == 1
+        # the hung-up client is no longer counted (idle ones may have timed out since)
+        assert (await other.call("status"))["result"]["connections"] <= baseline
     assert reply["result"]["status"] == "complete"
     assert "Traceback" not in daemon.log
     os.unlink(gate)
