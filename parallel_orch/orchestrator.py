@@ -241,13 +241,16 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
     ) -> str:
         """Commit a session and all its requests (pending), then queue them.
 
-        Returns once every request is committed; queueing continues in the
-        background. Requests whose ref does not resolve are recorded ``error``.
+        Returns once every request is committed and, as far as the queue has
+        room, queued (so a session submitted after another is ordered against
+        it at once); the rest are queued in the background as room frees up.
+        Requests whose ref does not resolve are recorded ``error``.
         """
         if not self._accepting or self._tg is None:
             raise OrchestratorClosedError("the orchestrator is not accepting work (shutting down?)")
         session_id = session_id or uuid.uuid4().hex[:12]
         new = await self._resolve(requests)
+        history = await self.store.history(r.id for r in requests)
         key = plan_key(plan_paths, [r.id for r in requests])
         ids = await self.store.create_session(
             session_id,
@@ -264,11 +267,15 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         self.publish(
             Event(type=EventType.SESSION_STARTED, session_id=session_id, total=len(requests))
         )
-        queued = self._track(state, ids, new)
+        items = self._items(state, self._track(state, ids, new), history)
         if state.outstanding == 0 and not state.open:
             await self._finish_session(state)
-        elif queued:
-            self._tg.start_soon(self._enqueue, state, queued)
+            return session_id
+        room = self.queue.room
+        for item in items[:room]:
+            self.queue.put_nowait(item)
+        if items[room:]:
+            self._tg.start_soon(self._put_all, state, items[room:])
         return session_id
 
     async def _resolve(self, requests: Sequence[TestRequest]) -> list[NewExecution]:
@@ -334,7 +341,11 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
 
     async def _enqueue(self, state: SessionState, execution_ids: list[int]) -> None:
         history = await self.store.history(state.requests[i].id for i in execution_ids)
-        for item in self._items(state, execution_ids, history):
+        await self._put_all(state, self._items(state, execution_ids, history))
+
+    async def _put_all(self, state: SessionState, items: list[QueueItem]) -> None:
+        """Queue ``items``, waiting for room; stops when the session or the queue does."""
+        for item in items:
             if state.stopping is not None:
                 return
             try:

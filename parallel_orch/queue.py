@@ -70,6 +70,11 @@ class TestQueue:
         heapq.heappush(heap, (item.sort_key(), next(self._tick), item))
         self._served.setdefault(item.session_id, -1)
 
+    @property
+    def room(self) -> int:
+        """How many fresh items fit now (0 once closed)."""
+        return 0 if self._closed else max(0, self.max_size - self._size)
+
     def reserve(self, count: int = 1) -> None:
         """Hold room for ``count`` fresh items, to be filled by :meth:`put_reserved`.
 
