@@ -24,6 +24,7 @@ from rich.table import Table
 
 from parallel_orch import progress
 from parallel_orch.config import ParallelTestConfig
+from parallel_orch.daemon.service import recent_summaries
 from parallel_orch.exceptions import ConfigError, OrchError, PlanError, StoreError
 from parallel_orch.models import ExecutionStatus, SessionStatus, TestRequest
 from parallel_orch.orchestrator import ParallelTestOrchestrator
@@ -247,24 +248,7 @@ def _short_time(value: datetime) -> str:
 
 async def _sessions(state_dir: Path, limit: int) -> list[dict[str, Any]]:
     async with open_store(state_dir) as store:
-        out = []
-        for row in await store.recent_sessions(limit):
-            counts = await store.count_by_status(row.id)
-            wall = (row.completed_at - row.created_at).total_seconds() if row.completed_at else None
-            out.append(
-                {
-                    "session_id": row.id,
-                    "status": row.status,
-                    "created_at": row.created_at,
-                    "completed_at": row.completed_at,
-                    "duration_seconds": wall,
-                    "total": sum(counts.values()),
-                    "passed": counts.get("passed", 0),
-                    "failed": sum(counts.get(s, 0) for s in ("failed", "timed_out", "error")),
-                    "counts": counts,
-                }
-            )
-        return out
+        return [s.model_dump() for s in await recent_summaries(store, limit)]
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -52,16 +53,17 @@ class SessionStatus(StrEnum):
         return self is not SessionStatus.RUNNING
 
 
-def session_status_for(statuses: list[ExecutionStatus]) -> SessionStatus:
-    """Derive a finished session's status from its executions' final statuses."""
-    if not statuses:
+def session_status_for(counts: Mapping[str, int]) -> SessionStatus:
+    """A finished session's status from how many of its executions ended in each status."""
+    total = sum(counts.values())
+    if not total:
         return SessionStatus.NO_TESTS
-    if ExecutionStatus.INTERRUPTED in statuses:
+    if counts.get(ExecutionStatus.INTERRUPTED, 0):
         return SessionStatus.INTERRUPTED
-    if ExecutionStatus.CANCELLED in statuses:
+    if counts.get(ExecutionStatus.CANCELLED, 0):
         return SessionStatus.CANCELLED
-    passed = sum(s in (ExecutionStatus.PASSED, ExecutionStatus.SKIPPED) for s in statuses)
-    if passed == len(statuses):
+    passed = counts.get(ExecutionStatus.PASSED, 0) + counts.get(ExecutionStatus.SKIPPED, 0)
+    if passed == total:
         return SessionStatus.COMPLETE
     return SessionStatus.PARTIAL_SUCCESS if passed else SessionStatus.FAILED
 

@@ -29,7 +29,7 @@ from anyio import AsyncContextManagerMixin
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from parallel_orch import procs, recovery
-from parallel_orch.config import STATE_DIR_NAME, ParallelTestConfig
+from parallel_orch.config import ParallelTestConfig
 from parallel_orch.events import Event, EventBus, EventType
 from parallel_orch.exceptions import OrchestratorClosedError, RefError
 from parallel_orch.models import ExecutionStatus, SessionStatus, TestRequest, session_status_for
@@ -107,16 +107,15 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
+            # --repo may name a subdirectory: paths derive from the top level
             self.repo = await anyio.to_thread.run_sync(WorktreePool.check_repo, self.repo)
-            self.state_dir = self.config.state_dir or self.repo / STATE_DIR_NAME
-            self.state_dir = self.state_dir.resolve()
-            base_dir = (
-                self.config.worktree_base_dir or self.repo.parent / f"{self.repo.name}.worktrees"
-            )
-            validate_worktree_dir(self.repo, base_dir.resolve())
+            self.config = self.config.model_copy(update={"repo": self.repo})
+            self.state_dir = self.config.resolved_state_dir
+            base_dir = self.config.resolved_worktree_dir
+            validate_worktree_dir(self.repo, base_dir)
             await anyio.to_thread.run_sync(self._exclude_state_dir)
             self._store = await stack.enter_async_context(open_store(self.state_dir))
-            self._pool = WorktreePool(self.repo, base_dir.resolve(), self.config.num_workers)
+            self._pool = WorktreePool(self.repo, base_dir, self.config.num_workers)
             await self._pool.open()
             stack.push_async_callback(self._close_pool)
             stack.push_async_callback(self._close_leftovers)
@@ -218,9 +217,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
             await recovery.kill_leftovers(self.store, session.id)
             if not self.resume:
                 await recovery.mark_interrupted(self.store, session.id)
-                await self._finish_session_record(
-                    session.id, session.plan_key, SessionStatus.INTERRUPTED
-                )
+                await self._finish_session_record(session.id, SessionStatus.INTERRUPTED)
                 continue
             state = await recovery.reopen(self.store, self.pool, session, self._owner)
             self._sessions[state.id] = state
@@ -617,8 +614,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
             return
         state.finishing = True
         with anyio.CancelScope(shield=True):
-            statuses = [ExecutionStatus(s) for s in await self._final_statuses(state.id)]
-            final = session_status_for(statuses)
+            final = session_status_for(await self.store.count_by_status(state.id))
             if state.stopping is not None and final not in (
                 SessionStatus.CANCELLED,
                 SessionStatus.INTERRUPTED,
@@ -628,7 +624,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
                     if state.stopping is ExecutionStatus.CANCELLED
                     else SessionStatus.INTERRUPTED
                 )
-            report = await self._finish_session_record(state.id, state.plan_key, final)
+            report = await self._finish_session_record(state.id, final)
             state.done.set()
             self._sessions.pop(state.id, None)
             if not any(not s.done.is_set() for s in self._sessions.values()):
@@ -643,11 +639,8 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
                 )
             )
 
-    async def _final_statuses(self, session_id: str) -> list[str]:
-        return [e.status for e in await self.store.executions(session_id)]
-
     async def _finish_session_record(
-        self, session_id: str, key: str, status: SessionStatus
+        self, session_id: str, status: SessionStatus
     ) -> ParallelTestReport:
         await self.store.finish_session(session_id, status)
         report = await build_report(self.store, session_id)

@@ -23,7 +23,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlmodel import Field, SQLModel, col, delete, select, update
+from sqlmodel import Field, SQLModel, col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from parallel_orch.exceptions import SessionNotFoundError, StoreError
@@ -365,31 +365,6 @@ class Store:
                 select(ParallelTestSession).where(col(ParallelTestSession.status) == status.value)
             )
             return list(rows)
-
-    async def previous_session(self, session_id: str, plan_key: str) -> ParallelTestSession | None:
-        """The latest finished session of the same plan set before this one."""
-        current = await self.get_session(session_id)
-        async with self._tx() as db:
-            rows = await db.exec(
-                select(ParallelTestSession)
-                .where(
-                    col(ParallelTestSession.plan_key) == plan_key,
-                    col(ParallelTestSession.id) != session_id,
-                    col(ParallelTestSession.created_at) < current.created_at,
-                    col(ParallelTestSession.status) != SessionStatus.RUNNING.value,
-                )
-                .order_by(col(ParallelTestSession.created_at).desc())
-                .limit(1)
-            )
-            return rows.first()
-
-    async def delete_session(self, session_id: str) -> None:
-        async with self._tx(write=True) as db:
-            await db.exec(
-                delete(ParallelTestSession).where(col(ParallelTestSession.id) == session_id)
-            )
-
-    # -- executions and attempts -------------------------------------------
 
     async def executions(
         self, session_id: str, statuses: Iterable[ExecutionStatus] | None = None

@@ -32,7 +32,7 @@ from parallel_orch.exceptions import (
 from parallel_orch.models import ExecutionStatus, SessionStatus, TestRequest
 from parallel_orch.orchestrator import ParallelTestOrchestrator
 from parallel_orch.plans import load_plans
-from parallel_orch.store import ParallelTestExecution, ParallelTestSession
+from parallel_orch.store import ParallelTestExecution, ParallelTestSession, Store
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,13 @@ def summarize(row: ParallelTestSession, counts: dict[str, int]) -> p.SessionSumm
         counts=counts,
         plan_paths=_json_list(row.plan_paths),
     )
+
+
+async def recent_summaries(store: Store, limit: int) -> list[p.SessionSummary]:
+    """The latest sessions with their counts, in two queries."""
+    rows = await store.recent_sessions(limit)
+    counts = await store.counts_by_session([r.id for r in rows])
+    return [summarize(r, counts[r.id]) for r in rows]
 
 
 def _json_list(text: str) -> list[str]:
@@ -252,10 +259,7 @@ class DaemonService:
         )
 
     async def sessions(self, limit: int) -> list[p.SessionSummary]:
-        store = self.orch.store
-        rows = await store.recent_sessions(limit)
-        counts = await store.counts_by_session([r.id for r in rows])
-        return [summarize(r, counts[r.id]) for r in rows]
+        return await recent_summaries(self.orch.store, limit)
 
     async def cancel(self, session_id: str) -> p.CancelResult:
         store = self.orch.store

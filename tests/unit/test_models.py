@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from pydantic import ValidationError
 
@@ -29,7 +31,7 @@ def test_session_status_follows_its_executions(
     statuses: list[ExecutionStatus], expected: SessionStatus
 ) -> None:
     """complete if all passed, partial_success if some, failed if none; cancel/interrupt win."""
-    assert session_status_for(statuses) is expected
+    assert session_status_for(Counter(s.value for s in statuses)) is expected
 
 
 def test_failures_are_failed_timed_out_and_error() -> None:
