@@ -79,6 +79,7 @@ class ParallelTestConfig(BaseSettings):
     kill_grace_seconds: float = Field(default=5.0, ge=0)
     cleanup_on_completion: bool = False
     preserve_failed_worktrees: bool = False
+    spare_worktrees: int = Field(default=1, ge=0, le=256)
     max_failures: int | None = Field(default=None, ge=1)
     log_tail_bytes: int = Field(default=16_384, ge=0)
     socket_path: Path | None = None  # the daemon's socket; default from the state dir

@@ -115,7 +115,9 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
             validate_worktree_dir(self.repo, base_dir)
             await anyio.to_thread.run_sync(self._exclude_state_dir)
             self._store = await stack.enter_async_context(open_store(self.state_dir))
-            self._pool = WorktreePool(self.repo, base_dir, self.config.num_workers)
+            self._pool = WorktreePool(
+                self.repo, base_dir, self.config.num_workers + self.config.spare_worktrees
+            )
             await self._pool.open()
             stack.push_async_callback(self._close_pool)
             stack.push_async_callback(self._close_leftovers)
@@ -132,6 +134,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         if self._tg is not None:
             return
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        self.pool.work_in(self._tg)
         self._accepting = True
         for index in range(self.config.num_workers):
             worker = ExecutionWorker(index, self)

@@ -198,7 +198,9 @@ class ExecutionWorker:
         try:
             with running.scope:
                 try:
-                    wt = await orch.pool.lease(sha, keep=request.keep, avoid=item.avoid_worktree)
+                    wt = await orch.pool.lease(
+                        sha, keep=request.keep, setup=request.setup, avoid=item.avoid_worktree
+                    )
                 except WorktreeError as exc:
                     error = exc.message
                     log_file.write(f"parallel-orch: {error}\n".encode())
@@ -213,15 +215,8 @@ class ExecutionWorker:
         finally:
             with anyio.CancelScope(shield=True):
                 log_file.close()
-                if attempt_id is None:
-                    attempt_id = await record_start()
                 status, exit_code = self._status(outcome, running, error)
-                error = outcome.error if outcome is not None and outcome.error else error
-                duration = outcome.duration_seconds if outcome else time.monotonic() - started
-                tail = await anyio.to_thread.run_sync(
-                    runner.read_tail, log_path, orch.config.log_tail_bytes
-                )
-                if wt is not None:
+                if wt is not None:  # first, so that its scrub overlaps what follows
                     preserve = None
                     if status.is_failure and orch.config.preserve_failed_worktrees:
                         preserve = (
@@ -229,6 +224,13 @@ class ExecutionWorker:
                             f"{status.value} (session {state.id})"
                         )
                     await orch.pool.release(wt, preserve_reason=preserve)
+                if attempt_id is None:
+                    attempt_id = await record_start()
+                error = outcome.error if outcome is not None and outcome.error else error
+                duration = outcome.duration_seconds if outcome else time.monotonic() - started
+                tail = await anyio.to_thread.run_sync(
+                    runner.read_tail, log_path, orch.config.log_tail_bytes
+                )
                 end = AttemptEnd(
                     attempt_id=attempt_id,
                     execution_id=item.execution_id,
@@ -297,7 +299,8 @@ class ExecutionWorker:
             junit_path=junit_path,
             pycache_dir=orch.state_dir / "pycache",
         )
-        if request.setup and wt.setup_key != (sha, request.setup):
+        setup_key = (sha, request.setup, request.keep) if request.setup else None
+        if request.setup and setup_key != wt.setup_key:
             log_file.write(f"parallel-orch: setup: {request.setup}\n".encode())
             setup = await runner.run_process(
                 runner.command_argv(request.setup),
@@ -317,7 +320,7 @@ class ExecutionWorker:
                     setup.duration_seconds,
                     f"setup failed: {reason}",
                 )
-            wt.setup_key = (sha, request.setup)
+            wt.setup_key = setup_key
             log_file.write(b"parallel-orch: setup done\n")
         return await runner.run_process(
             runner.command_argv(request.command),

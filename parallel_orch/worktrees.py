@@ -6,6 +6,13 @@ processes by ``flock`` on ``<base>/.pool.lock``) because concurrent
 in parallel. Each pooled worktree is held by an ``flock`` on its own lock
 file for as long as this process owns it, so two orchestrators on one repo
 never share a worktree and a crashed owner's worktrees become free again.
+
+Given a task group (:meth:`WorktreePool.work_in`), the pool cleans a
+released worktree in the background at once, sparing the ``keep`` paths of
+the attempt that used it, and keeps spare worktrees beyond one per worker:
+a worker then leases a worktree that is already clean while the one it just
+gave back is scrubbed, so checkout and clean leave the attempt's critical
+path. Without one, a worktree is cleaned when it is leased.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from pathlib import Path
 
 import anyio
 import git
+from anyio.abc import TaskGroup
 
 from parallel_orch.exceptions import RefError, RepoError, WorktreeError
 
@@ -33,20 +41,41 @@ POOL_LOCK = ".pool.lock"
 NAME_PREFIX = "wt-"
 
 
+#: What a worktree's setup was made for: (commit, setup command, keep paths).
+SetupKey = tuple[str, str, tuple[str, ...]]
+
+
 @dataclass(eq=False)
 class Worktree:
-    """One pooled worktree. ``clean`` means: untouched since it was reset to ``sha``."""
+    """One pooled worktree.
+
+    ``clean`` means untouched since it was made clean at ``sha``, with only the
+    paths in ``kept`` spared; ``scrubbing`` is set while a background clean
+    runs and fires when it ends.
+    """
 
     path: Path
     sha: str | None
     lock_fd: int
     clean: bool = False
+    kept: tuple[str, ...] = ()
     leased: bool = False
-    setup_key: tuple[str, str] | None = None  # (sha, setup) last set up here
+    scrubbing: anyio.Event | None = None
+    setup_key: SetupKey | None = None  # last set up here for this
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    def ready_for(self, sha: str, keep: tuple[str, ...]) -> bool:
+        """Clean at ``sha``, holding nothing beyond what ``keep`` spares."""
+        return self.clean and self.scrubbing is None and self.sha == sha and self.kept in ((), keep)
+
+    def mark_clean(self, sha: str, keep: tuple[str, ...]) -> None:
+        self.sha, self.clean, self.kept = sha, True, keep
+        # setup's output survives a clean only if the clean spared what setup kept
+        if self.setup_key is not None and (not keep or self.setup_key[2] != keep):
+            self.setup_key = None
 
 
 def _git_error(exc: git.GitCommandError) -> str:
@@ -78,6 +107,7 @@ class WorktreePool:
         self.capacity = capacity
         self._worktrees: list[Worktree] = []
         self._creating = 0
+        self._tg: TaskGroup | None = None  # for background scrubs and spares
         self._admin = anyio.Lock()  # add / remove / prune, in this process
         self._changed = anyio.Condition()
         self._git = git.Git(str(repo))
@@ -195,8 +225,17 @@ class WorktreePool:
                 (self.base_dir / LOCK_DIR / f"{child.name}.lock").unlink(missing_ok=True)
                 _release_flock(fd)
 
+    def work_in(self, tg: TaskGroup | None) -> None:
+        """Scrub released worktrees and add spares in ``tg`` from now on (``None``: stop).
+
+        The task group must outlive every lease and release, and be done
+        before :meth:`close`.
+        """
+        self._tg = tg
+
     async def close(self, *, remove: bool) -> None:
         """Give up every worktree; remove them from disk and git when ``remove``."""
+        self._tg = None
         worktrees, self._worktrees = self._worktrees, []
         if remove:
             async with self._admin:
@@ -228,19 +267,25 @@ class WorktreePool:
         return list(self._worktrees)
 
     async def lease(
-        self, sha: str, *, keep: Sequence[str] = (), avoid: str | None = None
+        self,
+        sha: str,
+        *,
+        keep: Sequence[str] = (),
+        setup: str | None = None,
+        avoid: str | None = None,
     ) -> Worktree:
         """A clean worktree checked out (detached) at ``sha``, for this caller alone.
 
-        Prefers a worktree already clean at ``sha``, then one at ``sha``, then
-        any idle one other than ``avoid``; creates one while under capacity.
+        Prefers, in order: not ``avoid``, at ``sha``, already set up for
+        ``setup``, already clean; creates one while under capacity.
 
         :raises WorktreeError: if no worktree can be made ready.
         """
+        keep = tuple(keep)
         async with self._changed:
             while True:
                 room = len(self._worktrees) + self._creating < self.capacity
-                wt = self._pick(sha, avoid)
+                wt = self._pick(sha, keep, setup, avoid)
                 # a retry takes the worktree it failed in only when no other can be had
                 if wt is not None and (wt.name != avoid or not room):
                     wt.leased = True
@@ -250,51 +295,96 @@ class WorktreePool:
                     wt = None
                     break
                 await self._changed.wait()
+            if wt is not None and room and not wt.ready_for(sha, keep):
+                self._add_spare(sha)  # so that the next lease finds one ready
         if wt is None:
+            created: Worktree | None = None
             try:
-                wt = await self._create(sha)
+                created = await self._create(sha)
             finally:
-                async with self._changed:
-                    self._creating -= 1
-            wt.leased = True
-            async with self._changed:
-                self._worktrees.append(wt)
-            return wt
-        try:
-            await anyio.to_thread.run_sync(self._prepare, wt, sha, tuple(keep))
-        except WorktreeError:
-            await self._replace(wt, sha)
+                with anyio.CancelScope(shield=True):
+                    async with self._changed:  # at once, or another lease sees room for one more
+                        self._creating -= 1
+                        if created is not None:
+                            created.leased = True
+                            self._worktrees.append(created)
+            wt = created
+        if wt.scrubbing is not None:
+            with anyio.CancelScope(shield=True):  # brief, and the worktree is ours now
+                await wt.scrubbing.wait()
+        if not wt.ready_for(sha, keep):
+            try:
+                await anyio.to_thread.run_sync(_clean, wt.path, sha, keep)
+            except WorktreeError:
+                await self._replace(wt, sha)
+            wt.mark_clean(sha, keep)
+        wt.kept = keep  # what the scrub after this lease spares
         return wt
 
-    def _pick(self, sha: str, avoid: str | None) -> Worktree | None:
+    def _pick(
+        self, sha: str, keep: tuple[str, ...], setup: str | None, avoid: str | None
+    ) -> Worktree | None:
         idle = [wt for wt in self._worktrees if not wt.leased]
         if not idle:
             return None
 
-        def rank(wt: Worktree) -> tuple[bool, bool, bool]:
-            return (wt.name == avoid, wt.sha != sha, not wt.clean)
+        def rank(wt: Worktree) -> tuple[bool, bool, bool, bool, bool]:
+            return (
+                wt.name == avoid,
+                wt.sha != sha,
+                setup is not None and wt.setup_key != (sha, setup, keep),
+                not wt.ready_for(sha, keep),
+                wt.scrubbing is None,  # of two not ready, the one being scrubbed is sooner
+            )
 
         return min(idle, key=rank)
 
-    def _prepare(self, wt: Worktree, sha: str, keep: tuple[str, ...]) -> None:
-        if wt.clean and wt.sha == sha:
+    def _add_spare(self, sha: str) -> None:
+        """Add a worktree at ``sha`` in the background; call holding ``_changed``."""
+        if self._tg is None:
             return
-        if not (wt.path / ".git").is_file():
-            # Without its link file git would search upwards and check out, then clean,
-            # whatever repository encloses the pool.
-            raise WorktreeError(f"worktree {wt.path} is broken: its .git file is missing")
-        g = git.Git(str(wt.path))
-        excludes = [arg for pattern in keep for arg in ("-e", pattern)]
+        self._creating += 1
+
+        async def add() -> None:
+            with anyio.CancelScope(shield=True):  # a half-made worktree would leak its lock
+                wt: Worktree | None = None
+                try:
+                    wt = await self._create(sha)
+                except WorktreeError as exc:
+                    log.warning("cannot add a spare worktree: %s", exc.message)
+                async with self._changed:
+                    self._creating -= 1
+                    if wt is not None:
+                        self._worktrees.append(wt)
+                    self._changed.notify_all()
+
         try:
-            # --force restores deleted and modified tracked files; --detach leaves any branch
-            g.checkout("--quiet", "--force", "--detach", sha)
-            g.clean("-ffdxq", *excludes)
-        except (git.GitCommandError, git.NoSuchPathError, OSError) as exc:
-            msg = _git_error(exc) if isinstance(exc, git.GitCommandError) else str(exc)
-            raise WorktreeError(f"worktree {wt.path} is broken: {msg}") from exc
-        wt.sha, wt.clean = sha, True
-        if not keep:
-            wt.setup_key = None  # nothing kept: whatever setup made is gone, run it again
+            self._tg.start_soon(add)
+        except RuntimeError:  # the task group has ended
+            self._creating -= 1
+
+    def _scrub_soon(self, wt: Worktree) -> None:
+        """Clean a released worktree in the background, sparing what its last lease kept."""
+        sha, keep = wt.sha, wt.kept
+        if self._tg is None or sha is None:
+            return
+        done = anyio.Event()
+
+        async def scrub() -> None:
+            try:
+                await anyio.to_thread.run_sync(_clean, wt.path, sha, keep)
+                wt.mark_clean(sha, keep)
+            except WorktreeError as exc:
+                log.info("%s; it is cleaned again or replaced at its next lease", exc.message)
+            finally:
+                wt.scrubbing = None
+                done.set()
+
+        try:
+            self._tg.start_soon(scrub)
+        except RuntimeError:  # the task group has ended: the next lease cleans it
+            return
+        wt.scrubbing = done
 
     async def _replace(self, wt: Worktree, sha: str) -> None:
         """Remove a worktree git cannot repair and add a fresh one at the same path."""
@@ -310,7 +400,7 @@ class WorktreePool:
                 shutil.rmtree(wt.path, ignore_errors=True)
                 self._git.worktree("prune")
             self._add(wt.path, sha)
-        wt.sha, wt.clean, wt.setup_key = sha, True, None
+        wt.setup_key = None
 
     def _add(self, path: Path, sha: str) -> None:
         try:
@@ -337,7 +427,7 @@ class WorktreePool:
         return Worktree(path=path, sha=sha, lock_fd=fd, clean=True)
 
     async def release(self, wt: Worktree, *, preserve_reason: str | None = None) -> None:
-        """Return a leased worktree; it is cleaned at its next lease.
+        """Return a leased worktree, to be scrubbed now in the background or at its next lease.
 
         With ``preserve_reason`` the worktree is locked in git, left on disk for
         inspection and dropped from the pool; a fresh one will take its place.
@@ -359,7 +449,28 @@ class WorktreePool:
         async with self._changed:
             wt.leased = False
             wt.clean = False
+            self._scrub_soon(wt)
             self._changed.notify_all()
+
+
+def _clean(path: Path, sha: str, keep: tuple[str, ...]) -> None:
+    """Make the worktree at ``path`` a clean detached checkout of ``sha``, sparing ``keep``.
+
+    :raises WorktreeError: if git cannot (the worktree is broken).
+    """
+    if not (path / ".git").is_file():
+        # Without its link file git would search upwards and check out, then clean,
+        # whatever repository encloses the pool.
+        raise WorktreeError(f"worktree {path} is broken: its .git file is missing")
+    g = git.Git(str(path))
+    excludes = [arg for pattern in keep for arg in ("-e", pattern)]
+    try:
+        # --force restores deleted and modified tracked files; --detach leaves any branch
+        g.checkout("--quiet", "--force", "--detach", sha)
+        g.clean("-ffdxq", *excludes)
+    except (git.GitCommandError, git.NoSuchPathError, OSError) as exc:
+        msg = _git_error(exc) if isinstance(exc, git.GitCommandError) else str(exc)
+        raise WorktreeError(f"worktree {path} is broken: {msg}") from exc
 
 
 def validate_worktree_dir(repo: Path, base_dir: Path) -> None:

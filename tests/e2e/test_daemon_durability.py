@@ -18,6 +18,10 @@ from tests.helpers import GitRepo, process_alive
 pytestmark = pytest.mark.slow
 
 
+#: Two workers (the daemon fixture's) and the default spare worktree.
+POOL_CAPACITY = 3
+
+
 def statuses(state_dir: Path, table: str, session_id: str) -> list[str]:
     rows = query(
         state_dir, f"SELECT status FROM {table} WHERE session_id = ? ORDER BY id", session_id
@@ -67,10 +71,10 @@ def test_kill_9_mid_session_then_restart_interrupts_it_and_kills_its_processes(
     assert session_status(restarted.state_dir, session_id) == "interrupted"
     assert statuses(restarted.state_dir, "executions", session_id) == ["interrupted"] * 3
     assert statuses(restarted.state_dir, "attempts", session_id) == ["interrupted"] * 2
-    assert_no_worktree_leak(repo, 2)
+    assert_no_worktree_leak(repo, POOL_CAPACITY)
     write_plan(repo.path, "hold.toml", '[[test]]\nid = "after"\nrun = "true"\n')
     assert submit(repo, restarted.socket, "--wait")  # the reclaimed pool works
-    assert_no_worktree_leak(repo, 2)
+    assert_no_worktree_leak(repo, POOL_CAPACITY)
 
 
 def test_kill_9_then_resume_reruns_the_unfinished_requests_in_the_same_session(
@@ -95,7 +99,7 @@ def test_kill_9_then_resume_reruns_the_unfinished_requests_in_the_same_session(
     assert statuses(restarted.state_dir, "executions", session_id) == ["passed"] * 3
     attempts = statuses(restarted.state_dir, "attempts", session_id)
     assert sorted(attempts) == ["interrupted"] * 2 + ["passed"] * 3
-    assert_no_worktree_leak(repo, 2)
+    assert_no_worktree_leak(repo, POOL_CAPACITY)
 
 
 def test_sigterm_lets_running_attempts_finish_and_cancels_the_queue(

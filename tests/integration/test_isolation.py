@@ -20,7 +20,7 @@ async def test_timeout_kills_a_term_ignoring_command_and_its_grandchild(
     make_config: MakeConfig, outside: Path
 ) -> None:
     """On timeout the whole group dies, even a SIGTERM-ignoring child; the retry starts clean."""
-    config = make_config(num_workers=1, kill_grace_seconds=0.3)
+    config = make_config(num_workers=1, spare_worktrees=0, kill_grace_seconds=0.3)
     parent, grandchild = outside / "parent.pid", outside / "grandchild.pid"
     hang = (
         "trap '' TERM\n"
@@ -103,7 +103,7 @@ async def test_next_attempt_sees_a_clean_checkout_at_its_own_commit(
         f"cat cache/data > {q(outside / 'cache')} 2>&1 || true\n"
     )
     requests = [
-        TestRequest(id="trash", command=trash, priority=1),
+        TestRequest(id="trash", command=trash, keep=("cache/",), priority=1),
         TestRequest(id="inspect", command=inspect, keep=("cache/",)),
     ]
     async with orchestrator(make_config(num_workers=1)) as orch:

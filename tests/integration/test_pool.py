@@ -8,7 +8,8 @@ from pathlib import Path
 import anyio
 
 from parallel_orch import ExecutionStatus, ParallelTestConfig, SessionStatus, TestRequest
-from tests.helpers import GitRepo, MakeConfig, orchestrator
+from parallel_orch.worktrees import WorktreePool
+from tests.helpers import GitRepo, MakeConfig, git, orchestrator
 
 
 def pool_dirs(config: ParallelTestConfig) -> list[Path]:
@@ -59,9 +60,11 @@ async def test_worktrees_live_outside_the_repo_and_are_reused(
     assert set(first) <= registered
     assert all(p.parent == config.resolved_worktree_dir for p in first)
     assert all(not p.is_relative_to(repo.path) for p in first)
-    used = await run_ok(config, count=4)
-    assert {Path(p) for p in used} <= set(first)
-    assert pool_dirs(config) == first
+    used = {Path(p) for p in await run_ok(config, count=4)}
+    assert used & set(first)  # reused, not made afresh
+    assert set(first) <= set(pool_dirs(config))
+    assert used <= set(pool_dirs(config))
+    assert len(pool_dirs(config)) <= config.num_workers + config.spare_worktrees
     assert_worktree_list_clean(repo)
 
 
@@ -233,7 +236,8 @@ async def test_no_worktree_is_ever_leased_twice_at_once(
     exit_codes = {a.exit_code for t in report.completed_tests for a in t.attempts}
     assert 99 not in exit_codes
     assert report.total_tests == 40
-    assert len({a.worktree for t in report.completed_tests for a in t.attempts}) <= 4
+    used = {a.worktree for t in report.completed_tests for a in t.attempts}
+    assert len(used) <= config.num_workers + config.spare_worktrees
     assert_worktree_list_clean(repo)
 
 
@@ -273,3 +277,71 @@ async def test_a_worktree_without_its_git_link_is_replaced_not_resolved_upwards(
     assert (outer.path / "README.md").read_text() == "precious local edit\n"
     assert outer.head() == outer_head
     assert_worktree_list_clean(repo)
+
+
+async def test_a_released_worktree_is_scrubbed_at_once_not_at_its_next_lease(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    """Given a task group, the pool cleans a released worktree right away, sparing its `keep`."""
+    pool = WorktreePool(repo.path, tmp_path / "pool", capacity=1)
+    await pool.open()
+    async with anyio.create_task_group() as tg:
+        pool.work_in(tg)
+        wt = await pool.lease(repo.head(), keep=("cache/",))
+        (wt.path / "README.md").unlink()
+        (wt.path / "junk.txt").write_text("junk\n")
+        (wt.path / "cache").mkdir()
+        (wt.path / "cache" / "data").write_text("warm\n")
+        await pool.release(wt)
+        assert wt.scrubbing is not None
+        await wt.scrubbing.wait()
+
+        assert git(wt.path, "status", "--porcelain", "--ignored") == "?? cache/"
+        assert (wt.path / "README.md").read_text() == "# demo\n"
+        assert wt.ready_for(repo.head(), ("cache/",))
+        assert await pool.lease(repo.head(), keep=("cache/",)) is wt
+        await pool.release(wt)
+    pool.work_in(None)
+    await pool.close(remove=True)
+    assert [Path(e["worktree"]) for e in repo.worktree_list()] == [repo.path]
+
+
+async def test_a_lease_that_finds_no_ready_worktree_adds_a_spare(
+    repo: GitRepo, make_config: MakeConfig
+) -> None:
+    """One worker alternating two commits grows the pool by `spare_worktrees`, and no further."""
+    old = repo.head()
+    new = repo.commit({"v2.txt": "2\n"})
+    requests = [
+        TestRequest(id=f"t{n}", command="true", ref=(old, new)[n % 2], priority=-n)
+        for n in range(6)
+    ]
+    for spares in (1, 0):
+        config = make_config(
+            num_workers=1, spare_worktrees=spares, worktree_base_dir=repo.path.parent / f"s{spares}"
+        )
+        async with orchestrator(config) as orch:
+            report = await orch.run_tests(requests)
+        assert report.status == SessionStatus.COMPLETE
+        assert len(pool_dirs(config)) == 1 + spares
+    assert_worktree_list_clean(repo)
+
+
+async def test_a_path_survives_between_attempts_only_when_both_keep_it(
+    make_config: MakeConfig, outside: Path
+) -> None:
+    """What an attempt leaves outside its own `keep` is gone before the next, whatever it keeps."""
+    requests = [
+        TestRequest(id="a", command="mkdir -p cache && touch cache/a", priority=3),
+        TestRequest(
+            id="b",
+            command="test ! -e cache/a && mkdir -p cache && touch cache/b",
+            keep=("cache/",),
+            priority=2,
+        ),
+        TestRequest(id="c", command="test -e cache/b", keep=("cache/",), priority=1),
+    ]
+    config = make_config(num_workers=1, spare_worktrees=0)
+    async with orchestrator(config) as orch:
+        report = await orch.run_tests(requests)
+    assert {t.test_id: t.status for t in report.completed_tests} == dict.fromkeys("abc", "passed")
