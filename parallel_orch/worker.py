@@ -194,7 +194,7 @@ class ExecutionWorker:
             assert attempt_id is not None
             await orch.store.set_attempt_process(attempt_id, pid, pgid)
 
-        log_file = log_path.open("ab")
+        log_file = log_path.open("a+b")  # appended to by the attempt, its tail read back
         try:
             with running.scope:
                 try:
@@ -214,6 +214,7 @@ class ExecutionWorker:
                         counts = await anyio.to_thread.run_sync(junit.parse_counts, junit_path)
         finally:
             with anyio.CancelScope(shield=True):
+                tail = runner.read_tail(log_file, orch.config.log_tail_bytes)
                 log_file.close()
                 status, exit_code = self._status(outcome, running, error)
                 if wt is not None:  # first, so that its scrub overlaps what follows
@@ -228,9 +229,6 @@ class ExecutionWorker:
                     attempt_id = await record_start()
                 error = outcome.error if outcome is not None and outcome.error else error
                 duration = outcome.duration_seconds if outcome else time.monotonic() - started
-                tail = await anyio.to_thread.run_sync(
-                    runner.read_tail, log_path, orch.config.log_tail_bytes
-                )
                 end = AttemptEnd(
                     attempt_id=attempt_id,
                     execution_id=item.execution_id,

@@ -376,6 +376,8 @@ class WorktreePool:
                 wt.mark_clean(sha, keep)
             except WorktreeError as exc:
                 log.info("%s; it is cleaned again or replaced at its next lease", exc.message)
+            except Exception:  # never take the orchestrator down: the lease cleans again
+                log.exception("scrubbing worktree %s failed", wt.path)
             finally:
                 wt.scrubbing = None
                 done.set()

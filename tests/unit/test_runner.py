@@ -97,12 +97,13 @@ async def test_list_commands_run_without_a_shell(tmp_path: Path) -> None:
 
 
 def test_read_tail_returns_the_last_bytes(tmp_path: Path) -> None:
-    """read_tail gives the last N bytes, decoding broken UTF-8 leniently; missing file is empty."""
-    path = tmp_path / "log"
-    path.write_bytes(b"0123456789" * 10 + "é".encode())
-    assert read_tail(path, 4) == "89é"
-    assert read_tail(path, 1) == "\ufffd"
-    assert read_tail(tmp_path / "missing", 10) == ""
+    """read_tail gives the last N bytes, unflushed ones too, decoding broken UTF-8 leniently."""
+    with (tmp_path / "log").open("a+b") as log:
+        assert read_tail(log, 10) == ""
+        log.write(b"0123456789" * 10 + "é".encode())
+        assert read_tail(log, 4) == "89é"
+        assert read_tail(log, 1) == "\ufffd"
+        assert read_tail(log, 1000) == "0123456789" * 10 + "é"
 
 
 async def test_stdin_is_empty_so_prompts_do_not_hang(tmp_path: Path) -> None:
