@@ -167,8 +167,50 @@ def _sql_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-class _AttemptWriter:
-    """The per-attempt writes, on one plain sqlite3 connection, on the event loop.
+def _insert_executions(
+    db: sqlite3.Connection,
+    session_id: str,
+    executions: Sequence[NewExecution],
+    *,
+    start_seq: int,
+    now: str,
+) -> list[int]:
+    """Insert requests as pending (or error, when their ref did not resolve); ids in order.
+
+    One prepared statement for all rows: a session of thousands of requests
+    costs milliseconds, where building ORM objects cost a quarter of one each.
+    """
+    pending, error = ExecutionStatus.PENDING.value, ExecutionStatus.ERROR.value
+    db.executemany(
+        "INSERT INTO executions (session_id, seq, test_id, request_json, ref, sha, category,"
+        " status, flaky, attempts, error, created_at, completed_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
+        (
+            (
+                session_id,
+                start_seq + offset,
+                new.request.id,
+                new.request.model_dump_json(),
+                new.request.ref,
+                new.sha,
+                new.request.category,
+                pending if new.error is None else error,
+                new.error,
+                now,
+                None if new.error is None else now,
+            )
+            for offset, new in enumerate(executions)
+        ),
+    )
+    rows = db.execute(
+        "SELECT id FROM executions WHERE session_id = ? AND seq >= ? ORDER BY seq",
+        (session_id, start_seq),
+    )
+    return [row_id for (row_id,) in rows]
+
+
+class _FastWriter:
+    """The hot writes (per attempt, and a session's requests), on one plain sqlite3 connection.
 
     They run three times per attempt, hundreds of times a minute, on the
     attempt's critical path. Through SQLAlchemy's async stack each costs
@@ -223,7 +265,7 @@ class _AttemptWriter:
             db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one transaction, in turn with the store's other writers."""
+        """Run ``fn`` in one transaction on the loop, in turn with the store's other writers."""
         async with self._turn:
             try:
                 if self._db is None:
@@ -242,6 +284,16 @@ class _AttemptWriter:
                 await anyio.to_thread.run_sync(self._checkpoint)
         return result
 
+    async def write_in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Like :meth:`write`, in a thread: for bulk writes that take longer than a hop."""
+        async with self._turn:
+            try:
+                if self._db is None:
+                    self._db = self._connect()
+                return await anyio.to_thread.run_sync(self._transaction_waiting, self._db, fn)
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self._path}: {exc}") from exc
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
@@ -255,7 +307,7 @@ class Store:
         self._engine = engine
         self.path = path
         self._writer = anyio.Lock()
-        self._attempt_writer = _AttemptWriter(path, self._writer)
+        self._fast = _FastWriter(path, self._writer)
 
     @asynccontextmanager
     async def _tx(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
@@ -289,56 +341,41 @@ class Store:
         executions: Sequence[NewExecution],
     ) -> list[int]:
         """Commit the session and its requests (pending) in one transaction; execution ids back."""
-        now = utcnow()
-        async with self._tx(write=True) as db:
-            db.add(
-                ParallelTestSession(
-                    id=session_id,
-                    started_at=now,
-                    num_workers=num_workers,
-                    repo=repo,
-                    plan_paths=json.dumps(list(plan_paths)),
-                    plan_key=plan_key,
-                    owner=owner,
-                )
+        now = _sql_time(utcnow())
+
+        def write(db: sqlite3.Connection) -> list[int]:
+            db.execute(
+                "INSERT INTO sessions (id, status, created_at, started_at, num_workers, repo,"
+                " plan_paths, plan_key, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    SessionStatus.RUNNING.value,
+                    now,
+                    now,
+                    num_workers,
+                    repo,
+                    json.dumps(list(plan_paths)),
+                    plan_key,
+                    owner,
+                ),
             )
-            await db.flush()
-            return await self._insert_executions(db, session_id, executions, start_seq=0)
+            return _insert_executions(db, session_id, executions, start_seq=0, now=now)
+
+        return await self._fast.write_in_thread(write)
 
     async def add_executions(
         self, session_id: str, executions: Sequence[NewExecution]
     ) -> list[int]:
         """Commit more pending requests to an open session."""
-        async with self._tx(write=True) as db:
-            seq = await db.scalar(
-                select(func.count()).where(col(ParallelTestExecution.session_id) == session_id)
-            )
-            return await self._insert_executions(db, session_id, executions, start_seq=seq or 0)
+        now = _sql_time(utcnow())
 
-    async def _insert_executions(
-        self, db: AsyncSession, session_id: str, executions: Sequence[NewExecution], start_seq: int
-    ) -> list[int]:
-        rows = []
-        now = utcnow()
-        for offset, new in enumerate(executions):
-            failed = new.error is not None
-            rows.append(
-                ParallelTestExecution(
-                    session_id=session_id,
-                    seq=start_seq + offset,
-                    test_id=new.request.id,
-                    request_json=new.request.model_dump_json(),
-                    ref=new.request.ref,
-                    sha=new.sha,
-                    category=new.request.category,
-                    status=(ExecutionStatus.ERROR if failed else ExecutionStatus.PENDING).value,
-                    error=new.error,
-                    completed_at=now if failed else None,
-                )
-            )
-        db.add_all(rows)
-        await db.flush()
-        return [row.id for row in rows if row.id is not None]
+        def write(db: sqlite3.Connection) -> list[int]:
+            (seq,) = db.execute(
+                "SELECT count(*) FROM executions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            return _insert_executions(db, session_id, executions, start_seq=seq, now=now)
+
+        return await self._fast.write_in_thread(write)
 
     async def finish_session(
         self, session_id: str, status: SessionStatus, report_json: str | None = None
@@ -472,7 +509,7 @@ class Store:
             assert cursor.lastrowid is not None
             return cursor.lastrowid
 
-        return await self._attempt_writer.write(write)
+        return await self._fast.write(write)
 
     async def set_attempt_process(self, attempt_id: int, pid: int, pgid: int) -> None:
         """The process an attempt runs now (its setup's, then its command's)."""
@@ -482,7 +519,7 @@ class Store:
                 "UPDATE attempts SET pid = ?, pgid = ? WHERE id = ?", (pid, pgid, attempt_id)
             )
 
-        await self._attempt_writer.write(write)
+        await self._fast.write(write)
 
     async def end_attempt(self, end: AttemptEnd, outcome: ExecutionEnd | None) -> None:
         """Record an attempt's end and, in the same transaction, its execution's new state:
@@ -527,7 +564,7 @@ class Store:
                     ),
                 )
 
-        await self._attempt_writer.write(write)
+        await self._fast.write(write)
 
     async def finish_execution(
         self,
@@ -651,6 +688,6 @@ async def open_store(state_dir: Path) -> AsyncIterator[Store]:
         try:
             yield store
         finally:
-            store._attempt_writer.close()
+            store._fast.close()
     finally:
         await engine.dispose()
