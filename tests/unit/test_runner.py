@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 import anyio
+import pytest
 
 from parallel_orch import ExecutionStatus
 from parallel_orch.runner import command_argv, read_tail, run_process
@@ -110,3 +111,36 @@ async def test_stdin_is_empty_so_prompts_do_not_hang(tmp_path: Path) -> None:
     """A command reading stdin sees end-of-file at once instead of waiting for a terminal."""
     status, _, log = await run("read -r answer || echo no-input", tmp_path, time_limit=5)
     assert (status, log) == (ExecutionStatus.PASSED, "no-input\n")
+
+
+async def test_exits_are_seen_and_reaped_without_a_pidfd_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where pidfds are missing (old kernels), waiting polls instead: same outcomes, no zombies."""
+    for pidfd in (True, False):
+        if not pidfd:
+            monkeypatch.setattr(os, "pidfd_open", _no_pidfd)
+        cwd = tmp_path / f"pidfd-{pidfd}"
+        cwd.mkdir()
+        assert await run("sleep 0.05; exit 3", cwd) == (ExecutionStatus.FAILED, 3, "")
+        status, _, log = await run("sleep 5", cwd, time_limit=0.2)
+        assert status is ExecutionStatus.TIMED_OUT, log
+        assert not _zombie_children()
+
+
+def _no_pidfd(pid: int, flags: int = 0) -> int:
+    raise OSError(38, "Function not implemented")
+
+
+def _zombie_children() -> list[str]:
+    """This process's children that exited and were never reaped."""
+    me = str(os.getpid())
+    zombies = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == "Z" and fields[1] == me:
+            zombies.append(stat.parent.name)
+    return zombies
