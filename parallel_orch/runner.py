@@ -129,7 +129,9 @@ async def wait_exit(process: subprocess.Popen[bytes]) -> int:
     """Wait for ``process`` to exit and reap it; its return code.
 
     Sleeps on a pidfd (Linux 5.3+), which the kernel makes readable when the
-    process exits; elsewhere polls with a backoff.
+    process exits; elsewhere polls with a backoff. Assumes nothing else in
+    this process reaps children with ``waitpid(-1)``: ``Popen`` would then
+    report 0 for a process it never saw exit.
     """
     if process.poll() is not None:
         return process.returncode

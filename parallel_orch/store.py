@@ -245,10 +245,11 @@ class _FastWriter:
         db.execute("BEGIN IMMEDIATE")
         try:
             result = fn(db)
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # a failed COMMIT can leave it open, holding the write lock
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
         return result
 
     def _transaction_waiting(
@@ -268,8 +269,8 @@ class _FastWriter:
         """Run ``fn`` in one transaction on the loop, in turn with the store's other writers."""
         async with self._turn:
             try:
-                if self._db is None:
-                    self._db = self._connect()
+                if self._db is None:  # in a thread: opening may wait out another's recovery
+                    self._db = await anyio.to_thread.run_sync(self._connect)
                 try:
                     result = self._transaction(self._db, fn)
                 except sqlite3.OperationalError as exc:
@@ -278,21 +279,27 @@ class _FastWriter:
                     result = await anyio.to_thread.run_sync(self._transaction_waiting, self._db, fn)
             except sqlite3.Error as exc:
                 raise StoreError(f"store {self._path}: {exc}") from exc
+        await self._count_write()
+        return result
+
+    async def _count_write(self) -> None:
         self._writes += 1
         if self._writes % self.CHECKPOINT_EVERY == 0:
-            with contextlib.suppress(sqlite3.Error):  # the next one, or any other connection's
+            # Shielded: the write is committed, a cancel here must not make it look failed.
+            with anyio.CancelScope(shield=True), contextlib.suppress(sqlite3.Error):
                 await anyio.to_thread.run_sync(self._checkpoint)
-        return result
 
     async def write_in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Like :meth:`write`, in a thread: for bulk writes that take longer than a hop."""
         async with self._turn:
             try:
                 if self._db is None:
-                    self._db = self._connect()
-                return await anyio.to_thread.run_sync(self._transaction_waiting, self._db, fn)
+                    self._db = await anyio.to_thread.run_sync(self._connect)
+                result = await anyio.to_thread.run_sync(self._transaction_waiting, self._db, fn)
             except sqlite3.Error as exc:
                 raise StoreError(f"store {self._path}: {exc}") from exc
+        await self._count_write()
+        return result
 
     def close(self) -> None:
         if self._db is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -215,7 +216,8 @@ class ExecutionWorker:
         finally:
             with anyio.CancelScope(shield=True):
                 tail = runner.read_tail(log_file, orch.config.log_tail_bytes)
-                log_file.close()
+                with contextlib.suppress(OSError):  # a full disk must not cost the record
+                    log_file.close()
                 status, exit_code = self._status(outcome, running, error)
                 if wt is not None:  # first, so that its scrub overlaps what follows
                     preserve = None

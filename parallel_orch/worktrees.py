@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 LOCK_DIR = ".locks"
 POOL_LOCK = ".pool.lock"
 NAME_PREFIX = "wt-"
+SPARE_RETRY_SECONDS = 60
 
 
 #: What a worktree's setup was made for: (commit, setup command, keep paths).
@@ -108,6 +110,7 @@ class WorktreePool:
         self._worktrees: list[Worktree] = []
         self._creating = 0
         self._tg: TaskGroup | None = None  # for background scrubs and spares
+        self._spare_retry_at = 0.0  # monotonic time before which no spare is attempted
         self._admin = anyio.Lock()  # add / remove / prune, in this process
         self._changed = anyio.Condition()
         self._git = git.Git(str(repo))
@@ -308,16 +311,25 @@ class WorktreePool:
                         if created is not None:
                             created.leased = True
                             self._worktrees.append(created)
+                        self._changed.notify_all()
             wt = created
-        if wt.scrubbing is not None:
-            with anyio.CancelScope(shield=True):  # brief, and the worktree is ours now
-                await wt.scrubbing.wait()
-        if not wt.ready_for(sha, keep):
-            try:
-                await anyio.to_thread.run_sync(_clean, wt.path, sha, keep)
-            except WorktreeError:
-                await self._replace(wt, sha)
-            wt.mark_clean(sha, keep)
+        try:
+            if wt.scrubbing is not None:
+                with anyio.CancelScope(shield=True):  # brief, and the worktree is ours now
+                    await wt.scrubbing.wait()
+            if not wt.ready_for(sha, keep):
+                try:
+                    await anyio.to_thread.run_sync(_clean, wt.path, sha, keep)
+                except WorktreeError:
+                    await self._replace(wt, sha)
+                wt.mark_clean(sha, keep)
+        except BaseException:  # cancelled or broken past repair: back to the pool, not lost
+            with anyio.CancelScope(shield=True):
+                async with self._changed:
+                    wt.leased = False
+                    wt.clean = False
+                    self._changed.notify_all()
+            raise
         wt.kept = keep  # what the scrub after this lease spares
         return wt
 
@@ -341,7 +353,7 @@ class WorktreePool:
 
     def _add_spare(self, sha: str) -> None:
         """Add a worktree at ``sha`` in the background; call holding ``_changed``."""
-        if self._tg is None:
+        if self._tg is None or time.monotonic() < self._spare_retry_at:
             return
         self._creating += 1
 
@@ -350,13 +362,19 @@ class WorktreePool:
                 wt: Worktree | None = None
                 try:
                     wt = await self._create(sha)
-                except WorktreeError as exc:
-                    log.warning("cannot add a spare worktree: %s", exc.message)
-                async with self._changed:
-                    self._creating -= 1
-                    if wt is not None:
-                        self._worktrees.append(wt)
-                    self._changed.notify_all()
+                except Exception as exc:  # a spare is a nicety: never fatal
+                    self._spare_retry_at = time.monotonic() + SPARE_RETRY_SECONDS
+                    log.warning(
+                        "cannot add a spare worktree (next try in %ds): %s",
+                        SPARE_RETRY_SECONDS,
+                        exc,
+                    )
+                finally:
+                    async with self._changed:
+                        self._creating -= 1
+                        if wt is not None:
+                            self._worktrees.append(wt)
+                        self._changed.notify_all()
 
         try:
             self._tg.start_soon(add)
@@ -412,13 +430,19 @@ class WorktreePool:
 
     async def _create(self, sha: str) -> Worktree:
         path = self.base_dir / f"{NAME_PREFIX}{secrets.token_hex(4)}"
-        fd = _try_flock(self.base_dir / LOCK_DIR / f"{path.name}.lock")
+        try:
+            fd = _try_flock(self.base_dir / LOCK_DIR / f"{path.name}.lock")
+        except OSError as exc:
+            raise WorktreeError(f"cannot lock new worktree {path}: {exc}") from exc
         if fd is None:  # astronomically unlikely name clash
             raise WorktreeError(f"worktree name {path.name} is taken")
 
         def add() -> None:
-            with self._pool_flock():
-                self._add(path, sha)
+            try:
+                with self._pool_flock():
+                    self._add(path, sha)
+            except OSError as exc:  # the pool's lock file or folder
+                raise WorktreeError(f"cannot add worktree {path}: {exc}") from exc
 
         try:
             async with self._admin:

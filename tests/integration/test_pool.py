@@ -6,10 +6,11 @@ import shutil
 from pathlib import Path
 
 import anyio
+from anyio import wait_all_tasks_blocked
 
 from parallel_orch import ExecutionStatus, ParallelTestConfig, SessionStatus, TestRequest
 from parallel_orch.worktrees import WorktreePool
-from tests.helpers import GitRepo, MakeConfig, git, orchestrator
+from tests.helpers import WAIT_SECONDS, GitRepo, MakeConfig, git, orchestrator
 
 
 def pool_dirs(config: ParallelTestConfig) -> list[Path]:
@@ -345,3 +346,49 @@ async def test_a_path_survives_between_attempts_only_when_both_keep_it(
     async with orchestrator(config) as orch:
         report = await orch.run_tests(requests)
     assert {t.test_id: t.status for t in report.completed_tests} == dict.fromkeys("abc", "passed")
+
+
+async def test_a_lease_cancelled_while_repairing_its_worktree_gives_it_back(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    """A lease cancelled while it waits to replace a broken worktree leaves it in the pool."""
+    pool = WorktreePool(repo.path, tmp_path / "pool", capacity=1)
+    await pool.open()
+    try:
+        wt = await pool.lease(repo.head())
+        (wt.path / ".git").unlink()  # what a test may do: git cannot clean this one
+        await pool.release(wt)
+        # pool._admin held: as if another worktree were being added meanwhile
+        async with pool._admin, anyio.create_task_group() as tg:
+            tg.start_soon(pool.lease, repo.head())
+            await wait_all_tasks_blocked()  # picked it, failed to clean, waits to replace
+            tg.cancel_scope.cancel()
+        assert pool.status()["leased"] == 0
+        with anyio.fail_after(WAIT_SECONDS):
+            again = await pool.lease(repo.head())
+        assert again is wt
+        assert (wt.path / ".git").is_file()
+        await pool.release(again)
+    finally:
+        await pool.close(remove=True)
+
+
+async def test_a_spare_that_cannot_be_made_is_logged_and_the_run_goes_on(
+    repo: GitRepo, make_config: MakeConfig
+) -> None:
+    """With the pool's lock folder gone, adding a spare fails quietly; every test still runs."""
+    old = repo.head()
+    new = repo.commit({"v2.txt": "2\n"})
+    config = make_config(num_workers=1)
+    locks = config.resolved_worktree_dir / ".locks"
+    requests = [
+        TestRequest(id="breaks-locks", command=f"rm -rf {locks}", ref=old, priority=2),
+        TestRequest(id="needs-checkout", command="test -f v2.txt", ref=new, priority=1),
+    ]
+    async with orchestrator(config) as orch:
+        report = await orch.run_tests(requests)
+    assert {t.test_id: t.status for t in report.completed_tests} == {
+        "breaks-locks": "passed",
+        "needs-checkout": "passed",
+    }
+    assert len(pool_dirs(config)) == 1  # no spare could be made

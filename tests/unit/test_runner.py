@@ -113,34 +113,42 @@ async def test_stdin_is_empty_so_prompts_do_not_hang(tmp_path: Path) -> None:
     assert (status, log) == (ExecutionStatus.PASSED, "no-input\n")
 
 
-async def test_exits_are_seen_and_reaped_without_a_pidfd_too(
+async def test_exits_are_seen_and_reaped_with_or_without_a_pidfd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where pidfds are missing (old kernels), waiting polls instead: same outcomes, no zombies."""
-    for pidfd in (True, False):
-        if not pidfd:
-            monkeypatch.setattr(os, "pidfd_open", _no_pidfd)
-        cwd = tmp_path / f"pidfd-{pidfd}"
-        cwd.mkdir()
-        assert await run("sleep 0.05; exit 3", cwd) == (ExecutionStatus.FAILED, 3, "")
-        status, _, log = await run("sleep 5", cwd, time_limit=0.2)
-        assert status is ExecutionStatus.TIMED_OUT, log
-        assert not _zombie_children()
+    """Waiting sleeps on a pidfd, or polls where there is none (old kernels): same outcomes."""
+    opened: list[int] = []
+    real_pidfd_open = os.pidfd_open
 
+    def counting_pidfd_open(pid: int, flags: int = 0) -> int:
+        opened.append(pid)
+        return real_pidfd_open(pid, flags)
 
-def _no_pidfd(pid: int, flags: int = 0) -> int:
-    raise OSError(38, "Function not implemented")
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
 
+    spawned: list[int] = []
 
-def _zombie_children() -> list[str]:
-    """This process's children that exited and were never reaped."""
-    me = str(os.getpid())
-    zombies = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] == "Z" and fields[1] == me:
-            zombies.append(stat.parent.name)
-    return zombies
+    async def on_spawn(pid: int, pgid: int) -> None:
+        spawned.append(pid)
+
+    for name, pidfd_open in (("pidfd", counting_pidfd_open), ("polling", no_pidfd)):
+        monkeypatch.setattr(os, "pidfd_open", pidfd_open)
+        spawned.clear()
+        with (tmp_path / f"{name}.log").open("a+b") as log:
+            for command, limit in (("sleep 0.05; exit 3", 10.0), ("sleep 5", 0.2)):
+                outcome = await run_process(
+                    command_argv(command),
+                    cwd=tmp_path,
+                    env=dict(os.environ),
+                    timeout_seconds=limit,
+                    grace_seconds=0.2,
+                    log=log,
+                    on_spawn=on_spawn,
+                )
+                assert outcome.exit_code is not None
+        assert outcome.status is ExecutionStatus.TIMED_OUT
+        assert len(spawned) == 2
+        for pid in spawned:
+            assert not await anyio.Path(f"/proc/{pid}").exists()  # reaped, not a zombie
+    assert len(opened) == 2  # the first round did sleep on pidfds
