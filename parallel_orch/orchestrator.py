@@ -19,6 +19,7 @@ import logging
 import statistics
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -36,9 +37,17 @@ from parallel_orch.models import ExecutionStatus, SessionStatus, TestRequest, se
 from parallel_orch.plans import load_plans
 from parallel_orch.queue import QueueItem, TestQueue
 from parallel_orch.report import ParallelTestReport, build_report
+from parallel_orch.report.build import report_from
 from parallel_orch.retry import RetryPolicy
 from parallel_orch.sessions import Running, SessionState
-from parallel_orch.store import AttemptEnd, ExecutionEnd, NewExecution, Store, open_store
+from parallel_orch.store import (
+    AttemptEnd,
+    ExecutionEnd,
+    NewExecution,
+    Store,
+    open_store,
+    utcnow,
+)
 from parallel_orch.worker import ExecutionWorker
 from parallel_orch.worktrees import WorktreePool, validate_worktree_dir
 
@@ -617,37 +626,56 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
             return
         state.finishing = True
         with anyio.CancelScope(shield=True):
-            final = session_status_for(await self.store.count_by_status(state.id))
-            if state.stopping is not None and final not in (
-                SessionStatus.CANCELLED,
-                SessionStatus.INTERRUPTED,
-            ):
-                final = (
-                    SessionStatus.CANCELLED
-                    if state.stopping is ExecutionStatus.CANCELLED
-                    else SessionStatus.INTERRUPTED
-                )
-            report = await self._finish_session_record(state.id, final)
-            state.done.set()
-            self._sessions.pop(state.id, None)
-            if not any(not s.done.is_set() for s in self._sessions.values()):
-                self._idle.set()
+            try:
+                report = await self._finish_session_record(state.id, stopping=state.stopping)
+            finally:  # a failure to record still ends the session here: nobody waits for ever
+                state.done.set()
+                self._sessions.pop(state.id, None)
+                if not any(not s.done.is_set() for s in self._sessions.values()):
+                    self._idle.set()
             self.publish(
                 Event(
                     type=EventType.SESSION_FINISHED,
                     session_id=state.id,
-                    status=final.value,
+                    status=report.status,
                     total=report.total_tests,
                     duration_seconds=report.duration_seconds,
                 )
             )
 
     async def _finish_session_record(
-        self, session_id: str, status: SessionStatus
+        self,
+        session_id: str,
+        status: SessionStatus | None = None,
+        *,
+        stopping: ExecutionStatus | None = None,
     ) -> ParallelTestReport:
-        await self.store.finish_session(session_id, status)
-        report = await build_report(self.store, session_id)
-        await self.store.set_report(session_id, report.model_dump_json())
+        """Record a session's end with its report: one read of the store, one write.
+
+        :param status: the session's status; by default what its executions
+            say, or cancelled/interrupted when it was ``stopping`` so.
+        """
+        session, executions, attempts = await self.store.session_snapshot(session_id)
+        if status is None:
+            status = session_status_for(Counter(e.status for e in executions))
+            if stopping is not None and status not in (
+                SessionStatus.CANCELLED,
+                SessionStatus.INTERRUPTED,
+            ):
+                status = (
+                    SessionStatus.CANCELLED
+                    if stopping is ExecutionStatus.CANCELLED
+                    else SessionStatus.INTERRUPTED
+                )
+        session.status = status.value  # a detached copy: the write below records it
+        session.completed_at = utcnow()
+        report = report_from(session, executions, attempts)
+        await self.store.finish_session(
+            session_id,
+            status,
+            completed_at=session.completed_at,
+            report_json=report.model_dump_json(),
+        )
         return report
 
     # -- observing ----------------------------------------------------------

@@ -385,22 +385,46 @@ class Store:
         return await self._fast.write_in_thread(write)
 
     async def finish_session(
-        self, session_id: str, status: SessionStatus, report_json: str | None = None
+        self,
+        session_id: str,
+        status: SessionStatus,
+        *,
+        completed_at: datetime | None = None,
+        report_json: str | None = None,
     ) -> None:
-        async with self._tx(write=True) as db:
-            await db.exec(
-                update(ParallelTestSession)
-                .where(col(ParallelTestSession.id) == session_id)
-                .values(status=status.value, completed_at=utcnow(), report_json=report_json)
+        """Record a session's end (and its report) in one write."""
+        values = (status.value, _sql_time(completed_at or utcnow()), report_json, session_id)
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE sessions SET status = ?, completed_at = ?, report_json = ? WHERE id = ?",
+                values,
             )
 
-    async def set_report(self, session_id: str, report_json: str) -> None:
-        async with self._tx(write=True) as db:
-            await db.exec(
-                update(ParallelTestSession)
-                .where(col(ParallelTestSession.id) == session_id)
-                .values(report_json=report_json)
+        await self._fast.write_in_thread(write)  # a report can run to megabytes
+
+    async def session_snapshot(
+        self, session_id: str
+    ) -> tuple[ParallelTestSession, list[ParallelTestExecution], list[ParallelTestAttempt]]:
+        """A session (by exact id), its executions and its attempts, in one read.
+
+        :raises SessionNotFoundError: if there is no such session.
+        """
+        async with self._tx() as db:
+            session = await db.get(ParallelTestSession, session_id)
+            if session is None:
+                raise SessionNotFoundError(f"no session {session_id!r}")
+            executions = await db.exec(
+                select(ParallelTestExecution)
+                .where(col(ParallelTestExecution.session_id) == session_id)
+                .order_by(col(ParallelTestExecution.seq))
             )
+            attempts = await db.exec(
+                select(ParallelTestAttempt)
+                .where(col(ParallelTestAttempt.session_id) == session_id)
+                .order_by(col(ParallelTestAttempt.id))
+            )
+            return session, list(executions), list(attempts)
 
     async def reopen_session(self, session_id: str, owner: str) -> None:
         """Take over an interrupted session to resume it."""

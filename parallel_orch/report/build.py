@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 
 from parallel_orch.models import ExecutionStatus
 from parallel_orch.report.model import (
@@ -17,7 +18,12 @@ from parallel_orch.report.model import (
     StatusCounts,
     TestResult,
 )
-from parallel_orch.store import ParallelTestAttempt, ParallelTestExecution, Store
+from parallel_orch.store import (
+    ParallelTestAttempt,
+    ParallelTestExecution,
+    ParallelTestSession,
+    Store,
+)
 
 SLOWEST = 10
 FAILURES = (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ERROR)
@@ -95,7 +101,7 @@ def _request_content(request_json: str) -> str:
     return json.dumps(request, sort_keys=True)
 
 
-def report_hash(status: str, executions: list[ParallelTestExecution]) -> str:
+def report_hash(status: str, executions: Iterable[ParallelTestExecution]) -> str:
     """Stable over inputs (request content, commit SHAs) and verdicts; blind to timings."""
     material = [
         status,
@@ -108,11 +114,19 @@ def report_hash(status: str, executions: list[ParallelTestExecution]) -> str:
 
 
 async def build_report(store: Store, session_id: str) -> ParallelTestReport:
-    """The report of a session as the store has it now."""
+    """The report of a session (``session_id`` may be a unique prefix) as the store has it now."""
     session = await store.get_session(session_id)
-    executions = await store.executions(session.id)
+    return report_from(*await store.session_snapshot(session.id))
+
+
+def report_from(
+    session: ParallelTestSession,
+    executions: Sequence[ParallelTestExecution],
+    attempts: Iterable[ParallelTestAttempt],
+) -> ParallelTestReport:
+    """The report of ``session`` from its executions and attempts."""
     by_execution: dict[int, list[ParallelTestAttempt]] = defaultdict(list)
-    for attempt in await store.attempts(session.id):
+    for attempt in attempts:
         by_execution[attempt.execution_id].append(attempt)
     results = [_result(e, by_execution.get(e.id or -1, [])) for e in executions]
     totals = count_statuses(results)
