@@ -210,13 +210,14 @@ def _insert_executions(
 
 
 class _FastWriter:
-    """The hot writes (per attempt, and a session's requests), on one plain sqlite3 connection.
+    """The hot writes, on one plain sqlite3 connection: an attempt's three, a session's
+    requests and its end.
 
-    They run three times per attempt, hundreds of times a minute, on the
-    attempt's critical path. Through SQLAlchemy's async stack each costs
-    milliseconds of CPU (greenlets, thread hops, statement building); a
-    prepared statement on a connection of its own costs about 20 µs, less than
-    the hop to a thread would. Same tables, same transactions, same writer turn.
+    An attempt's writes come hundreds of times a minute, on its critical path.
+    Through SQLAlchemy's async stack each costs milliseconds of CPU (greenlets,
+    thread hops, statement building); a prepared statement on a connection of
+    its own costs about 20 µs, less than the hop to a thread would. Same
+    tables, same transactions, same writer turn.
 
     Nothing here may block the loop for long, so the connection neither waits
     for locks (``busy_timeout = 0``: when another process holds the write lock
@@ -265,18 +266,26 @@ class _FastWriter:
         with contextlib.closing(sqlite3.connect(self._path, isolation_level=None)) as db:
             db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one transaction on the loop, in turn with the store's other writers."""
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, in_thread: bool = False) -> T:
+        """Run ``fn`` in one transaction, in turn with the store's other writers.
+
+        On the loop by default (a few prepared statements); ``in_thread`` for
+        bulk writes that take longer than the hop to a thread.
+        """
         async with self._turn:
             try:
                 if self._db is None:  # in a thread: opening may wait out another's recovery
                     self._db = await anyio.to_thread.run_sync(self._connect)
-                try:
-                    result = self._transaction(self._db, fn)
-                except sqlite3.OperationalError as exc:
-                    if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-                        raise
-                    result = await anyio.to_thread.run_sync(self._transaction_waiting, self._db, fn)
+                db = self._db
+                if in_thread:
+                    result = await anyio.to_thread.run_sync(self._transaction_waiting, db, fn)
+                else:
+                    try:
+                        result = self._transaction(db, fn)
+                    except sqlite3.OperationalError as exc:
+                        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                            raise
+                        result = await anyio.to_thread.run_sync(self._transaction_waiting, db, fn)
             except sqlite3.Error as exc:
                 raise StoreError(f"store {self._path}: {exc}") from exc
         await self._count_write()
@@ -288,18 +297,6 @@ class _FastWriter:
             # Shielded: the write is committed, a cancel here must not make it look failed.
             with anyio.CancelScope(shield=True), contextlib.suppress(sqlite3.Error):
                 await anyio.to_thread.run_sync(self._checkpoint)
-
-    async def write_in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Like :meth:`write`, in a thread: for bulk writes that take longer than a hop."""
-        async with self._turn:
-            try:
-                if self._db is None:
-                    self._db = await anyio.to_thread.run_sync(self._connect)
-                result = await anyio.to_thread.run_sync(self._transaction_waiting, self._db, fn)
-            except sqlite3.Error as exc:
-                raise StoreError(f"store {self._path}: {exc}") from exc
-        await self._count_write()
-        return result
 
     def close(self) -> None:
         if self._db is not None:
@@ -368,7 +365,7 @@ class Store:
             )
             return _insert_executions(db, session_id, executions, start_seq=0, now=now)
 
-        return await self._fast.write_in_thread(write)
+        return await self._fast.write(write, in_thread=True)
 
     async def add_executions(
         self, session_id: str, executions: Sequence[NewExecution]
@@ -382,7 +379,7 @@ class Store:
             ).fetchone()
             return _insert_executions(db, session_id, executions, start_seq=seq, now=now)
 
-        return await self._fast.write_in_thread(write)
+        return await self._fast.write(write, in_thread=True)
 
     async def finish_session(
         self,
@@ -401,7 +398,7 @@ class Store:
                 values,
             )
 
-        await self._fast.write_in_thread(write)  # a report can run to megabytes
+        await self._fast.write(write, in_thread=True)  # a report can run to megabytes
 
     async def session_snapshot(
         self, session_id: str
