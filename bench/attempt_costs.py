@@ -45,7 +45,7 @@ WORKERS = 2
 STORE_WRITES = ("start_attempt", "set_attempt_process", "end_attempt")
 #: (owner, attribute) of each per-attempt step timed in the breakdown.
 STEPS: tuple[tuple[Any, str], ...] = (
-    (worker.ExecutionWorker, "run_item"),
+    (worker.ExecutionWorker, "_attempt"),
     (worktrees.WorktreePool, "lease"),
     (worktrees.WorktreePool, "release"),
     *((store.Store, name) for name in STORE_WRITES),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -13,30 +12,10 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from parallel_orch.exceptions import ConfigError, RepoError
+from parallel_orch.gitrepo import toplevel
 
 STATE_DIR_NAME = ".parallel-orch"
 PYPROJECT_TABLE = "parallel-orch"
-
-
-def git_toplevel(start: Path) -> Path:
-    """The git top level that contains ``start``.
-
-    :raises RepoError: if ``start`` is not inside a git work tree.
-    """
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(start), "rev-parse", "--show-toplevel"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError as exc:
-        raise RepoError(f"cannot run git: {exc}; install git") from exc
-    if out.returncode != 0:
-        raise RepoError(
-            f"{start} is not inside a git repository; run from a git checkout or pass --repo"
-        )
-    return Path(out.stdout.strip())
 
 
 class _PyprojectSource(PydanticBaseSettingsSource):
@@ -87,7 +66,7 @@ class ParallelTestConfig(BaseSettings):
     @field_validator("repo", mode="before")
     @classmethod
     def _default_repo(cls, value: Any) -> Any:
-        return git_toplevel(Path.cwd()) if value in (None, "") else value
+        return toplevel(Path.cwd()) if value in (None, "") else value
 
     @classmethod
     def settings_customise_sources(
@@ -101,14 +80,14 @@ class ParallelTestConfig(BaseSettings):
         repo = init_settings().get("repo") or env_settings().get("repo")
         top: Path | None
         try:
-            top = git_toplevel(Path(repo) if repo else Path.cwd())
+            top = toplevel(Path(repo) if repo else Path.cwd())
         except RepoError:
             top = Path(repo) if repo else None
         return (init_settings, env_settings, _PyprojectSource(settings_cls, top))
 
     def model_post_init(self, context: Any, /) -> None:
         if self.repo is None:
-            self.repo = git_toplevel(Path.cwd())
+            self.repo = toplevel(Path.cwd())
         self.repo = self.repo.expanduser().resolve()
 
     @property

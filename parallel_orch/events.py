@@ -76,3 +76,131 @@ class EventBus:
         for stream in self._subscribers:
             stream.close()
         self._subscribers.clear()
+
+
+# -- factories: every event the engine publishes is built here -------------------------
+
+
+def session_started(session_id: str, total: int) -> Event:
+    return Event(type=EventType.SESSION_STARTED, session_id=session_id, total=total)
+
+
+def session_finished(
+    session_id: str, *, status: str, total: int, duration_seconds: float | None
+) -> Event:
+    return Event(
+        type=EventType.SESSION_FINISHED,
+        session_id=session_id,
+        status=status,
+        total=total,
+        duration_seconds=duration_seconds,
+    )
+
+
+def attempt_started(
+    session_id: str,
+    *,
+    test_id: str,
+    execution_id: int,
+    attempt: int,
+    worker: int,
+    worktree: str | None,
+    log_path: str,
+) -> Event:
+    return Event(
+        type=EventType.ATTEMPT_STARTED,
+        session_id=session_id,
+        test_id=test_id,
+        execution_id=execution_id,
+        attempt=attempt,
+        worker=worker,
+        worktree=worktree,
+        log_path=log_path,
+    )
+
+
+def attempt_finished(
+    started: Event,
+    *,
+    status: str,
+    exit_code: int | None,
+    duration_seconds: float,
+    error: str | None,
+) -> Event:
+    """The end of the attempt whose ``attempt.started`` was ``started``."""
+    return started.model_copy(
+        update={
+            "type": EventType.ATTEMPT_FINISHED,
+            "at": datetime.now(UTC),
+            "status": status,
+            "exit_code": exit_code,
+            "duration_seconds": duration_seconds,
+            "error": error,
+        }
+    )
+
+
+def test_retrying(
+    session_id: str,
+    *,
+    test_id: str,
+    execution_id: int,
+    attempt: int,
+    status: str,
+    delay_seconds: float,
+    error: str | None,
+) -> Event:
+    """Attempt ``attempt`` of a test follows in ``delay_seconds``; the last ended ``status``."""
+    return Event(
+        type=EventType.TEST_RETRYING,
+        session_id=session_id,
+        test_id=test_id,
+        execution_id=execution_id,
+        attempt=attempt,
+        status=status,
+        delay_seconds=delay_seconds,
+        error=error,
+    )
+
+
+def test_finished(
+    session_id: str,
+    *,
+    test_id: str,
+    execution_id: int | None,
+    status: str,
+    attempt: int | None = None,
+    duration_seconds: float | None = None,
+    error: str | None = None,
+    flaky: bool | None = None,
+    at: datetime | None = None,
+) -> Event:
+    return Event(
+        type=EventType.TEST_FINISHED,
+        session_id=session_id,
+        test_id=test_id,
+        execution_id=execution_id,
+        attempt=attempt,
+        status=status,
+        duration_seconds=duration_seconds,
+        error=error,
+        flaky=flaky,
+        at=at or datetime.now(UTC),
+    )
+
+
+test_retrying.__test__ = False  # type: ignore[attr-defined]  # not pytest tests
+test_finished.__test__ = False  # type: ignore[attr-defined]
+
+
+async def stream(
+    receive: MemoryObjectReceiveStream[Event], session_id: str | None
+) -> AsyncIterator[Event]:
+    """The events of ``receive`` (of one session, up to its ``session.finished``, if given)."""
+    async with receive:
+        async for event in receive:
+            if session_id is not None and event.session_id != session_id:
+                continue
+            yield event
+            if session_id is not None and event.type is EventType.SESSION_FINISHED:
+                return

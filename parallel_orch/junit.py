@@ -7,7 +7,7 @@ from pathlib import Path
 from junitparser import Error, Failure, JUnitXml, Skipped, TestSuite
 from junitparser.junitparser import JUnitXmlError
 
-from parallel_orch.store import JUnitCounts
+from parallel_orch.models import JUnitCounts
 
 
 def parse_counts(path: Path) -> JUnitCounts | None:

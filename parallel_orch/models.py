@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -34,7 +35,13 @@ class ExecutionStatus(StrEnum):
     @property
     def is_failure(self) -> bool:
         """Counts towards ``max_failures`` and makes a retry worthwhile."""
-        return self in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ERROR)
+        return self in FAILURE_STATUSES
+
+
+#: The statuses that count as a failed test: in reports, retries and ``max_failures``.
+FAILURE_STATUSES: frozenset[ExecutionStatus] = frozenset(
+    {ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ERROR}
+)
 
 
 class SessionStatus(StrEnum):
@@ -66,6 +73,16 @@ def session_status_for(counts: Mapping[str, int]) -> SessionStatus:
     if passed == total:
         return SessionStatus.COMPLETE
     return SessionStatus.PARTIAL_SUCCESS if passed else SessionStatus.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class JUnitCounts:
+    """Cases in an attempt's JUnit file, by outcome."""
+
+    passed: int
+    failed: int
+    errors: int
+    skipped: int
 
 
 class TestRequest(BaseModel):
@@ -129,3 +146,10 @@ class TestRequest(BaseModel):
             if depth < 0:
                 raise ValueError(f"cwd {value!r} leaves the worktree")
         return value
+
+
+def with_default_ref(requests: Sequence[TestRequest], ref: str | None) -> list[TestRequest]:
+    """``--ref``: requests whose plan names no ref (``HEAD``) run at ``ref`` instead."""
+    if ref is None:
+        return list(requests)
+    return [r if r.ref != "HEAD" else r.model_copy(update={"ref": ref}) for r in requests]

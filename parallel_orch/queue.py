@@ -13,27 +13,32 @@ import heapq
 import itertools
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 
 from parallel_orch.exceptions import OrchestratorClosedError, QueueFullError
+from parallel_orch.models import TestRequest
 
 
 @dataclass(slots=True)
 class QueueItem:
-    """A request waiting for a worker."""
+    """A request waiting for a worker, with the commit it runs at."""
 
     execution_id: int
     session_id: str
-    test_id: str
+    request: TestRequest
+    sha: str
     priority: int = 0
     expected_seconds: float = 0.0
     seq: int = 0
     attempt: int = 1  # the attempt this item will run
     avoid_worktree: str | None = None  # a retry prefers another worktree
     first_started: float | None = None  # monotonic time of attempt 1
-    payload: object = field(default=None, compare=False)
+
+    @property
+    def test_id(self) -> str:
+        return self.request.id
 
     def sort_key(self) -> tuple[int, float, int]:
         return (-self.priority, -self.expected_seconds, self.seq)

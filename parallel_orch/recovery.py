@@ -1,42 +1,32 @@
-"""Sessions a dead process left `running`: kill what it left, then mark or reopen them."""
+"""Sessions a dead process left `running`: mark them interrupted, or take them over.
+
+Killing what their attempts left running is the executor's part
+(:meth:`~parallel_orch.executors.protocol.Executor.kill_leftovers`).
+"""
 
 from __future__ import annotations
 
 import logging
-import signal
+from pathlib import Path
 
 import anyio
 
-from parallel_orch import procs
-from parallel_orch.models import ExecutionStatus, SessionStatus, TestRequest
-from parallel_orch.sessions import SessionState
-from parallel_orch.store import ParallelTestSession, Store
-from parallel_orch.worktrees import WorktreePool
+from parallel_orch import gitrepo, procs
+from parallel_orch.admission import Admitted
+from parallel_orch.executors.protocol import Executor
+from parallel_orch.models import ExecutionStatus, SessionStatus
+from parallel_orch.sessions import SessionRegistry, SessionState
+from parallel_orch.store import SessionRecord, Store
 
 log = logging.getLogger(__name__)
 
 DIED = "the process running it died"
 
 
-async def orphaned_sessions(store: Store) -> list[ParallelTestSession]:
+async def orphaned_sessions(store: Store) -> list[SessionRecord]:
     """Sessions recorded `running` whose owner process is gone."""
     running = await store.sessions_with_status(SessionStatus.RUNNING)
     return [s for s in running if not procs.owner_alive(s.owner)]
-
-
-async def kill_leftovers(store: Store, session_id: str) -> set[int]:
-    """SIGKILL the process groups a session's attempts left, if still ours; which ones."""
-    killed: set[int] = set()
-    for attempt in await store.running_attempts(session_id):
-        if attempt.pgid is not None and procs.kill_stale_group(attempt.pgid, session_id):
-            killed.add(attempt.pgid)
-    # Groups spawned before their pgid was committed: found by their environment.
-    for pgid in await anyio.to_thread.run_sync(procs.session_groups, session_id):
-        if pgid not in killed and procs.signal_group(pgid, signal.SIGKILL):
-            killed.add(pgid)
-    for pgid in sorted(killed):
-        log.warning("killed process group %s left by session %s", pgid, session_id)
-    return killed
 
 
 async def mark_interrupted(store: Store, session_id: str) -> None:
@@ -45,12 +35,12 @@ async def mark_interrupted(store: Store, session_id: str) -> None:
 
 
 async def reopen(
-    store: Store, pool: WorktreePool, session: ParallelTestSession, owner: str
-) -> SessionState:
+    store: Store, repo: Path, session: SessionRecord, owner: str
+) -> tuple[SessionState, list[Admitted]]:
     """Take the session over: running attempts `interrupted`, unfinished requests pending again.
 
-    Requests whose ref no longer resolves end `error`; the returned state
-    holds the rest, ready to queue.
+    Requests whose ref no longer resolves end `error`; the rest come back
+    admitted, ready to queue, and counted in the returned state.
     """
     await store.close_unfinished(
         session.id, ExecutionStatus.INTERRUPTED, error=DIED, executions=False
@@ -60,17 +50,44 @@ async def reopen(
     unfinished = await store.executions(
         session.id, [ExecutionStatus.PENDING, ExecutionStatus.RUNNING]
     )
-    requests = [TestRequest.model_validate_json(e.request_json) for e in unfinished]
-    resolved = await anyio.to_thread.run_sync(pool.resolve_refs, [r.ref for r in requests])
+    requests = [e.request for e in unfinished]
+    resolved = await anyio.to_thread.run_sync(gitrepo.resolve_refs, repo, [r.ref for r in requests])
+    admitted = []
     for row, request in zip(unfinished, requests, strict=True):
-        assert row.id is not None
         sha = row.sha or resolved.get(request.ref)
         if not isinstance(sha, str):
             await store.finish_execution(row.id, ExecutionStatus.ERROR, error=str(sha))
             continue
         await store.set_execution_pending(row.id)
-        state.requests[row.id] = request
-        state.shas[row.id] = sha
-    state.outstanding = len(state.requests)
+        admitted.append(Admitted(row.id, request, sha))
+    state.outstanding = len(admitted)
     log.info("resuming session %s: %d requests", session.id, state.outstanding)
-    return state
+    return state, admitted
+
+
+async def recover(
+    store: Store,
+    executor: Executor,
+    registry: SessionRegistry,
+    *,
+    repo: Path,
+    owner: str,
+    resume: bool,
+) -> list[tuple[SessionState, list[Admitted]]]:
+    """Sessions whose owner died: kill what they left, then mark them interrupted or,
+    when ``resume``, take them over; those taken over with their requests to queue."""
+    resumed = []
+    for session in await orphaned_sessions(store):
+        leftovers = await store.attempts(session.id, status=ExecutionStatus.RUNNING)
+        await executor.kill_leftovers(session.id, leftovers)
+        if not resume:
+            await mark_interrupted(store, session.id)
+            await registry.record_end(session.id, SessionStatus.INTERRUPTED)
+            continue
+        state, admitted = await reopen(store, repo, session, owner)
+        registry.add(state)
+        if state.outstanding == 0:
+            await registry.finish(state)
+        else:
+            resumed.append((state, admitted))
+    return resumed

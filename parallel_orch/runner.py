@@ -63,18 +63,8 @@ async def run_process(
     cancellation the group is terminated before the cancellation propagates.
     """
     started = time.monotonic()
-    log.flush()
     try:
-        # Blocks only until the child execs (vfork), as asyncio's own spawning does.
-        process = subprocess.Popen(  # noqa: ASYNC220
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log.fileno(),
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=dict(env),
-            start_new_session=True,
-        )
+        process = _start(argv, cwd=cwd, env=env, log=log)
     except OSError as exc:
         message = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
         log.write(f"parallel-orch: {message}\n".encode())
@@ -108,6 +98,23 @@ async def run_process(
         )
     status = ExecutionStatus.PASSED if code == 0 else ExecutionStatus.FAILED
     return ProcessOutcome(status, code, duration)
+
+
+def _start(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: IO[bytes]
+) -> subprocess.Popen[bytes]:
+    """``argv`` started in a new process group, its output appended to ``log``."""
+    log.flush()
+    # Blocks only until the child execs (vfork), as asyncio's own spawning does.
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=log.fileno(),
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+    )
 
 
 def read_tail(log: IO[bytes], max_bytes: int) -> str:

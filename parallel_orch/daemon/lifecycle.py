@@ -55,6 +55,8 @@ async def run_daemon(
 
     :raises DaemonRunningError: if another daemon holds the state dir.
     :raises SocketPathError: if the socket cannot be bound.
+    :raises ExceptionGroup: holding the :class:`~parallel_orch.exceptions.OrchError`
+        that stopped the orchestrator from opening (not a repo, store unwritable).
     """
     config = options.config
     with (
@@ -62,9 +64,7 @@ async def run_daemon(
         paths.bound_socket(options.socket_path) as bound,
     ):
         orch = ParallelTestOrchestrator(config, resume=options.resume)
-        await orch.initialize()  # errors (not a repo, store unwritable) surface here, unwrapped
-        daemon = _Daemon(orch, bound, lock, options)
-        await daemon.run(task_status)
+        await _Daemon(orch, bound, lock, options).run(task_status)
 
 
 class _Daemon:

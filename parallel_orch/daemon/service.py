@@ -6,7 +6,6 @@ result models, raising :class:`~parallel_orch.daemon.protocol.RpcError`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -18,6 +17,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
+from parallel_orch import events, listing
 from parallel_orch.daemon import protocol as p
 from parallel_orch.daemon.protocol import ErrorCode, Method, RpcError
 from parallel_orch.events import Event, EventType
@@ -29,63 +29,14 @@ from parallel_orch.exceptions import (
     RepoError,
     SessionNotFoundError,
 )
-from parallel_orch.models import ExecutionStatus, SessionStatus, TestRequest
+from parallel_orch.models import ExecutionStatus, SessionStatus, TestRequest, with_default_ref
 from parallel_orch.orchestrator import ParallelTestOrchestrator
 from parallel_orch.plans import load_plans
-from parallel_orch.store import ParallelTestExecution, ParallelTestSession, Store
+from parallel_orch.store import ExecutionRecord
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Event], Awaitable[None]]
-FAILED = (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ERROR)
-
-
-def summarize(row: ParallelTestSession, counts: dict[str, int]) -> p.SessionSummary:
-    """A session row and its per-status counts as the protocol shows them."""
-    wall = (row.completed_at - row.created_at).total_seconds() if row.completed_at else None
-    return p.SessionSummary(
-        session_id=row.id,
-        status=row.status,
-        created_at=row.created_at,
-        completed_at=row.completed_at,
-        duration_seconds=wall,
-        total=sum(counts.values()),
-        passed=counts.get(ExecutionStatus.PASSED.value, 0),
-        failed=sum(counts.get(s.value, 0) for s in FAILED),
-        counts=counts,
-        plan_paths=_json_list(row.plan_paths),
-    )
-
-
-async def recent_summaries(store: Store, limit: int) -> list[p.SessionSummary]:
-    """The latest sessions with their counts, in two queries."""
-    rows = await store.recent_sessions(limit)
-    counts = await store.counts_by_session([r.id for r in rows])
-    return [summarize(r, counts[r.id]) for r in rows]
-
-
-def _json_list(text: str) -> list[str]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else []
-
-
-def finished_event(execution: ParallelTestExecution) -> Event:
-    """The ``test.finished`` event of an execution already final in the store."""
-    return Event(
-        type=EventType.TEST_FINISHED,
-        session_id=execution.session_id,
-        test_id=execution.test_id,
-        execution_id=execution.id,
-        attempt=execution.attempts,
-        status=execution.status,
-        duration_seconds=execution.duration_seconds,
-        error=execution.error,
-        flaky=execution.flaky,
-        at=execution.completed_at or execution.created_at,
-    )
 
 
 def rpc_error(exc: OrchError) -> RpcError:
@@ -221,11 +172,7 @@ class DaemonService:
             _check_unique(requests)
         if not requests:
             raise RpcError(ErrorCode.PLAN_ERROR, f"no tests found in {', '.join(plan_paths)}")
-        if params.ref is not None:
-            requests = [
-                r if r.ref != "HEAD" else r.model_copy(update={"ref": params.ref}) for r in requests
-            ]
-        return requests, plan_paths
+        return with_default_ref(requests, params.ref), plan_paths
 
     def _inside_repo(self, raw: str) -> Path:
         """``raw`` resolved against the repo, symlinks followed; refused if it leaves the repo."""
@@ -240,10 +187,8 @@ class DaemonService:
         return resolved
 
     async def status(self, session_id: str | None) -> p.SessionSummary | p.DaemonStatus:
-        store = self.orch.store
         if session_id is not None:
-            row = await store.get_session(session_id)
-            return summarize(row, await store.count_by_status(row.id))
+            return await listing.summary(self.orch.store, session_id)
         snapshot = self.orch.get_status()
         return p.DaemonStatus(
             protocol=p.PROTOCOL_VERSION,
@@ -259,7 +204,7 @@ class DaemonService:
         )
 
     async def sessions(self, limit: int) -> list[p.SessionSummary]:
-        return await recent_summaries(self.orch.store, limit)
+        return await listing.recent_summaries(self.orch.store, limit)
 
     async def cancel(self, session_id: str) -> p.CancelResult:
         store = self.orch.store
@@ -287,21 +232,19 @@ class DaemonService:
         store = self.orch.store
         row = await store.get_session(session_id)
         async with self.orch.bus.subscribe() as stream:
-            running = self.orch.session_state(row.id) is not None
+            running = self.orch.is_running(row.id)
             if not running and row.status == SessionStatus.RUNNING.value:
                 raise RpcError(
                     ErrorCode.SESSION_NOT_FOUND,
                     f"session {row.id} is run by another process ({row.owner}), not this daemon",
                 )
             executions = await store.executions(row.id)
-            await emit(
-                Event(type=EventType.SESSION_STARTED, session_id=row.id, total=len(executions))
-            )
+            await emit(events.session_started(row.id, len(executions)))
             seen: set[int | None] = set()
             for execution in executions:
                 if ExecutionStatus(execution.status).is_final:
                     seen.add(execution.id)
-                    await emit(finished_event(execution))
+                    await emit(_finished(execution))
             if running:
                 async for event in stream:
                     if event.session_id != row.id or (
@@ -311,14 +254,12 @@ class DaemonService:
                     await emit(event)
                     if event.type is EventType.SESSION_FINISHED:
                         break
-        final = await store.get_session(row.id)
-        summary = summarize(final, await store.count_by_status(row.id))
+        summary = await listing.summary(store, row.id)
         if not running:
             await emit(
-                Event(
-                    type=EventType.SESSION_FINISHED,
-                    session_id=row.id,
-                    status=final.status,
+                events.session_finished(
+                    row.id,
+                    status=summary.status,
                     total=summary.total,
                     duration_seconds=summary.duration_seconds,
                 )
@@ -342,3 +283,18 @@ def _check_unique(requests: Sequence[TestRequest]) -> None:
                 f"invalid params for submit: duplicate test id {request.id!r}",
             )
         seen.add(request.id)
+
+
+def _finished(execution: ExecutionRecord) -> Event:
+    """The ``test.finished`` event of an execution already final in the store."""
+    return events.test_finished(
+        execution.session_id,
+        test_id=execution.test_id,
+        execution_id=execution.id,
+        attempt=execution.attempts,
+        status=execution.status,
+        duration_seconds=execution.duration_seconds,
+        error=execution.error,
+        flaky=execution.flaky,
+        at=execution.completed_at or execution.created_at,
+    )

@@ -8,7 +8,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-from parallel_orch.models import ExecutionStatus
+from parallel_orch.models import FAILURE_STATUSES, ExecutionStatus
 from parallel_orch.report.model import (
     AttemptResult,
     CaseCounts,
@@ -18,15 +18,9 @@ from parallel_orch.report.model import (
     StatusCounts,
     TestResult,
 )
-from parallel_orch.store import (
-    ParallelTestAttempt,
-    ParallelTestExecution,
-    ParallelTestSession,
-    Store,
-)
+from parallel_orch.store import AttemptRecord, ExecutionRecord, SessionRecord, Store
 
 SLOWEST = 10
-FAILURES = (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ERROR)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -35,6 +29,29 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return 0.0
     rank = max(1, math.ceil(q / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+def duration_stats(sorted_durations: list[float]) -> DurationStats:
+    durations = sorted_durations
+    return DurationStats(
+        sum=round(sum(durations), 6),
+        mean=round(sum(durations) / len(durations), 6) if durations else 0.0,
+        p50=percentile(durations, 50),
+        p95=percentile(durations, 95),
+        p99=percentile(durations, 99),
+        max=durations[-1] if durations else 0.0,
+    )
+
+
+def case_totals(results: Iterable[TestResult]) -> CaseCounts:
+    """JUnit cases over every result whose file was parsed."""
+    parsed = [r.cases for r in results if r.cases]
+    return CaseCounts(
+        passed=sum(c.passed for c in parsed),
+        failed=sum(c.failed for c in parsed),
+        errors=sum(c.errors for c in parsed),
+        skipped=sum(c.skipped for c in parsed),
+    )
 
 
 def count_statuses(results: list[TestResult]) -> StatusCounts:
@@ -55,7 +72,7 @@ def count_statuses(results: list[TestResult]) -> StatusCounts:
     )
 
 
-def _result(execution: ParallelTestExecution, attempts: list[ParallelTestAttempt]) -> TestResult:
+def _result(execution: ExecutionRecord, attempts: list[AttemptRecord]) -> TestResult:
     final = attempts[-1] if attempts else None
     cases = None
     if final is not None and final.cases_passed is not None:
@@ -101,7 +118,7 @@ def _request_content(request_json: str) -> str:
     return json.dumps(request, sort_keys=True)
 
 
-def report_hash(status: str, executions: Iterable[ParallelTestExecution]) -> str:
+def report_hash(status: str, executions: Iterable[ExecutionRecord]) -> str:
     """Stable over inputs (request content, commit SHAs) and verdicts; blind to timings."""
     material = [
         status,
@@ -116,19 +133,29 @@ def report_hash(status: str, executions: Iterable[ParallelTestExecution]) -> str
 async def build_report(store: Store, session_id: str) -> ParallelTestReport:
     """The report of a session (``session_id`` may be a unique prefix) as the store has it now."""
     session = await store.get_session(session_id)
-    return report_from(*await store.session_snapshot(session.id))
+    snapshot = await store.session_snapshot(session.id)
+    return report_from(snapshot.session, snapshot.executions, snapshot.attempts)
+
+
+async def load_report(store: Store, session_id: str) -> ParallelTestReport:
+    """A session's stored report, or one built from the store while it has none yet."""
+    session = await store.get_session(session_id)
+    if session.report_json:
+        return ParallelTestReport.model_validate_json(session.report_json)
+    snapshot = await store.session_snapshot(session.id)
+    return report_from(snapshot.session, snapshot.executions, snapshot.attempts)
 
 
 def report_from(
-    session: ParallelTestSession,
-    executions: Sequence[ParallelTestExecution],
-    attempts: Iterable[ParallelTestAttempt],
+    session: SessionRecord,
+    executions: Sequence[ExecutionRecord],
+    attempts: Iterable[AttemptRecord],
 ) -> ParallelTestReport:
     """The report of ``session`` from its executions and attempts."""
-    by_execution: dict[int, list[ParallelTestAttempt]] = defaultdict(list)
+    by_execution: dict[int, list[AttemptRecord]] = defaultdict(list)
     for attempt in attempts:
         by_execution[attempt.execution_id].append(attempt)
-    results = [_result(e, by_execution.get(e.id or -1, [])) for e in executions]
+    results = [_result(e, by_execution.get(e.id, [])) for e in executions]
     totals = count_statuses(results)
     per_category: dict[str, list[TestResult]] = defaultdict(list)
     for result in results:
@@ -138,12 +165,6 @@ def report_from(
     end = session.completed_at
     start = session.started_at or session.created_at
     wall = max((end - start).total_seconds(), 0.0) if end else 0.0
-    cases = CaseCounts(
-        passed=sum(r.cases.passed for r in results if r.cases),
-        failed=sum(r.cases.failed for r in results if r.cases),
-        errors=sum(r.cases.errors for r in results if r.cases),
-        skipped=sum(r.cases.skipped for r in results if r.cases),
-    )
     slowest = sorted(
         (r for r in results if r.duration_seconds is not None),
         key=lambda r: r.duration_seconds or 0.0,
@@ -167,21 +188,16 @@ def report_from(
         success_rate=totals.success_rate,
         num_workers=session.num_workers,
         categories={name: count_statuses(rs) for name, rs in sorted(per_category.items())},
-        duration_stats=DurationStats(
-            sum=round(sum(durations), 6),
-            mean=round(sum(durations) / len(durations), 6) if durations else 0.0,
-            p50=percentile(durations, 50),
-            p95=percentile(durations, 95),
-            p99=percentile(durations, 99),
-            max=durations[-1] if durations else 0.0,
-        ),
+        duration_stats=duration_stats(durations),
         speedup=round(busy / wall, 3) if wall > 0 else 0.0,
         worker_utilisation=round(busy / (wall * session.num_workers), 3) if wall > 0 else 0.0,
         slowest_tests=tuple(
             SlowTest(test_id=r.test_id, duration_seconds=r.duration_seconds or 0.0) for r in slowest
         ),
         completed_tests=tuple(results),
-        failed_tests=tuple(r.test_id for r in results if ExecutionStatus(r.status) in FAILURES),
-        cases=cases,
+        failed_tests=tuple(
+            r.test_id for r in results if ExecutionStatus(r.status) in FAILURE_STATUSES
+        ),
+        cases=case_totals(results),
         report_hash=report_hash(session.status, executions),
     )

@@ -9,6 +9,7 @@ import anyio
 from anyio import wait_all_tasks_blocked
 
 from parallel_orch import ExecutionStatus, ParallelTestConfig, SessionStatus, TestRequest
+from parallel_orch.executors.local import LocalExecutor
 from parallel_orch.worktrees import WorktreePool
 from tests.helpers import WAIT_SECONDS, GitRepo, MakeConfig, git, orchestrator
 
@@ -175,8 +176,10 @@ async def test_two_orchestrators_never_share_a_worktree(
     async with orchestrator(config) as first, orchestrator(other_config) as second:
         one = await first.run_tests(request)
         two = await second.run_tests(request)
-        assert {w.path for w in first.pool.worktrees}.isdisjoint(
-            w.path for w in second.pool.worktrees
+        assert isinstance(first.executor, LocalExecutor)
+        assert isinstance(second.executor, LocalExecutor)
+        assert {w.path for w in first.executor.pool.worktrees}.isdisjoint(
+            w.path for w in second.executor.pool.worktrees
         )
     assert (
         one.completed_tests[0].attempts[0].worktree != two.completed_tests[0].attempts[0].worktree

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from parallel_orch import QueueFullError
+from parallel_orch import QueueFullError, TestRequest
 from parallel_orch.exceptions import OrchestratorClosedError
 from parallel_orch.queue import QueueItem, TestQueue
 
@@ -21,7 +21,8 @@ def item(
     return QueueItem(
         execution_id=execution_id,
         session_id=session,
-        test_id=f"t{execution_id}",
+        request=TestRequest(id=f"t{execution_id}", command="true"),
+        sha="0" * 40,
         priority=priority,
         expected_seconds=expected,
         seq=execution_id,

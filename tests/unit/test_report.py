@@ -12,21 +12,27 @@ from parallel_orch.report import TestResult
 from parallel_orch.report import json as json_renderer
 from parallel_orch.report import text as text_renderer
 from parallel_orch.report.build import count_statuses, percentile, report_hash
-from parallel_orch.store import ParallelTestExecution
+from parallel_orch.store import ExecutionRecord
 
 
 def execution(
     test_id: str, status: str, *, duration: float, flaky: bool = False
-) -> ParallelTestExecution:
+) -> ExecutionRecord:
     now = datetime.now(UTC)
-    return ParallelTestExecution(
+    return ExecutionRecord(
         id=1,
         session_id="s",
+        seq=0,
         test_id=test_id,
         request_json=json.dumps({"id": test_id, "command": "true"}),
+        ref="HEAD",
         sha="a" * 40,
+        category="unit",
         status=status,
         flaky=flaky,
+        attempts=1,
+        error=None,
+        created_at=now,
         started_at=now,
         completed_at=now + timedelta(seconds=duration),
         duration_seconds=duration,

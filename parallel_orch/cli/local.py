@@ -1,129 +1,53 @@
-"""The `parallel-orch` command line (also `python -m parallel_orch`).
-
-Exit codes (DESIGN §8): 0 all passed, 1 tests failed, 2 usage or plan error,
-3 infrastructure error, 130 interrupted.
-"""
+"""Local commands: `run` plans here, and read the store (`sessions`, `show`)."""
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import signal
-import sys
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import anyio
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
-from parallel_orch import progress
+from parallel_orch import listing, progress
+from parallel_orch.cli.app import (
+    JsonOpt,
+    RefOpt,
+    RepoOpt,
+    SessionArg,
+    StateDirOpt,
+    WorkersOpt,
+    app,
+    console,
+    err_console,
+    exit_code_for,
+    handle_errors,
+    make_config,
+    print_json,
+    run_async,
+    setup_logging,
+)
 from parallel_orch.config import ParallelTestConfig
-from parallel_orch.daemon.service import recent_summaries
-from parallel_orch.exceptions import ConfigError, OrchError, PlanError, StoreError
-from parallel_orch.models import ExecutionStatus, SessionStatus, TestRequest
+from parallel_orch.exceptions import PlanError, StoreError
+from parallel_orch.models import ExecutionStatus, TestRequest, with_default_ref
 from parallel_orch.orchestrator import ParallelTestOrchestrator
 from parallel_orch.plans import load_plans
-from parallel_orch.report import ParallelTestReport
+from parallel_orch.report import ParallelTestReport, load_report
 from parallel_orch.report import json as json_report
 from parallel_orch.report.text import print_report
 from parallel_orch.store import DB_FILENAME, open_store
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INFRA = 3
-EXIT_INTERRUPTED = 130
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-app = typer.Typer(
-    name="parallel-orch",
-    help="Run test plans in parallel, each attempt in its own git worktree, recorded in SQLite.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-PIPE_WIDTH = 160  # columns for tables when stdout is a file or pipe (logs, CI)
-console = Console()
-if not console.is_terminal:
-    console = Console(width=PIPE_WIDTH)
-err_console = Console(stderr=True, soft_wrap=True)
-
-RepoOpt = Annotated[
-    Path | None,
-    typer.Option("--repo", help="Git repository (default: the one around the current directory)."),
-]
-StateDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--state-dir", help="Where the store and logs live (default <repo>/.parallel-orch)."
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def exit_code_for(report: ParallelTestReport) -> int:
-    """0 when every test passed, 130 when the session was stopped, else 1."""
-    status = SessionStatus(report.status)
-    if status in (SessionStatus.CANCELLED, SessionStatus.INTERRUPTED):
-        return EXIT_INTERRUPTED
-    return EXIT_OK if status in (SessionStatus.COMPLETE, SessionStatus.NO_TESTS) else EXIT_FAILED
-
-
-def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn our exceptions into a one-line message and the DESIGN §8 exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except OrchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-
-    return wrapper
-
-
-def make_config(**overrides: Any) -> ParallelTestConfig:
-    """Config from flags (those not None), then environment, pyproject and defaults."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return ParallelTestConfig(**given)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"invalid configuration: {problems}") from None
-
-
-def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 @app.command()
 @handle_errors
 def run(
     paths: Annotated[list[Path] | None, typer.Argument(help="Plan files or directories.")] = None,
-    workers: Annotated[
-        int | None, typer.Option("-j", "--workers", min=1, help="Parallel workers.")
-    ] = None,
-    ref: Annotated[
-        str | None, typer.Option("--ref", help="Ref for tests whose plan names none.")
-    ] = None,
+    workers: WorkersOpt = None,
+    ref: RefOpt = None,
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
     report_json: Annotated[
@@ -144,7 +68,7 @@ def run(
     ] = False,
 ) -> None:
     """Run plans (default: ./plans) in parallel worktrees and print the report."""
-    setup_logging(verbose)
+    setup_logging(logging.INFO if verbose else logging.WARNING)
     config = make_config(
         repo=repo,
         num_workers=workers,
@@ -153,16 +77,14 @@ def run(
         preserve_failed_worktrees=True if keep_worktrees else None,
     )
     plan_paths = list(paths or [Path("plans")])
-    requests = load_plans(plan_paths, default_timeout=config.default_timeout)
-    if ref is not None:
-        requests = [r if r.ref != "HEAD" else r.model_copy(update={"ref": ref}) for r in requests]
+    requests = with_default_ref(load_plans(plan_paths, default_timeout=config.default_timeout), ref)
     if not requests:
         raise PlanError("no tests found", path=", ".join(str(p) for p in plan_paths))
     report = anyio.run(_run, config, requests, [str(p) for p in plan_paths], quiet)
     print_report(report, console)
     if report_json is not None:
         report_json.write_text(json_report.render(report))
-    raise typer.Exit(exit_code_for(report))
+    raise typer.Exit(exit_code_for(report.status))
 
 
 async def _run(
@@ -218,13 +140,11 @@ def sessions(
 ) -> None:
     """List recent sessions (from the store, or from a daemon with --socket)."""
     if socket is not None:
-        from parallel_orch.daemon.commands import daemon_sessions
-
-        rows = daemon_sessions(socket, limit)
+        rows = run_async(_daemon_sessions, socket, limit)
     else:
-        rows = anyio.run(_sessions, _store_dir(repo, state_dir), limit)
+        rows = run_async(_sessions, _store_dir(repo, state_dir), limit)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2, default=str))
+        print_json(rows)
         return
     table = Table()
     for column in ("session", "status", "created", "tests", "passed", "failed", "wall"):
@@ -248,19 +168,27 @@ def _short_time(value: datetime) -> str:
 
 async def _sessions(state_dir: Path, limit: int) -> list[dict[str, Any]]:
     async with open_store(state_dir) as store:
-        return [s.model_dump() for s in await recent_summaries(store, limit)]
+        return [s.model_dump() for s in await listing.recent_summaries(store, limit)]
+
+
+async def _daemon_sessions(socket: Path, limit: int) -> list[dict[str, Any]]:
+    """``sessions --socket``: the daemon's list, shaped like the store's."""
+    from parallel_orch.client import DaemonClient
+
+    async with DaemonClient(socket) as client:
+        return [s.model_dump() for s in await client.sessions(limit)]
 
 
 @app.command()
 @handle_errors
 def show(
-    session: Annotated[str, typer.Argument(help="Session id (a unique prefix will do).")],
+    session: SessionArg,
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print a stored session's report."""
-    report = anyio.run(_load_report, _store_dir(repo, state_dir), session)
+    report = run_async(_load_report, _store_dir(repo, state_dir), session)
     if as_json:
         typer.echo(json_report.render(report), nl=False)
     else:
@@ -268,17 +196,5 @@ def show(
 
 
 async def _load_report(state_dir: Path, session_id: str) -> ParallelTestReport:
-    from parallel_orch.report import build_report
-
     async with open_store(state_dir) as store:
-        row = await store.get_session(session_id)
-        if row.report_json:
-            return ParallelTestReport.model_validate_json(row.report_json)
-        return await build_report(store, row.id)
-
-
-def main() -> None:
-    app()
-
-
-from parallel_orch.daemon import commands as _daemon_commands  # noqa: E402,F401
+        return await load_report(store, session_id)

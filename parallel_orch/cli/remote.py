@@ -1,51 +1,47 @@
-"""CLI commands for the daemon and its clients, registered on :data:`parallel_orch.cli.app`.
+"""Daemon commands: `daemon` serves; `submit`, `status`, `watch`, `cancel`, `report`,
+`ping` and `shutdown` talk to it through :class:`parallel_orch.client.DaemonClient`.
 
-``daemon`` serves; ``submit``, ``status``, ``watch``, ``cancel``, ``report``,
-``ping`` and ``shutdown`` talk to it through :class:`parallel_orch.client.DaemonClient`
-(``sessions --socket`` too). Exit codes follow DESIGN §8: an unreachable
-daemon is 3, a refused request 2 (bad plan, unknown session) or 3.
+Exit codes follow DESIGN §8: an unreachable daemon is 3, a refused request 2
+(bad plan, unknown session) or 3.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import sys
-from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import anyio
 import typer
 
 from parallel_orch import progress
-from parallel_orch.cli import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
+from parallel_orch.cli.app import (
     EXIT_OK,
     JsonOpt,
+    RefOpt,
     RepoOpt,
+    SessionArg,
     StateDirOpt,
+    WorkersOpt,
     app,
     console,
     exit_code_for,
     handle_errors,
     make_config,
+    print_json,
+    run_async,
+    setup_logging,
 )
 from parallel_orch.client import DaemonClient
-from parallel_orch.config import git_toplevel
 from parallel_orch.daemon import paths
 from parallel_orch.daemon import protocol as p
 from parallel_orch.daemon.lifecycle import GRACE_SECONDS, DaemonOptions, run_daemon
 from parallel_orch.daemon.server import IDLE_TIMEOUT_SECONDS
-from parallel_orch.exceptions import OrchError
-from parallel_orch.models import SessionStatus
+from parallel_orch.gitrepo import toplevel
 from parallel_orch.report import ParallelTestReport
 from parallel_orch.report import json as json_report
 from parallel_orch.report.text import print_report
-
-T = TypeVar("T")
 
 SocketOpt = Annotated[
     Path | None,
@@ -53,26 +49,6 @@ SocketOpt = Annotated[
         "--socket", help="The daemon's socket (default: the one for the repo's state dir)."
     ),
 ]
-SessionArg = Annotated[str, typer.Argument(help="Session id (a unique prefix will do).")]
-
-
-def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """``anyio.run``, raising our own error rather than the task group around it."""
-    try:
-        return anyio.run(fn, *args)
-    except BaseExceptionGroup as group:
-        for leaf in _leaves(group):
-            if isinstance(leaf, OrchError | KeyboardInterrupt):
-                raise leaf from None
-        raise
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
-        else:
-            yield exc
 
 
 def socket_for(socket: Path | None, repo: Path | None, state_dir: Path | None) -> Path:
@@ -82,17 +58,6 @@ def socket_for(socket: Path | None, repo: Path | None, state_dir: Path | None) -
     return paths.socket_path_for(make_config(repo=repo, state_dir=state_dir, num_workers=1))
 
 
-def exit_code_for_status(status: str) -> int:
-    session = SessionStatus(status)
-    if session in (SessionStatus.CANCELLED, SessionStatus.INTERRUPTED):
-        return EXIT_INTERRUPTED
-    return EXIT_OK if session in (SessionStatus.COMPLETE, SessionStatus.NO_TESTS) else EXIT_FAILED
-
-
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str))
-
-
 # -- the daemon -----------------------------------------------------------------------
 
 
@@ -100,9 +65,7 @@ def _print_json(value: Any) -> None:
 @handle_errors
 def daemon(
     socket: SocketOpt = None,
-    workers: Annotated[
-        int | None, typer.Option("-j", "--workers", min=1, help="Parallel workers.")
-    ] = None,
+    workers: WorkersOpt = None,
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
     resume: Annotated[
@@ -122,13 +85,9 @@ def daemon(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Serve the repo on a Unix socket in the foreground; print the socket path once listening."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
     config = make_config(
-        repo=git_toplevel(repo) if repo is not None else None,
+        repo=toplevel(repo) if repo is not None else None,
         num_workers=workers,
         state_dir=state_dir,
         socket_path=socket.absolute() if socket is not None else None,
@@ -158,9 +117,7 @@ def submit(
     plan_paths: Annotated[
         list[str], typer.Argument(metavar="PATHS...", help="Plan files or directories in the repo.")
     ],
-    ref: Annotated[
-        str | None, typer.Option("--ref", help="Ref for tests whose plan names none.")
-    ] = None,
+    ref: RefOpt = None,
     priority: Annotated[
         int,
         typer.Option("--priority", help="Higher runs first; equal priorities share the workers."),
@@ -190,7 +147,7 @@ def submit(
     print_report(report, console)
     if report_json is not None:
         report_json.write_text(json_report.render(report))
-    raise typer.Exit(exit_code_for(report))
+    raise typer.Exit(exit_code_for(report.status))
 
 
 async def _submit(
@@ -224,7 +181,7 @@ def status(
     """The daemon's workers, queue and running sessions, or one session's status and counts."""
     result = run_async(_status, socket_for(socket, repo, state_dir), session)
     if as_json:
-        _print_json(result.model_dump(mode="json"))
+        print_json(result.model_dump(mode="json"))
     elif isinstance(result, p.SessionSummary):
         _print_summary(result)
     else:
@@ -277,7 +234,7 @@ def watch(
     """Stream a session's progress until it ends; exit with its result."""
     summary = run_async(_watch, socket_for(socket, repo, state_dir), session)
     _print_summary(summary)
-    raise typer.Exit(exit_code_for_status(summary.status))
+    raise typer.Exit(exit_code_for(summary.status))
 
 
 async def _watch(socket: Path, session: str) -> p.SessionSummary:
@@ -364,13 +321,3 @@ async def _shutdown(socket: Path, now: bool, wait: bool) -> p.ShutdownResult:
 async def _call(socket: Path, method: str, params: dict[str, Any]) -> Any:
     async with DaemonClient(socket) as client:
         return await client.call(method, params)
-
-
-def daemon_sessions(socket: Path, limit: int) -> list[dict[str, Any]]:
-    """``sessions --socket``: the daemon's list, shaped like the store's."""
-
-    async def fetch() -> list[dict[str, Any]]:
-        async with DaemonClient(socket) as client:
-            return [s.model_dump() for s in await client.sessions(limit)]
-
-    return run_async(fetch)

@@ -1,0 +1,232 @@
+"""Admission: a request's way in. Resolve its ref, commit it pending, track it, queue it.
+
+A session and all its requests are committed in one transaction before
+``create_session`` returns (an acknowledged request is never lost), then
+queued as far as the queue has room; the rest follow in the background as
+room frees up. A request whose ref does not resolve is recorded ``error``
+at once and never queued.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from parallel_orch import events, gitrepo
+from parallel_orch.events import EventBus
+from parallel_orch.exceptions import OrchestratorClosedError, RefError
+from parallel_orch.models import ExecutionStatus, TestRequest
+from parallel_orch.queue import QueueItem, TestQueue
+from parallel_orch.sessions import SessionRegistry, SessionState, Spawn
+from parallel_orch.store import NewExecution, Store
+
+DEFAULT_EXPECTED_SECONDS = 1.0  # expected duration when the store has no history at all
+CLOSED = "the orchestrator is not accepting work (shutting down?)"
+
+
+def plan_key(plan_paths: Iterable[str], request_ids: Iterable[str]) -> str:
+    """Groups sessions of the same plan set, for comparisons with the previous session."""
+    material = json.dumps([sorted(plan_paths), sorted(request_ids)])
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A request committed pending, at the commit its ref resolved to: ready to queue."""
+
+    execution_id: int
+    request: TestRequest
+    sha: str
+
+
+class Admission:
+    """Takes sessions and requests in; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        repo: Path,
+        store: Store,
+        queue: TestQueue,
+        bus: EventBus,
+        registry: SessionRegistry,
+        owner: str,
+        num_workers: int,
+        spawn: Spawn,
+    ) -> None:
+        self.repo = repo
+        self.store = store
+        self.queue = queue
+        self.bus = bus
+        self.registry = registry
+        self.owner = owner
+        self.num_workers = num_workers
+        self.spawn = spawn
+        self.accepting = False
+        self._default: SessionState | None = None  # of submit_batch
+        self._default_lock = anyio.Lock()
+
+    async def create_session(
+        self,
+        requests: Sequence[TestRequest],
+        *,
+        plan_paths: Sequence[str] = (),
+        priority: int = 0,
+        session_id: str | None = None,
+        keep_open: bool = False,
+    ) -> str:
+        """Commit a session and all its requests (pending), then queue them; its id."""
+        if not self.accepting:
+            raise OrchestratorClosedError(CLOSED)
+        session_id = session_id or uuid.uuid4().hex[:12]
+        new = await self._resolve(requests)
+        history = await self.store.history(r.id for r in requests)
+        key = plan_key(plan_paths, [r.id for r in requests])
+        ids = await self.store.create_session(
+            session_id,
+            num_workers=self.num_workers,
+            repo=str(self.repo),
+            plan_paths=plan_paths,
+            plan_key=key,
+            owner=self.owner,
+            executions=new,
+        )
+        state = SessionState(id=session_id, plan_key=key, priority=priority, open=keep_open)
+        self.registry.add(state)
+        self.bus.publish(events.session_started(session_id, len(requests)))
+        items = self._items(state, self._track(state, ids, new), history)
+        if state.outstanding == 0 and not state.open:
+            await self.registry.finish(state)
+            return session_id
+        room = self.queue.room
+        for item in items[:room]:
+            self.queue.put_nowait(item)
+        if items[room:]:
+            rest = items[room:]
+
+            async def put_rest() -> None:
+                await self._put_all(state, rest)
+
+            self.spawn(put_rest)
+        return session_id
+
+    async def submit_batch(self, requests: Sequence[TestRequest], *, wait: bool = True) -> str:
+        """Add requests to the default session (created when there is none); its id.
+
+        :param wait: wait for room in the queue; otherwise raise
+            :class:`QueueFullError` before anything is recorded.
+        """
+        reserved = 0
+        if not wait:
+            self.queue.reserve(len(requests))  # held through the commit: no one takes it
+            reserved = len(requests)
+        try:
+            async with self._default_lock:  # one default session; sealing waits for commits
+                state = self._default
+                if state is None or state.done.is_set():
+                    session_id = await self.create_session([], keep_open=True)
+                    state = self._default = self.registry.get(session_id)
+                    assert state is not None
+                admitted = await self._commit(state, requests)
+            if wait:
+                await self.enqueue(state, admitted)
+            else:
+                for item in self._items(state, admitted, {}):
+                    self.queue.put_reserved(item)
+                    reserved -= 1
+        finally:
+            if reserved:
+                self.queue.unreserve(reserved)
+        return state.id
+
+    async def seal_default(self) -> SessionState | None:
+        """End the default session's intake: it finishes once its requests have."""
+        async with self._default_lock:  # not while a submit is committing to it
+            state, self._default = self._default, None
+        if state is not None:
+            state.open = False
+            if state.outstanding <= 0 and not state.done.is_set():
+                await self.registry.finish(state)
+        return state
+
+    async def enqueue(self, state: SessionState, admitted: list[Admitted]) -> None:
+        """Queue admitted requests, waiting for room; in history's order."""
+        history = await self.store.history(a.request.id for a in admitted)
+        await self._put_all(state, self._items(state, admitted, history))
+
+    async def _resolve(self, requests: Sequence[TestRequest]) -> list[NewExecution]:
+        resolved = await anyio.to_thread.run_sync(
+            gitrepo.resolve_refs, self.repo, [r.ref for r in requests]
+        )
+        out = []
+        for request in requests:
+            sha = resolved[request.ref]
+            if isinstance(sha, RefError):
+                out.append(NewExecution(request=request, sha=None, error=sha.message))
+            else:
+                out.append(NewExecution(request=request, sha=sha))
+        return out
+
+    async def _commit(self, state: SessionState, requests: Sequence[TestRequest]) -> list[Admitted]:
+        """Add requests to an open session: committed pending, then tracked (not yet queued)."""
+        if not self.accepting:
+            raise OrchestratorClosedError(CLOSED)
+        new = await self._resolve(requests)
+        ids = await self.store.add_executions(state.id, new)
+        return self._track(state, ids, new)
+
+    def _track(
+        self, state: SessionState, ids: list[int], new: list[NewExecution]
+    ) -> list[Admitted]:
+        """Count resolved requests as outstanding; publish the end of those that did not."""
+        admitted = []
+        for execution_id, item in zip(ids, new, strict=True):
+            if item.sha is None:
+                self.bus.publish(
+                    events.test_finished(
+                        state.id,
+                        test_id=item.request.id,
+                        execution_id=execution_id,
+                        status=ExecutionStatus.ERROR.value,
+                        error=item.error,
+                    )
+                )
+                continue
+            admitted.append(Admitted(execution_id, item.request, item.sha))
+        state.outstanding += len(admitted)
+        return admitted
+
+    def _items(
+        self, state: SessionState, admitted: list[Admitted], history: dict[str, float]
+    ) -> list[QueueItem]:
+        """Queue items, expecting durations from ``history`` (unknown tests: its median)."""
+        fallback = statistics.median(history.values()) if history else DEFAULT_EXPECTED_SECONDS
+        return [
+            QueueItem(
+                execution_id=a.execution_id,
+                session_id=state.id,
+                request=a.request,
+                sha=a.sha,
+                priority=a.request.priority + state.priority,
+                expected_seconds=history.get(a.request.id, fallback),
+                seq=a.execution_id,
+            )
+            for a in admitted
+        ]
+
+    async def _put_all(self, state: SessionState, items: list[QueueItem]) -> None:
+        """Queue ``items``, waiting for room; stops when the session or the queue does."""
+        for item in items:
+            if state.stopping is not None:
+                return
+            try:
+                await self.queue.put(item)
+            except OrchestratorClosedError:
+                return  # closed while waiting for room: cancel_all() records the rest

@@ -1,0 +1,15 @@
+"""The `parallel-orch` command line (also `python -m parallel_orch`).
+
+:mod:`~.app` holds the app, its shared options and exit codes;
+:mod:`~.local` the commands that run here (`run`, `sessions`, `show`);
+:mod:`~.remote` the daemon and the commands that talk to it.
+"""
+
+from parallel_orch.cli import local, remote
+from parallel_orch.cli.app import app, exit_code_for
+
+__all__ = ["app", "exit_code_for", "local", "main", "remote"]
+
+
+def main() -> None:
+    app()

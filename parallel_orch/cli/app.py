@@ -1,0 +1,131 @@
+"""The `parallel-orch` app: its shared options, exit codes and error handling.
+
+Exit codes (DESIGN §8): 0 all passed, 1 tests failed, 2 usage or plan error,
+3 infrastructure error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import anyio
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from parallel_orch.config import ParallelTestConfig
+from parallel_orch.exceptions import ConfigError, OrchError
+from parallel_orch.models import SessionStatus
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INFRA = 3
+EXIT_INTERRUPTED = 130
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="parallel-orch",
+    help="Run test plans in parallel, each attempt in its own git worktree, recorded in SQLite.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+PIPE_WIDTH = 160  # columns for tables when stdout is a file or pipe (logs, CI)
+console = Console()
+if not console.is_terminal:
+    console = Console(width=PIPE_WIDTH)
+err_console = Console(stderr=True, soft_wrap=True)
+
+RepoOpt = Annotated[
+    Path | None,
+    typer.Option("--repo", help="Git repository (default: the one around the current directory)."),
+]
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir", help="Where the store and logs live (default <repo>/.parallel-orch)."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+WorkersOpt = Annotated[int | None, typer.Option("-j", "--workers", min=1, help="Parallel workers.")]
+RefOpt = Annotated[str | None, typer.Option("--ref", help="Ref for tests whose plan names none.")]
+SessionArg = Annotated[str, typer.Argument(help="Session id (a unique prefix will do).")]
+
+
+def exit_code_for(status: str) -> int:
+    """A session's status as an exit code: 0 all passed, 130 stopped, else 1."""
+    session = SessionStatus(status)
+    if session in (SessionStatus.CANCELLED, SessionStatus.INTERRUPTED):
+        return EXIT_INTERRUPTED
+    return EXIT_OK if session in (SessionStatus.COMPLETE, SessionStatus.NO_TESTS) else EXIT_FAILED
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn our exceptions into a one-line message and the DESIGN §8 exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except OrchError as exc:
+            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``anyio.run``, raising our own error rather than the task group around it."""
+    try:
+        return anyio.run(fn, *args)
+    except BaseExceptionGroup as group:
+        for leaf in _leaves(group):
+            if isinstance(leaf, OrchError | KeyboardInterrupt):
+                raise leaf from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+def make_config(**overrides: Any) -> ParallelTestConfig:
+    """Config from flags (those not None), then environment, pyproject and defaults."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return ParallelTestConfig(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def setup_logging(level: int) -> None:
+    """Log records of ``level`` and above to stderr."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))

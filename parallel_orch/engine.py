@@ -1,0 +1,81 @@
+"""The engine: the orchestrator's parts, wired together once the store and executor are open.
+
+A request's path: :mod:`~parallel_orch.plans` -> :mod:`~parallel_orch.admission`
+(resolve, commit, queue) -> :mod:`~parallel_orch.queue` ->
+:mod:`~parallel_orch.worker` -> :mod:`~parallel_orch.executors` ->
+:mod:`~parallel_orch.settle` (the store, a retry or the end) ->
+:mod:`~parallel_orch.sessions` (the session's end and its
+:mod:`~parallel_orch.report`).
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from parallel_orch import recovery
+from parallel_orch.admission import Admission, Admitted
+from parallel_orch.config import ParallelTestConfig
+from parallel_orch.events import EventBus
+from parallel_orch.executors.protocol import Executor
+from parallel_orch.queue import TestQueue
+from parallel_orch.retry import RetryPolicy
+from parallel_orch.sessions import SessionRegistry, SessionState, Spawn
+from parallel_orch.settle import Settler
+from parallel_orch.store import Store, open_store
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """The parts behind the orchestrator, wired to one store and one executor."""
+
+    store: Store
+    executor: Executor
+    registry: SessionRegistry
+    admission: Admission
+    settler: Settler
+    resumed: list[tuple[SessionState, list[Admitted]]]  # taken over, to queue at start
+
+    @classmethod
+    async def open(
+        cls,
+        stack: AsyncExitStack,
+        config: ParallelTestConfig,
+        *,
+        queue: TestQueue,
+        bus: EventBus,
+        executor: Executor,
+        owner: str,
+        retry_policy: RetryPolicy,
+        spawn: Spawn,
+        resume: bool,
+    ) -> Engine:
+        """Open the store and the executor on ``stack``, wire the parts to them, and
+        recover the sessions a dead process left (resumed ones when ``resume``)."""
+        store = await stack.enter_async_context(open_store(config.resolved_state_dir))
+        await executor.open()
+        stack.push_async_callback(executor.close)
+        registry = SessionRegistry(
+            store,
+            queue,
+            bus,
+            max_failures=config.max_failures,
+            kill_grace_seconds=config.kill_grace_seconds,
+            spawn=spawn,
+        )
+        stack.push_async_callback(registry.close_leftovers)
+        admission = Admission(
+            repo=config.repo,
+            store=store,
+            queue=queue,
+            bus=bus,
+            registry=registry,
+            owner=owner,
+            num_workers=config.num_workers,
+            spawn=spawn,
+        )
+        settler = Settler(store, queue, bus, registry, retry_policy)
+        resumed = await recovery.recover(
+            store, executor, registry, repo=config.repo, owner=owner, resume=resume
+        )
+        return cls(store, executor, registry, admission, settler, resumed)

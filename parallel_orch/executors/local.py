@@ -1,0 +1,262 @@
+"""LocalExecutor: attempts in worktrees from this machine's pool, as local process groups.
+
+Per attempt: lease a worktree at the commit, run the setup when the worktree
+is not set up for it, run the command in its own process group with its
+output appended to the log, parse its JUnit file, give the worktree back (or
+set it aside, locked, when it failed and failed worktrees are kept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from parallel_orch import junit, procs, runner
+from parallel_orch.config import ParallelTestConfig
+from parallel_orch.exceptions import WorktreeError
+from parallel_orch.executors.protocol import (
+    AttemptHooks,
+    AttemptResult,
+    AttemptSpec,
+    LeftoverAttempt,
+    Placement,
+)
+from parallel_orch.models import ExecutionStatus, JUnitCounts, TestRequest
+from parallel_orch.store import utcnow
+from parallel_orch.worktree import Worktree, validate_worktree_dir
+from parallel_orch.worktrees import WorktreePool
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "PARALLEL_ORCH_"
+
+
+def attempt_env(
+    request: TestRequest,
+    *,
+    session_id: str,
+    attempt: int,
+    worker: int,
+    worktree: Path,
+    sha: str,
+    junit_path: Path,
+    pycache_dir: Path | None = None,
+) -> dict[str, str]:
+    """The inherited environment minus our own settings, the request's env, then ours.
+
+    Python bytecode goes to ``pycache_dir`` (outside the worktree) unless the
+    environment already says where: cleaning a worktree would otherwise throw
+    every ``__pycache__`` away and each attempt would compile its imports again.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env.update(request.env)
+    if pycache_dir is not None:
+        env.setdefault("PYTHONPYCACHEPREFIX", str(pycache_dir))
+    env.update(
+        PARALLEL_ORCH_SESSION_ID=session_id,
+        PARALLEL_ORCH_TEST_ID=request.id,
+        PARALLEL_ORCH_ATTEMPT=str(attempt),
+        PARALLEL_ORCH_WORKER=str(worker),
+        PARALLEL_ORCH_WORKTREE=str(worktree),
+        PARALLEL_ORCH_SHA=sha,
+        PARALLEL_ORCH_JUNIT=str(junit_path),
+    )
+    return env
+
+
+@dataclass(eq=False)
+class _SoFar:
+    """What an attempt has got to: kept for its result, however the run ends."""
+
+    log: IO[bytes]
+    started_at: datetime
+    started: float = field(default_factory=time.monotonic)
+    worktree: Worktree | None = None
+    placement: Placement | None = None
+    outcome: runner.ProcessOutcome | None = None
+    junit: JUnitCounts | None = None
+    error: str | None = None  # why no worktree could be had
+
+
+class LocalExecutor:
+    """Runs attempts on this machine; see the module docstring."""
+
+    def __init__(self, config: ParallelTestConfig) -> None:
+        self.config = config
+        self.repo = config.repo
+        self.pool = WorktreePool(
+            config.repo,
+            config.resolved_worktree_dir,
+            config.num_workers + config.spare_worktrees,
+        )
+        self._pycache_dir = config.resolved_state_dir / "pycache"
+        self._dirs: set[Path] = set()  # log and JUnit folders known to exist
+
+    async def open(self) -> None:
+        validate_worktree_dir(self.repo, self.pool.base_dir)
+        await self.pool.open()
+
+    def work_in(self, tg: TaskGroup | None) -> None:
+        self.pool.work_in(tg)
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.pool.close(remove=self.config.cleanup_on_completion)
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.pool.status())
+
+    async def kill_leftovers(
+        self, session_id: str, attempts: Sequence[LeftoverAttempt]
+    ) -> set[int]:
+        """SIGKILL the process groups a session's attempts left, if still ours; which ones."""
+        killed: set[int] = set()
+        for attempt in attempts:
+            if attempt.pgid is not None and procs.kill_stale_group(attempt.pgid, session_id):
+                killed.add(attempt.pgid)
+        # Groups spawned before their pgid was committed: found by their environment.
+        for pgid in await anyio.to_thread.run_sync(procs.session_groups, session_id):
+            if pgid not in killed and procs.signal_group(pgid, signal.SIGKILL):
+                killed.add(pgid)
+        for pgid in sorted(killed):
+            log.warning("killed process group %s left by session %s", pgid, session_id)
+        return killed
+
+    async def run(self, spec: AttemptSpec, hooks: AttemptHooks) -> AttemptResult:
+        """Lease, set up, run, parse, release; see the module docstring."""
+        await self._make_dirs(spec.log_path.parent, spec.junit_path.parent)
+        # appended to by the attempt, its tail read back
+        so_far = _SoFar(log=spec.log_path.open("a+b"), started_at=utcnow())
+        try:
+            request = spec.request
+            try:
+                so_far.worktree = await self.pool.lease(
+                    spec.sha, keep=request.keep, setup=request.setup, avoid=spec.avoid_worktree
+                )
+            except WorktreeError as exc:
+                so_far.error = exc.message
+                so_far.log.write(f"parallel-orch: {exc.message}\n".encode())
+            wt = so_far.worktree
+            so_far.placement = Placement(worktree=str(wt.path) if wt else "")
+            await hooks.placed(so_far.placement)
+            if wt is not None:
+                so_far.outcome = await self._run_in(wt, spec, so_far.log, hooks)
+                if request.junit:
+                    so_far.junit = await anyio.to_thread.run_sync(
+                        junit.parse_counts, spec.junit_path
+                    )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await hooks.stopped(await self._end(spec, so_far))
+            raise
+        with anyio.CancelScope(shield=True):
+            result = await self._end(spec, so_far)
+        return result
+
+    async def _end(self, spec: AttemptSpec, so_far: _SoFar) -> AttemptResult:
+        """The attempt's result, once its log is closed and its worktree given back (first,
+        so that the scrub overlaps what follows)."""
+        tail = runner.read_tail(so_far.log, self.config.log_tail_bytes)
+        with contextlib.suppress(OSError):  # a full disk must not cost the record
+            so_far.log.close()
+        outcome, wt = so_far.outcome, so_far.worktree
+        if outcome is not None:
+            status, exit_code = outcome.status, outcome.exit_code
+        else:
+            status = ExecutionStatus.ERROR if so_far.error else ExecutionStatus.CANCELLED
+            exit_code = None
+        if wt is not None:
+            preserve = None
+            if status.is_failure and self.config.preserve_failed_worktrees:
+                preserve = (
+                    f"parallel-orch: {spec.test_id} attempt {spec.attempt} "
+                    f"{status.value} (session {spec.session_id})"
+                )
+            await self.pool.release(wt, preserve_reason=preserve)
+        return AttemptResult(
+            status=status,
+            exit_code=exit_code,
+            started_at=so_far.started_at,
+            duration_seconds=(
+                outcome.duration_seconds if outcome else time.monotonic() - so_far.started
+            ),
+            error=outcome.error if outcome is not None and outcome.error else so_far.error,
+            output_tail=tail,
+            junit=so_far.junit,
+            worktree=wt.name if wt else None,
+            placement=so_far.placement,
+        )
+
+    async def _make_dirs(self, *dirs: Path) -> None:
+        missing = [d for d in dirs if d not in self._dirs]
+        if missing:
+            await anyio.to_thread.run_sync(_make_dirs, missing)
+            self._dirs.update(missing)
+
+    async def _run_in(
+        self, wt: Worktree, spec: AttemptSpec, log_file: IO[bytes], hooks: AttemptHooks
+    ) -> runner.ProcessOutcome:
+        """The setup, when ``wt`` is not set up for it, then the command."""
+        request = spec.request
+        env = attempt_env(
+            request,
+            session_id=spec.session_id,
+            attempt=spec.attempt,
+            worker=spec.worker,
+            worktree=wt.path,
+            sha=spec.sha,
+            junit_path=spec.junit_path,
+            pycache_dir=self._pycache_dir,
+        )
+        setup_key = (spec.sha, request.setup, request.keep) if request.setup else None
+        if request.setup and setup_key != wt.setup_key:
+            log_file.write(f"parallel-orch: setup: {request.setup}\n".encode())
+            setup = await self._process(request.setup, wt.path, env, request, log_file, hooks)
+            if setup.status is not ExecutionStatus.PASSED:
+                wt.setup_key = None
+                reason = setup.error or f"exit code {setup.exit_code}"
+                return runner.ProcessOutcome(
+                    ExecutionStatus.ERROR,
+                    setup.exit_code,
+                    setup.duration_seconds,
+                    f"setup failed: {reason}",
+                )
+            wt.setup_key = setup_key
+            log_file.write(b"parallel-orch: setup done\n")
+        cwd = wt.path / request.cwd
+        return await self._process(request.command, cwd, env, request, log_file, hooks)
+
+    async def _process(
+        self,
+        command: str | Sequence[str],
+        cwd: Path,
+        env: dict[str, str],
+        request: TestRequest,
+        log_file: IO[bytes],
+        hooks: AttemptHooks,
+    ) -> runner.ProcessOutcome:
+        return await runner.run_process(
+            runner.command_argv(command),
+            cwd=cwd,
+            env=env,
+            timeout_seconds=request.timeout_seconds,
+            grace_seconds=self.config.kill_grace_seconds,
+            log=log_file,
+            on_spawn=hooks.spawned,
+        )
+
+
+def _make_dirs(dirs: Sequence[Path]) -> None:
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)

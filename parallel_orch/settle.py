@@ -1,0 +1,181 @@
+"""The record of an attempt as it happens, and what follows its end.
+
+:class:`AttemptRecorder` is the hooks a worker gives the executor: where the
+attempt runs and which process it is reach the store at once, so a crash
+mid-attempt leaves a trace. :class:`Settler` records the end and decides by
+the retry policy: the request goes back to the queue, or its execution is
+final.
+"""
+
+from __future__ import annotations
+
+import time
+
+from parallel_orch import events
+from parallel_orch.events import Event, EventBus
+from parallel_orch.executors.protocol import AttemptResult, AttemptSpec, Placement
+from parallel_orch.models import ExecutionStatus
+from parallel_orch.queue import QueueItem, TestQueue
+from parallel_orch.retry import RetryPolicy
+from parallel_orch.sessions import SessionRegistry, SessionState
+from parallel_orch.store import AttemptEnd, ExecutionEnd, Store
+
+
+class AttemptRecorder:
+    """The hooks a worker gives the executor: where the attempt runs and which process
+    it is reach the store as they happen."""
+
+    def __init__(self, store: Store, bus: EventBus, spec: AttemptSpec) -> None:
+        self.store = store
+        self.bus = bus
+        self.spec = spec
+        self.attempt_id: int | None = None
+        self.stopped_result: AttemptResult | None = None
+        self._started: Event | None = None
+
+    async def placed(self, placement: Placement) -> None:
+        # Before the first process starts, so a crash right after leaves a trace.
+        await self._record_start(placement)
+        assert self._started is not None
+        self.bus.publish(self._started)
+
+    async def _record_start(self, placement: Placement) -> int:
+        spec = self.spec
+        self.attempt_id = await self.store.start_attempt(
+            spec.execution_id,
+            spec.session_id,
+            number=spec.attempt,
+            worker=spec.worker,
+            worktree=placement.worktree,
+            log_path=str(spec.log_path),
+        )
+        self._started = events.attempt_started(
+            spec.session_id,
+            test_id=spec.test_id,
+            execution_id=spec.execution_id,
+            attempt=spec.attempt,
+            worker=spec.worker,
+            worktree=placement.worktree or None,
+            log_path=str(spec.log_path),
+        )
+        return self.attempt_id
+
+    async def spawned(self, pid: int, pgid: int) -> None:
+        assert self.attempt_id is not None
+        await self.store.set_attempt_process(self.attempt_id, pid, pgid)
+
+    async def stopped(self, result: AttemptResult) -> None:
+        self.stopped_result = result
+
+    async def end(self, result: AttemptResult) -> tuple[AttemptEnd, Event]:
+        """The record of the attempt's end, and its ``attempt.finished`` event."""
+        attempt_id = self.attempt_id
+        if attempt_id is None:  # stopped before it had a place: its start is recorded now
+            attempt_id = await self._record_start(Placement(worktree=""))
+        assert self._started is not None
+        end = AttemptEnd(
+            attempt_id=attempt_id,
+            execution_id=self.spec.execution_id,
+            status=result.status,
+            exit_code=result.exit_code,
+            duration_seconds=result.duration_seconds,
+            output_tail=result.output_tail,
+            error=result.error,
+            junit=result.junit,
+        )
+        finished = events.attempt_finished(
+            self._started,
+            status=result.status.value,
+            exit_code=result.exit_code,
+            duration_seconds=result.duration_seconds,
+            error=result.error,
+        )
+        return end, finished
+
+
+class Settler:
+    """Decides what follows an attempt, by the retry policy, and records it."""
+
+    def __init__(
+        self,
+        store: Store,
+        queue: TestQueue,
+        bus: EventBus,
+        registry: SessionRegistry,
+        retry_policy: RetryPolicy,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.bus = bus
+        self.registry = registry
+        self.retry_policy = retry_policy
+
+    def recorder(self, spec: AttemptSpec) -> AttemptRecorder:
+        """The hooks that record ``spec``'s attempt as it runs."""
+        return AttemptRecorder(self.store, self.bus, spec)
+
+    def _retry_delay(self, item: QueueItem, state: SessionState, end: AttemptEnd) -> float | None:
+        """Seconds before the request's next attempt, or None when this one is its last."""
+        if state.stopping is not None:
+            return None
+        return self.retry_policy.decide(
+            end.status,
+            attempt=item.attempt,
+            allowed_retries=item.request.retries,
+            elapsed_seconds=time.monotonic() - (item.first_started or time.monotonic()),
+        )
+
+    async def settle(
+        self,
+        item: QueueItem,
+        state: SessionState,
+        end: AttemptEnd,
+        finished: Event,
+        worktree: str | None,
+    ) -> None:
+        """Record an attempt's end with its execution's next state: a retry, or final.
+
+        :param finished: the attempt's ``attempt.finished`` event, published once recorded.
+        :param worktree: the worktree it ran in, which a retry avoids.
+        """
+        delay = self._retry_delay(item, state, end)
+        flaky = end.status is ExecutionStatus.PASSED and item.attempt > 1
+        outcome = None
+        if delay is None:
+            outcome = ExecutionEnd(
+                status=end.status,
+                flaky=flaky,
+                error=end.error,
+                duration_seconds=end.duration_seconds,
+            )
+        await self.store.end_attempt(end, outcome)
+        self.bus.publish(finished)
+        if delay is not None:
+            self.bus.publish(
+                events.test_retrying(
+                    state.id,
+                    test_id=item.test_id,
+                    execution_id=item.execution_id,
+                    attempt=item.attempt + 1,
+                    status=end.status.value,
+                    delay_seconds=delay,
+                    error=end.error,
+                )
+            )
+            item.attempt += 1
+            item.avoid_worktree = worktree
+            self.queue.retry_later(item, delay)
+            return
+        self.bus.publish(
+            events.test_finished(
+                state.id,
+                test_id=item.test_id,
+                execution_id=item.execution_id,
+                attempt=item.attempt,
+                status=end.status.value,
+                duration_seconds=end.duration_seconds,
+                error=end.error,
+                flaky=flaky,
+            )
+        )
+        await self.registry.execution_final(state, end.status)

@@ -1,0 +1,34 @@
+"""The SQLite record: sessions, executions, attempts. SQL and SQLModel live only here.
+
+WAL mode so readers never block the writer, foreign keys on, short
+transactions. A request is committed ``pending`` before its submit returns.
+Modules: :mod:`~.tables` (the SQLModel tables), :mod:`~.records` (the plain
+records callers pass in and get back), :mod:`~.writer` (the one write path),
+:mod:`~.writes` (the SQL of each write) and :mod:`~.api` (:class:`Store`).
+"""
+
+from parallel_orch.store.api import DB_FILENAME, Store, open_store
+from parallel_orch.store.records import (
+    AttemptEnd,
+    AttemptRecord,
+    ExecutionEnd,
+    ExecutionRecord,
+    NewExecution,
+    SessionRecord,
+    SessionSnapshot,
+)
+from parallel_orch.store.tables import utcnow
+
+__all__ = [
+    "DB_FILENAME",
+    "AttemptEnd",
+    "AttemptRecord",
+    "ExecutionEnd",
+    "ExecutionRecord",
+    "NewExecution",
+    "SessionRecord",
+    "SessionSnapshot",
+    "Store",
+    "open_store",
+    "utcnow",
+]

@@ -1,0 +1,124 @@
+"""Plain records at the store's boundary: what callers pass in and get back.
+
+Frozen dataclasses that hold values, not a database session: they can be
+kept, compared and passed between tasks. The tables themselves never leave
+the store package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from parallel_orch.models import ExecutionStatus, JUnitCounts, TestRequest
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A session as recorded."""
+
+    id: str
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    num_workers: int
+    repo: str
+    plan_paths: tuple[str, ...]
+    plan_key: str
+    owner: str  # host:pid:starttime of the process running it
+    report_json: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    """A request's record across its attempts."""
+
+    id: int
+    session_id: str
+    seq: int  # submission order within the session
+    test_id: str
+    request_json: str
+    ref: str
+    sha: str | None
+    category: str
+    status: str
+    flaky: bool
+    attempts: int
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration_seconds: float | None  # of the final attempt
+
+    @property
+    def request(self) -> TestRequest:
+        return TestRequest.model_validate_json(self.request_json)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt as recorded."""
+
+    id: int
+    execution_id: int
+    session_id: str
+    number: int
+    worker: int
+    worktree: str
+    pid: int | None
+    pgid: int | None
+    started_at: datetime
+    completed_at: datetime | None
+    duration_seconds: float | None
+    exit_code: int | None
+    status: str
+    log_path: str
+    output_tail: str
+    error: str | None
+    cases_passed: int | None
+    cases_failed: int | None
+    cases_errors: int | None
+    cases_skipped: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """A session with its executions and attempts, read at one moment."""
+
+    session: SessionRecord
+    executions: tuple[ExecutionRecord, ...]
+    attempts: tuple[AttemptRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NewExecution:
+    """A request about to be committed as pending."""
+
+    request: TestRequest
+    sha: str | None
+    error: str | None = None  # set when the ref did not resolve: recorded as error at once
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """How an attempt ended, as recorded."""
+
+    attempt_id: int
+    execution_id: int
+    status: ExecutionStatus
+    exit_code: int | None
+    duration_seconds: float
+    output_tail: str = ""
+    error: str | None = None
+    junit: JUnitCounts | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionEnd:
+    """An execution's final state."""
+
+    status: ExecutionStatus
+    flaky: bool = False
+    error: str | None = None
+    duration_seconds: float | None = None

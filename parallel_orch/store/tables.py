@@ -1,0 +1,80 @@
+"""The SQLModel tables: sessions, executions, attempts (DESIGN §2 names them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, ForeignKey, Integer, String
+from sqlmodel import Field, SQLModel
+
+from parallel_orch.models import ExecutionStatus, SessionStatus
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ParallelTestSession(SQLModel, table=True):
+    __tablename__ = "sessions"
+
+    id: str = Field(primary_key=True)
+    status: str = Field(default=SessionStatus.RUNNING.value, index=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    num_workers: int = 1
+    repo: str = ""
+    plan_paths: str = "[]"  # JSON list
+    plan_key: str = Field(default="", index=True)  # groups sessions of the same plan set
+    owner: str = ""  # host:pid:starttime of the process running it
+    report_json: str | None = None
+
+
+class ParallelTestExecution(SQLModel, table=True):
+    __tablename__ = "executions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(
+        sa_column=Column(String, ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    )
+    seq: int = 0  # submission order within the session
+    test_id: str = Field(index=True)
+    request_json: str = "{}"
+    ref: str = "HEAD"
+    sha: str | None = None
+    category: str = "default"
+    status: str = Field(default=ExecutionStatus.PENDING.value, index=True)
+    flaky: bool = False
+    attempts: int = 0
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_seconds: float | None = None  # of the final attempt
+
+
+class ParallelTestAttempt(SQLModel, table=True):
+    __tablename__ = "attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    execution_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("executions.id", ondelete="CASCADE"), index=True)
+    )
+    session_id: str = Field(index=True)
+    number: int = 1
+    worker: int = 0
+    worktree: str = ""
+    pid: int | None = None
+    pgid: int | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    duration_seconds: float | None = None
+    exit_code: int | None = None
+    status: str = ExecutionStatus.RUNNING.value
+    log_path: str = ""
+    output_tail: str = ""
+    error: str | None = None
+    cases_passed: int | None = None
+    cases_failed: int | None = None
+    cases_errors: int | None = None
+    cases_skipped: int | None = None

@@ -1,0 +1,268 @@
+"""One pooled worktree, and the pool's folder on disk as git knows it.
+
+:class:`Worktree` is a worktree's state as the pool tracks it;
+:class:`WorktreeDir` does the git side of the pool's folder: reconcile with
+``git worktree list`` at start, add, remove, replace, all under a ``flock``
+on ``<base>/.pool.lock`` because concurrent ``git worktree add`` races on
+``.git``. Each pooled worktree is held by an ``flock`` on its own lock file
+for as long as this process owns it, so two orchestrators on one repo never
+share a worktree and a crashed owner's worktrees become free again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import git
+
+from parallel_orch.exceptions import RepoError, WorktreeError
+
+log = logging.getLogger(__name__)
+
+LOCK_DIR = ".locks"
+POOL_LOCK = ".pool.lock"
+NAME_PREFIX = "wt-"
+
+#: What a worktree's setup was made for: (commit, setup command, keep paths).
+SetupKey = tuple[str, str, tuple[str, ...]]
+
+
+@dataclass(eq=False)
+class Worktree:
+    """One pooled worktree.
+
+    ``clean`` means untouched since it was made clean at ``sha``, with only the
+    paths in ``kept`` spared; ``scrubbing`` is set while a background clean
+    runs and fires when it ends.
+    """
+
+    path: Path
+    sha: str | None
+    lock_fd: int
+    clean: bool = False
+    kept: tuple[str, ...] = ()
+    leased: bool = False
+    scrubbing: anyio.Event | None = None
+    setup_key: SetupKey | None = None  # last set up here for this
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def ready_for(self, sha: str, keep: tuple[str, ...]) -> bool:
+        """Clean at ``sha``, holding nothing beyond what ``keep`` spares."""
+        return self.clean and self.scrubbing is None and self.sha == sha and self.kept in ((), keep)
+
+    def mark_clean(self, sha: str, keep: tuple[str, ...]) -> None:
+        self.sha, self.clean, self.kept = sha, True, keep
+        # setup's output survives a clean only if the clean spared what setup kept
+        if self.setup_key is not None and (not keep or self.setup_key[2] != keep):
+            self.setup_key = None
+
+
+def git_error(exc: git.GitCommandError) -> str:
+    stderr = exc.stderr.strip() if isinstance(exc.stderr, str) else ""
+    return stderr.removeprefix("stderr: ").strip().strip("'").strip() or str(exc)
+
+
+def try_flock(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def release_flock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)  # closing drops the flock
+
+
+class WorktreeDir:
+    """The pool's folder: the git commands that add, remove and reconcile its worktrees.
+
+    Every method blocks (git, the file system): call them in a thread.
+    """
+
+    def __init__(self, repo: Path, base_dir: Path) -> None:
+        self.repo = repo
+        self.base_dir = base_dir
+        self._git = git.Git(str(repo))
+
+    def lock_path(self, name: str) -> Path:
+        return self.base_dir / LOCK_DIR / f"{name}.lock"
+
+    def make(self) -> None:
+        try:
+            (self.base_dir / LOCK_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorktreeError(
+                f"cannot create worktree dir {self.base_dir}: {exc.strerror}"
+            ) from exc
+
+    @contextmanager
+    def _pool_flock(self) -> Iterator[None]:
+        fd = os.open(self.base_dir / POOL_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _registered(self) -> dict[Path, dict[str, str]]:
+        entries: dict[Path, dict[str, str]] = {}
+        current: dict[str, str] = {}
+        for line in [*self._git.worktree("list", "--porcelain").splitlines(), ""]:
+            if not line:
+                if "worktree" in current:
+                    entries[Path(current["worktree"])] = current
+                current = {}
+                continue
+            key, _, value = line.partition(" ")
+            current[key] = value
+        return entries
+
+    def _is_pooled(self, path: Path) -> bool:
+        return path.parent == self.base_dir and path.name.startswith(NAME_PREFIX)
+
+    def reconcile(self, capacity: int) -> list[Worktree]:
+        """Prune stale entries, adopt up to ``capacity`` free worktrees, remove orphan folders."""
+        adopted: list[Worktree] = []
+        with self._pool_flock():
+            self._unlock_vanished()
+            self._git.worktree("prune")
+            registered = self._registered()
+            for path, entry in registered.items():
+                if not self._is_pooled(path) or "locked" in entry:  # locked: preserved
+                    continue
+                fd = try_flock(self.lock_path(path.name))
+                if fd is None:
+                    continue  # another live orchestrator owns it
+                if len(adopted) >= capacity:
+                    release_flock(fd)
+                    continue
+                adopted.append(Worktree(path=path, sha=entry.get("HEAD"), lock_fd=fd))
+            for child in self.base_dir.iterdir():
+                if not child.name.startswith(NAME_PREFIX) or child in registered:
+                    continue
+                fd = try_flock(self.lock_path(child.name))
+                if fd is None:
+                    continue
+                log.info("removing orphan worktree directory %s", child)
+                shutil.rmtree(child, ignore_errors=True)
+                self.lock_path(child.name).unlink(missing_ok=True)
+                release_flock(fd)
+        return adopted
+
+    def _unlock_vanished(self) -> None:
+        """A preserved worktree the user deleted after inspecting it: prune skips
+        locked entries, so unlock it first or it stays registered for ever."""
+        for path, entry in self._registered().items():
+            if self._is_pooled(path) and "locked" in entry and not path.exists():
+                try:
+                    self._git.worktree("unlock", str(path))
+                except git.GitCommandError as exc:
+                    log.warning("cannot unlock vanished worktree %s: %s", path, git_error(exc))
+
+    def remove_all(self, worktrees: list[Worktree]) -> None:
+        with self._pool_flock():
+            for wt in worktrees:
+                self._remove_one(wt)
+            self._git.worktree("prune")
+
+    def _remove_one(self, wt: Worktree) -> None:
+        try:
+            self._git.worktree("remove", "--force", "--force", str(wt.path))
+        except git.GitCommandError:
+            shutil.rmtree(wt.path, ignore_errors=True)
+        self.lock_path(wt.name).unlink(missing_ok=True)
+
+    def readd(self, wt: Worktree, sha: str) -> None:
+        with self._pool_flock():
+            try:
+                self._git.worktree("remove", "--force", "--force", str(wt.path))
+            except git.GitCommandError:
+                shutil.rmtree(wt.path, ignore_errors=True)
+                self._git.worktree("prune")
+            self._add(wt.path, sha)
+        wt.setup_key = None
+
+    def _add(self, path: Path, sha: str) -> None:
+        try:
+            self._git.worktree("add", "--quiet", "--detach", "--force", str(path), sha)
+        except git.GitCommandError as exc:
+            raise WorktreeError(f"git worktree add {path} failed: {git_error(exc)}") from exc
+
+    def create(self, sha: str) -> Worktree:
+        """A new worktree at ``sha``, locked for this process.
+
+        :raises WorktreeError: if git cannot add it or its lock cannot be taken.
+        """
+        path = self.base_dir / f"{NAME_PREFIX}{secrets.token_hex(4)}"
+        try:
+            fd = try_flock(self.lock_path(path.name))
+        except OSError as exc:
+            raise WorktreeError(f"cannot lock new worktree {path}: {exc}") from exc
+        if fd is None:  # astronomically unlikely name clash
+            raise WorktreeError(f"worktree name {path.name} is taken")
+        try:
+            with self._pool_flock():
+                self._add(path, sha)
+        except OSError as exc:  # the pool's lock file or folder
+            release_flock(fd)
+            raise WorktreeError(f"cannot add worktree {path}: {exc}") from exc
+        except BaseException:
+            release_flock(fd)
+            raise
+        return Worktree(path=path, sha=sha, lock_fd=fd, clean=True)
+
+    def preserve(self, wt: Worktree, reason: str) -> None:
+        """Lock ``wt`` in git with ``reason`` and give up its flock: it leaves the pool."""
+        try:
+            self._git.worktree("lock", "--reason", reason, str(wt.path))
+        except git.GitCommandError as exc:
+            log.warning("cannot lock preserved worktree %s: %s", wt.path, git_error(exc))
+        release_flock(wt.lock_fd)
+
+
+def clean(path: Path, sha: str, keep: tuple[str, ...]) -> None:
+    """Make the worktree at ``path`` a clean detached checkout of ``sha``, sparing ``keep``.
+
+    :raises WorktreeError: if git cannot (the worktree is broken).
+    """
+    if not (path / ".git").is_file():
+        # Without its link file git would search upwards and check out, then clean,
+        # whatever repository encloses the pool.
+        raise WorktreeError(f"worktree {path} is broken: its .git file is missing")
+    g = git.Git(str(path))
+    excludes = [arg for pattern in keep for arg in ("-e", pattern)]
+    try:
+        # --force restores deleted and modified tracked files; --detach leaves any branch
+        g.checkout("--quiet", "--force", "--detach", sha)
+        g.clean("-ffdxq", *excludes)
+    except (git.GitCommandError, git.NoSuchPathError, OSError) as exc:
+        msg = git_error(exc) if isinstance(exc, git.GitCommandError) else str(exc)
+        raise WorktreeError(f"worktree {path} is broken: {msg}") from exc
+
+
+def validate_worktree_dir(repo: Path, base_dir: Path) -> None:
+    """Worktrees must live outside the repo's working tree.
+
+    :raises RepoError: if ``base_dir`` is inside ``repo``.
+    """
+    if base_dir == repo or repo in base_dir.parents:
+        raise RepoError(
+            f"worktree dir {base_dir} is inside the repo {repo}; choose a path outside it"
+        )
