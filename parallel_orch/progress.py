@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from parallel_orch.events import Event, EventType
+from parallel_orch.models import FAILURE_STATUSES
 from parallel_orch.report.text import STATUS_STYLE
 
 REFRESH_PER_SECOND = 8
@@ -51,7 +52,7 @@ class ProgressState:
         text.append(f"{self.done}/{self.total} done  ")
         text.append(f"running {len(self.running)}  ")
         text.append(f"passed {self.finished['passed']}  ", style="green")
-        failed = sum(self.finished[s] for s in ("failed", "timed_out", "error"))
+        failed = sum(self.finished[s.value] for s in FAILURE_STATUSES)
         text.append(f"failed {failed}  ", style="red" if failed else "")
         text.append(f"queued {self.queued}")
         if self.retrying:

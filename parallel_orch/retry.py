@@ -5,12 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from parallel_orch.models import ExecutionStatus
+from parallel_orch.models import FAILURE_STATUSES, ExecutionStatus
 
-#: Attempt outcomes worth another attempt. ``cancelled`` and ``interrupted`` are not.
-RETRYABLE: frozenset[ExecutionStatus] = frozenset(
-    {ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ERROR}
-)
+#: Attempt outcomes worth another attempt: the failures. ``cancelled`` and ``interrupted`` are not.
+RETRYABLE: frozenset[ExecutionStatus] = FAILURE_STATUSES
 
 
 @dataclass(frozen=True, slots=True)
