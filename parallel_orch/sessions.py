@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -92,9 +92,6 @@ class SessionRegistry:
 
     def get(self, session_id: str) -> SessionState | None:
         return self._sessions.get(session_id)
-
-    def __iter__(self) -> Iterator[SessionState]:
-        return iter(list(self._sessions.values()))
 
     def status(self, waiting: dict[str, int]) -> list[dict[str, Any]]:
         """Each running session's counts, given how many of its items ``waiting`` in the queue."""
@@ -202,12 +199,7 @@ class SessionRegistry:
         status: ExecutionStatus = ExecutionStatus.CANCELLED,
         grace_seconds: float = 0.0,
     ) -> bool:
-        """Stop a session: drop its queued requests, stop its running attempts.
-
-        Running attempts may go on for ``grace_seconds``, then are cancelled
-        (SIGTERM, ``kill_grace_seconds``, SIGKILL). Returns False if the
-        session is not running here.
-        """
+        """:meth:`ParallelTestOrchestrator.cancel_session`; False if the session is not here."""
         state = self._sessions.get(session_id)
         if state is None or state.done.is_set():
             return False

@@ -101,7 +101,6 @@ class LocalExecutor:
             config.num_workers + config.spare_worktrees,
         )
         self._pycache_dir = config.resolved_state_dir / "pycache"
-        self._dirs: set[Path] = set()  # log and JUnit folders known to exist
 
     async def open(self) -> None:
         validate_worktree_dir(self.repo, self.pool.base_dir)
@@ -135,9 +134,7 @@ class LocalExecutor:
 
     async def run(self, spec: AttemptSpec, hooks: AttemptHooks) -> AttemptResult:
         """Lease, set up, run, parse, release; see the module docstring."""
-        await self._make_dirs(spec.log_path.parent, spec.junit_path.parent)
-        # appended to by the attempt, its tail read back
-        so_far = _SoFar(log=spec.log_path.open("a+b"), started_at=utcnow())
+        so_far = _SoFar(log=await _open_log(spec), started_at=utcnow())
         try:
             request = spec.request
             try:
@@ -198,12 +195,6 @@ class LocalExecutor:
             placement=so_far.placement,
         )
 
-    async def _make_dirs(self, *dirs: Path) -> None:
-        missing = [d for d in dirs if d not in self._dirs]
-        if missing:
-            await anyio.to_thread.run_sync(_make_dirs, missing)
-            self._dirs.update(missing)
-
     async def _run_in(
         self, wt: Worktree, spec: AttemptSpec, log_file: IO[bytes], hooks: AttemptHooks
     ) -> runner.ProcessOutcome:
@@ -257,6 +248,15 @@ class LocalExecutor:
         )
 
 
-def _make_dirs(dirs: Sequence[Path]) -> None:
+async def _open_log(spec: AttemptSpec) -> IO[bytes]:
+    """The attempt's log, open to append to and read its tail back; its folders made once."""
+    try:
+        return spec.log_path.open("a+b")
+    except FileNotFoundError:  # the session's first attempt
+        await anyio.to_thread.run_sync(_make_dirs, spec.log_path.parent, spec.junit_path.parent)
+        return spec.log_path.open("a+b")
+
+
+def _make_dirs(*dirs: Path) -> None:
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
