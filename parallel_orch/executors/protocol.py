@@ -78,10 +78,9 @@ class AttemptHooks(Protocol):
         """A process of the attempt started: its setup's, then its command's."""
 
     async def stopped(self, result: AttemptResult) -> None:
-        """The awaited run was cancelled; ``result`` is what the attempt had when stopped.
-
-        Called (shielded) after its processes are gone, before the cancellation propagates.
-        """
+        """The run ends by an exception, most often its cancellation: ``result`` is what the
+        attempt had when stopped. Called (shielded) once its processes are gone, before the
+        exception propagates."""
 
 
 class LeftoverAttempt(Protocol):
