@@ -16,7 +16,8 @@ from parallel_orch import Event, ParallelTestConfig, ParallelTestOrchestrator, R
 #: How long a test waits for something a command or the engine signals, at most.
 WAIT_SECONDS = 30.0
 
-#: The report's JSON keys that DESIGN §6 and the issue fix.
+#: The report's JSON keys that DESIGN §6 and the issue fix (``tests_interrupted`` counts
+#: the §4 status beside §6's list, so that every execution status has its count).
 REPORT_KEYS = {
     "session_id",
     "status",
@@ -30,12 +31,15 @@ REPORT_KEYS = {
     "tests_errored",
     "tests_skipped",
     "tests_cancelled",
+    "tests_interrupted",
     "tests_flaky",
     "success_rate",
     "num_workers",
     "categories",
     "duration_stats",
     "speedup",
+    "worker_utilisation",
+    "slowest_tests",
     "completed_tests",
     "failed_tests",
     "report_hash",

@@ -15,8 +15,8 @@ import anyio
 import pytest
 
 from parallel_orch.daemon.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, ErrorCode
-from tests.e2e.conftest import DaemonProcess, RawClient, query, wait_until, write_plan
-from tests.helpers import make_git_repo
+from tests.e2e.conftest import DaemonProcess, RawClient, query, write_plan
+from tests.helpers import WAIT_SECONDS, make_git_repo
 
 IDLE_SECONDS = 1.0
 
@@ -285,7 +285,89 @@ async def test_a_client_that_disconnects_mid_watch_is_dropped_cleanly(
     os.unlink(gate)
 
 
-def test_the_shared_daemon_logged_no_tracebacks(daemon: DaemonProcess) -> None:
-    """After all the bad input above, the daemon is alive and its log has no traceback."""
-    wait_until(lambda: daemon.proc.poll() is None, 1, "daemon alive")
-    assert "Traceback" not in daemon.log
+def request_line(method: str, params: Any = None, request_id: int = 1) -> bytes:
+    """One request as the line a client sends."""
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return json.dumps(message).encode() + b"\n"
+
+
+#: One line of each kind of bad input above: each gets an error and the connection goes on.
+BAD_LINES = (
+    b'{"jsonrpc": "2.0", "id": 1, "method": \n',  # malformed JSON
+    b"\xff\xfe not UTF-8\n",
+    b"[1, 2]\n",  # not an object
+    b"null\n",
+    b'{"id": 4, "method": "ping"}\n',  # not a request
+    b'{"jsonrpc": "1.0", "id": 4, "method": "ping"}\n',
+    request_line("launch"),  # unknown method
+    request_line("cancel", {}),  # bad params
+    request_line("submit", {"paths": "plans"}),
+    request_line("sessions", {"limit": 0}),
+    request_line("ping", {"verbose": True}),
+    request_line("status", [1]),
+    request_line("submit", {"paths": ["plans/bad.toml"]}),  # bad plan
+    request_line("submit", {"paths": ["/etc"]}),  # outside the repo
+    request_line("cancel", {"session_id": "no-such-session"}),  # unknown session
+)
+
+
+async def settled(probe: RawClient) -> None:
+    """Until ``probe`` is the daemon's only connection: every other one has been handled to its end.
+
+    The daemon signals nothing when it has finished with a connection, so this asks it.
+    """
+    delay = 0.01
+    with anyio.fail_after(WAIT_SECONDS):
+        while (await probe.call("status"))["result"]["connections"] > 1:
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
+async def test_bad_input_and_hang_ups_leave_the_daemon_serving_without_tracebacks(
+    daemon: DaemonProcess,
+) -> None:
+    """Every kind of bad input and hang-up above is survived: no traceback logged, ping answered."""
+    async with RawClient.connect(daemon.socket) as client:
+        for line in BAD_LINES:
+            await client.send(line)
+            assert "error" in await client.receive(), line
+    async with RawClient.connect(daemon.socket) as client:
+
+        async def flood() -> None:
+            # The daemon may close the connection while we are still sending.
+            with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                await client.send(b'{"x": "' + b"y" * (MAX_LINE_BYTES + 10) + b'"}\n')
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(flood)
+            assert error_of(await client.receive())[0] == ErrorCode.MESSAGE_TOO_LARGE
+        assert await client.closed()
+    async with RawClient.connect(daemon.socket) as client:  # EOF after an unterminated request
+        await client.send(request_line("ping").rstrip(b"\n"))
+        await client.stream.send_eof()
+        assert "result" in await client.receive()
+    async with RawClient.connect(daemon.socket) as client:  # hang-up in the middle of a line
+        await client.send(b'{"jsonrpc": "2.0", "id": 1, "meth')
+    async with RawClient.connect(daemon.socket) as client:  # hang-up before reading the answer
+        await client.send(request_line("sessions", {"limit": 5}))
+    held = [{"id": "held", "command": ["sleep", "60"]}]
+    async with RawClient.connect(daemon.socket) as client:  # hang-up in the middle of a watch
+        session_id = (await client.call("submit", {"requests": held}))["result"]["session_id"]
+        await client.request("watch", {"session_id": session_id})
+        assert (await client.receive())["params"]["type"] == "session.started"
+
+    async with RawClient.connect(daemon.socket) as probe:
+        await settled(probe)
+        assert "result" in await probe.call("cancel", {"session_id": session_id})
+        # Logged after every connection above ended: all they logged is in the log read below.
+        await anyio.to_thread.run_sync(daemon.wait_for_log, f"session {session_id}: cancelled")
+        final = await probe.call("watch", {"session_id": session_id})
+        while "id" not in final:
+            final = await probe.receive()
+        assert final["result"]["status"] == "cancelled"
+        ping = await probe.call("ping")
+    assert ping["result"]["pid"] == daemon.proc.pid
+    assert daemon.proc.poll() is None
+    assert "Traceback" not in daemon.log, daemon.log

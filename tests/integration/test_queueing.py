@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from anyio import wait_all_tasks_blocked
 
 from parallel_orch import (
     EventType,
@@ -19,7 +20,15 @@ from parallel_orch import (
 )
 from parallel_orch.report import TestResult
 from parallel_orch.store import open_store
-from tests.helpers import MakeConfig, make_fifo, orchestrator, process_alive, read_fifo, recording
+from tests.helpers import (
+    WAIT_SECONDS,
+    MakeConfig,
+    make_fifo,
+    orchestrator,
+    process_alive,
+    read_fifo,
+    recording,
+)
 
 
 def q(path: Path) -> str:
@@ -57,16 +66,16 @@ async def test_submit_test_waits_for_room_and_submit_nowait_raises(
         returned = anyio.Event()
 
         async def submit_waiting() -> None:
-            await orch.submit_test(TestRequest(id="waited", command="true"))
+            # It outranks "queued": had it entered the full queue, it would run first.
+            await orch.submit_test(TestRequest(id="waited", command="true", priority=10))
             returned.set()
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(submit_waiting)
-            with anyio.move_on_after(0.5):
-                await returned.wait()
+            await wait_all_tasks_blocked()
             assert not returned.is_set(), "submit_test returned while the queue was full"
             release.touch()
-            with anyio.fail_after(10):
+            with anyio.fail_after(WAIT_SECONDS):
                 await returned.wait()
         report = await orch.wait_for_completion()
 
@@ -77,6 +86,7 @@ async def test_submit_test_waits_for_room_and_submit_nowait_raises(
         "queued": "passed",
         "waited": "passed",
     }
+    assert start_order(report.completed_tests) == ["blocker", "queued", "waited"]
     assert report.status == SessionStatus.COMPLETE
 
 

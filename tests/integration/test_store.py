@@ -2,48 +2,75 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import sqlite3
-import time
+import threading
+from pathlib import Path
+from typing import Any
 
 import anyio
+import pytest
 
 from parallel_orch import EventType, ParallelTestConfig, SessionStatus, TestRequest
 from parallel_orch.report import ParallelTestReport
-from tests.helpers import orchestrator, recording
+from tests.helpers import WAIT_SECONDS, make_fifo, orchestrator, recording
+
+#: A statement that needs SQLite's write lock, so waits while another connection holds it.
+WRITE = re.compile(r"\s*(BEGIN\s+(IMMEDIATE|EXCLUSIVE)|INSERT|UPDATE|DELETE|REPLACE)\b", re.I)
 
 
 async def test_attempt_records_wait_for_another_writer_and_the_loop_keeps_running(
-    config: ParallelTestConfig,
+    config: ParallelTestConfig, outside: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """While another connection holds the write lock, attempts run, end and are recorded."""
-    request = TestRequest(id="t", command="sleep 0.3")
+    """While another connection holds the write lock, a record waits off the loop, then lands."""
+    locked = threading.Event()
+    write_waits = threading.Event()
+    real_connect = sqlite3.connect
+
+    def trace(statement: str) -> None:
+        # Called as a statement starts, before SQLite waits for its lock (in any thread).
+        if locked.is_set() and WRITE.match(statement):
+            write_waits.set()
+
+    def traced_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db: sqlite3.Connection = real_connect(*args, **kwargs)
+        db.set_trace_callback(trace)
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", traced_connect)  # the store's connections report
+    release = make_fifo(outside / "release")
+    request = TestRequest(id="t", command=f"read -r _ < {shlex.quote(str(release))}")
     db_path = config.resolved_state_dir / "orch.sqlite3"
-    gaps: list[float] = []
     reports: list[ParallelTestReport] = []
+    loop_ran = anyio.Event()
     async with orchestrator(config) as orch, recording(orch) as events:
 
         async def run() -> None:
             reports.append(await orch.run_tests([request]))
 
+        async def note_loop_ran() -> None:
+            loop_ran.set()
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
             await events.wait_for(lambda e: e.type == EventType.ATTEMPT_STARTED)
-            other = sqlite3.connect(db_path, isolation_level=None)
+            other = real_connect(db_path, isolation_level=None)
             other.execute("BEGIN IMMEDIATE")  # what another process writing would hold
+            locked.set()
             try:
-                last = time.monotonic()
-                for _ in range(20):  # 1 s: the attempt spawns, ends and records meanwhile
-                    await anyio.sleep(0.05)
-                    now = time.monotonic()
-                    gaps.append(now - last)
-                    last = now
+                await anyio.to_thread.run_sync(release.write_text, "go\n")  # the attempt ends
+                # Its record now waits for the lock; a wait on the loop would stop us here.
+                assert await anyio.to_thread.run_sync(write_waits.wait, WAIT_SECONDS)
+                tg.start_soon(note_loop_ran)
+                await loop_ran.wait()
             finally:
+                locked.clear()
                 other.execute("COMMIT")
                 other.close()
     (report,) = reports
     assert report.status == SessionStatus.COMPLETE
     assert [a.status for a in report.completed_tests[0].attempts] == ["passed"]
-    assert max(gaps) < 0.5, gaps  # the loop never sat waiting for the lock
     with sqlite3.connect(db_path) as db:
         rows = db.execute("SELECT status, pid, completed_at FROM attempts").fetchall()
     assert len(rows) == 1

@@ -11,7 +11,7 @@ import pytest
 
 from parallel_orch import ExecutionStatus
 from parallel_orch.runner import command_argv, read_tail, run_process
-from tests.helpers import make_fifo, process_alive, read_fifo
+from tests.helpers import WAIT_SECONDS, make_fifo, process_alive, read_fifo
 
 
 async def run(
@@ -28,6 +28,19 @@ async def run(
             log=log,
         )
     return outcome.status, outcome.exit_code, log_path.read_text()
+
+
+async def exited(pid: int) -> None:
+    """Until ``pid`` (not our child) has exited: its pidfd turns readable then."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        with anyio.fail_after(WAIT_SECONDS):
+            await anyio.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
 
 
 async def test_exit_codes_decide_passed_and_failed(tmp_path: Path) -> None:
@@ -62,10 +75,31 @@ async def test_command_runs_in_its_own_process_group(tmp_path: Path) -> None:
 
 
 async def test_timeout_terms_then_kills_the_group(tmp_path: Path) -> None:
-    """A command ignoring SIGTERM is SIGKILLed after the grace period, status timed_out."""
-    status, _, log = await run("trap '' TERM; sleep 30 & wait; sleep 30", tmp_path, time_limit=0.2)
-    assert status is ExecutionStatus.TIMED_OUT
-    assert "timed out after 0.2s" in log
+    """On timeout the group gets SIGTERM, and SIGKILL after the grace if it stays; timed_out."""
+    pid_file = tmp_path / "grandchild.pid"
+    # The shell notes the TERM and carries on; its child ignores TERM: only a KILL ends them.
+    command = (
+        "trap 'echo TERM seen' TERM; "
+        f"(trap '' TERM; exec sleep 60) & echo $! > {shlex.quote(str(pid_file))}; "
+        "while :; do wait; done"
+    )
+    log_path = tmp_path / "out.log"
+    with log_path.open("ab") as log:
+        outcome = await run_process(
+            command_argv(command),
+            cwd=tmp_path,
+            env=dict(os.environ),
+            timeout_seconds=0.5,
+            grace_seconds=0.2,
+            log=log,
+        )
+    assert outcome.status is ExecutionStatus.TIMED_OUT
+    text = log_path.read_text()
+    assert text.startswith("TERM seen\n"), text  # the TERM came first and was handled
+    assert "timed out after 0.5s" in text
+    await exited(int(pid_file.read_text()))  # the KILL reached the whole group
+    # A lower bound, which slowness cannot break: the KILL waited out the grace.
+    assert outcome.duration_seconds >= 0.5 + 0.2
 
 
 async def test_cancellation_kills_the_group_before_propagating(tmp_path: Path) -> None:
