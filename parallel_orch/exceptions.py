@@ -71,3 +71,7 @@ class SessionNotFoundError(OrchError):
     """No such session; `parallel-orch sessions` lists the known ones."""
 
     exit_code = 2
+
+
+class AmbiguousSessionError(SessionNotFoundError):
+    """That prefix names several sessions; give more of the id."""

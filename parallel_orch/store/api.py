@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from parallel_orch.exceptions import SessionNotFoundError, StoreError
+from parallel_orch.exceptions import AmbiguousSessionError, SessionNotFoundError, StoreError
 from parallel_orch.models import ExecutionStatus, SessionStatus
 from parallel_orch.store import writes
 from parallel_orch.store.records import (
@@ -41,6 +41,7 @@ from parallel_orch.store.writer import Writer, on_connect, sql_time
 
 DB_FILENAME = "orch.sqlite3"
 HISTORY_WINDOW = 5  # recent final executions averaged per test id
+AMBIGUOUS_LISTED = 10  # candidates named when a session prefix matches several
 
 R = TypeVar("R", ExecutionRecord, AttemptRecord)
 
@@ -257,25 +258,36 @@ class Store:
             )
 
     async def get_session(self, session_id: str) -> SessionRecord:
-        """A session by id, or by a prefix of its id.
+        """A session by id, or by a prefix of its id that names one session only.
+
+        The prefix matches literally (``%`` and ``_`` are characters like any other).
 
         :raises SessionNotFoundError: if there is none.
+        :raises AmbiguousSessionError: if the prefix names several; it lists them.
         """
         async with self._read() as db:
             row = await db.get(ParallelTestSession, session_id)
-            if row is None:
-                row = (
-                    await db.exec(
-                        select(ParallelTestSession).where(
-                            col(ParallelTestSession.id).startswith(session_id)
-                        )
-                    )
-                ).first()
-        if row is None:
+            rows = [row] if row is not None else []
+            if row is None and session_id:
+                found = await db.exec(
+                    select(ParallelTestSession)
+                    .where(func.substr(ParallelTestSession.id, 1, len(session_id)) == session_id)
+                    .order_by(col(ParallelTestSession.created_at).desc())
+                    .limit(AMBIGUOUS_LISTED + 1)
+                )
+                rows = list(found)
+        if not rows:
             raise SessionNotFoundError(
                 f"no session {session_id!r}; `parallel-orch sessions` lists them"
             )
-        return _session(row)
+        if len(rows) > 1:
+            listed = ", ".join(r.id for r in rows[:AMBIGUOUS_LISTED])
+            more = " and more" if len(rows) > AMBIGUOUS_LISTED else ""
+            raise AmbiguousSessionError(
+                f"session prefix {session_id!r} matches several sessions ({listed}{more}); "
+                "give more of the id"
+            )
+        return _session(rows[0])
 
     async def recent_sessions(self, limit: int = 20) -> list[SessionRecord]:
         async with self._read() as db:
