@@ -103,9 +103,14 @@ def group_alive(pgid: int) -> bool:
 
 
 async def terminate_group(pgid: int, grace_seconds: float) -> None:
-    """SIGTERM the group, wait up to ``grace_seconds`` for it to go, then SIGKILL it."""
+    """SIGTERM the group, wait up to ``grace_seconds`` for it to go, then SIGKILL it.
+
+    A SIGCONT follows the SIGTERM: a stopped process (``kill -STOP $$``) acts on
+    nothing until it runs again, and would otherwise wait out the whole grace.
+    """
     if not signal_group(pgid, signal.SIGTERM):
         return
+    signal_group(pgid, signal.SIGCONT)
     with anyio.move_on_after(grace_seconds):
         delay = 0.01
         while group_alive(pgid):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 from pathlib import Path
 
 import anyio
@@ -100,6 +101,22 @@ async def test_timeout_terms_then_kills_the_group(tmp_path: Path) -> None:
     await exited(int(pid_file.read_text()))  # the KILL reached the whole group
     # A lower bound, which slowness cannot break: the KILL waited out the grace.
     assert outcome.duration_seconds >= 0.5 + 0.2
+
+
+async def test_a_stopped_command_gets_sigcont_with_its_sigterm(tmp_path: Path) -> None:
+    """A command that stopped itself dies of the timeout's SIGTERM, not the later SIGKILL."""
+    log_path = tmp_path / "out.log"
+    with log_path.open("ab") as log:
+        outcome = await run_process(
+            command_argv("kill -STOP $$; sleep 60"),
+            cwd=tmp_path,
+            env=dict(os.environ),
+            timeout_seconds=0.3,
+            grace_seconds=WAIT_SECONDS,
+            log=log,
+        )
+    assert outcome.status is ExecutionStatus.TIMED_OUT
+    assert outcome.exit_code == -signal.SIGTERM
 
 
 async def test_cancellation_kills_the_group_before_propagating(tmp_path: Path) -> None:
