@@ -6,11 +6,14 @@ or as a path, never where git would read it as an option.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from parallel_orch.exceptions import RefError, RepoError
+
+SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256 object names
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -64,15 +67,18 @@ def resolve_refs(repo: Path, refs: Sequence[str]) -> dict[str, str | RefError]:
     out = _git(repo, "rev-parse", "--end-of-options", *[f"{r}^{{commit}}" for r in unique])
     # some gits echo the --end-of-options marker back: keep only what rev-parse resolved
     shas = [s for s in out.stdout.split() if s != "--end-of-options"] if out.returncode == 0 else []
-    if len(shas) == len(unique):
+    if len(shas) == len(unique) and all(SHA.fullmatch(s) for s in shas):
         return dict(zip(unique, shas, strict=True))
     resolved: dict[str, str | RefError] = {}
     for ref in unique:  # at least one is bad: resolve one by one for exact messages
         one = _git(repo, "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}")
-        if one.returncode == 0:
-            resolved[ref] = one.stdout.strip()
+        sha = one.stdout.strip()
+        if one.returncode == 0 and SHA.fullmatch(sha):
+            resolved[ref] = sha
         else:
             why = git_error(one.stderr) or f"exit code {one.returncode}"
+            if ref.startswith("-"):
+                why = "a ref never starts with '-'"
             resolved[ref] = RefError(f"ref {ref!r} does not resolve to a commit: {why}")
     return resolved
 
