@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -135,8 +136,8 @@ class TestRequest(BaseModel):
     @field_validator("cwd")
     @classmethod
     def _check_cwd(cls, value: str) -> str:
-        from pathlib import PurePosixPath
-
+        if value == ".":  # the default, checked for every request of a plan
+            return value
         path = PurePosixPath(value)
         if path.is_absolute():
             raise ValueError(f"cwd {value!r} must be relative to the worktree")

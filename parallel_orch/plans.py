@@ -155,6 +155,7 @@ def load_plan_file(
         raise PlanError("plan defines no tests (add a [[test]] table)", path=str(file))
     prefix = file.relative_to(plan_dir).with_suffix("").as_posix()
     out: list[TestRequest] = []
+    ids: set[str] = set()
     for index, test in enumerate(plan.test):
         try:
             expanded = _expand(test, plan.defaults, prefix, file, default_timeout)
@@ -164,7 +165,6 @@ def load_plan_file(
                 f"test {test.id!r}: {_first_message(exc)}", path=str(file), line=line
             ) from None
         # Checked here, where the table is known, so the line is the duplicate's own.
-        ids = {r.id for r in out}
         for request in expanded:
             if request.id in ids:
                 raise PlanError(
