@@ -18,6 +18,7 @@ import anyio
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from parallel_orch.config import ParallelTestConfig
 from parallel_orch.exceptions import ConfigError, OrchError
@@ -78,7 +79,8 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except OrchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+            # the message is user text (paths, plan tables like [[test]]): never markup
+            err_console.print(Text.assemble(("error:", "bold red"), " ", exc.message))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")

@@ -199,6 +199,7 @@ def _print_summary(summary: p.SessionSummary) -> None:
     console.print(
         f"session {summary.session_id}: {summary.status}{took} ({summary.total} tests: {counts})",
         highlight=False,
+        markup=False,
     )
 
 
@@ -209,10 +210,13 @@ def _print_daemon_status(status: p.DaemonStatus) -> None:
         f"{status.uptime_seconds:.0f}s; workers {len(busy)}/{status.num_workers} busy, "
         f"{status.queued} queued, {status.connections} connection(s)",
         highlight=False,
+        markup=False,
     )
     for worker in busy:
         console.print(
-            f"  worker {worker.worker}: {worker.test_id} ({worker.session_id})", highlight=False
+            f"  worker {worker.worker}: {worker.test_id} ({worker.session_id})",
+            highlight=False,
+            markup=False,
         )
     for session in status.sessions:
         console.print(
@@ -220,6 +224,7 @@ def _print_daemon_status(status: p.DaemonStatus) -> None:
             f"queued, {session.running} running), {session.failures} failed, priority "
             f"{session.priority}",
             highlight=False,
+            markup=False,
         )
 
 
@@ -257,7 +262,9 @@ def cancel(
         _call, socket_for(socket, repo, state_dir), "cancel", {"session_id": session}
     )
     cancelled = p.CancelResult.model_validate(result)
-    console.print(f"session {cancelled.session_id}: {cancelled.status}", highlight=False)
+    console.print(
+        f"session {cancelled.session_id}: {cancelled.status}", highlight=False, markup=False
+    )
 
 
 @app.command()
@@ -291,6 +298,7 @@ def ping(socket: SocketOpt = None, repo: RepoOpt = None, state_dir: StateDirOpt 
         f"daemon pid {info.pid} serves {info.repo} on {info.socket} (protocol {info.protocol}, "
         f"version {info.version}, {info.num_workers} workers, up {info.uptime_seconds:.0f}s)",
         highlight=False,
+        markup=False,
     )
 
 
@@ -310,7 +318,7 @@ def shutdown(
     """Stop the daemon: no new sessions, running attempts get its grace, then it exits."""
     result = run_async(_shutdown, socket_for(socket, repo, state_dir), now, not no_wait)
     done = "stopped" if not no_wait else f"stopping ({result.mode})"
-    console.print(f"daemon {done}", highlight=False)
+    console.print(f"daemon {done}", highlight=False, markup=False)
 
 
 async def _shutdown(socket: Path, now: bool, wait: bool) -> p.ShutdownResult:

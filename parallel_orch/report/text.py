@@ -36,11 +36,11 @@ def renderable(report: ParallelTestReport) -> Group:
             final = test.attempts[-1] if test.attempts else None
             detail = test.error or (final.log_path if final else "")
             table.add_row(
-                test.test_id,
+                Text(test.test_id),  # user text: never markup
                 Text(label, style=STATUS_STYLE.get(test.status, "")),
                 str(len(test.attempts)),
                 f"{test.duration_seconds:.2f}s" if test.duration_seconds is not None else "-",
-                detail,
+                Text(detail),
             )
         parts.append(table)
     if len(report.categories) > 1:
@@ -49,7 +49,7 @@ def renderable(report: ParallelTestReport) -> Group:
             cats.add_column(column, justify="right" if column != "category" else "left")
         for name, c in report.categories.items():
             cats.add_row(
-                name,
+                Text(name),
                 str(c.total),
                 str(c.passed),
                 str(c.failed),

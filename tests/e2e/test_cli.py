@@ -153,3 +153,19 @@ def test_ctrl_c_cancels_kills_attempts_and_exits_130(repo: GitRepo, tmp_path: Pa
     assert report["status"] == "cancelled"
     assert report["tests_cancelled"] == 3
     assert all("locked" not in wt for wt in repo.worktree_list())
+
+
+def test_user_text_is_printed_literally_never_as_markup(repo: GitRepo) -> None:
+    """Plan tables like [[test]] and [defaults] in errors, and refs in the report, stay as typed."""
+    plan = write_plan(repo, "bad.toml", '[[test]]\nid = "a"\nrun = "true"\ntimeuot = 3\n')
+    result = run_cli(["run", "plans"], cwd=repo.path)
+    assert result.returncode == 2
+    assert "plans/bad.toml:4: [[test]] #1 key 'timeuot': unknown key" in result.stderr
+    plan.write_text('[defaults]\ntimeuot = 3\n[[test]]\nid = "a"\nrun = "true"\n')
+    result = run_cli(["run", "plans"], cwd=repo.path)
+    assert result.returncode == 2
+    assert "plans/bad.toml:2: [defaults] key 'timeuot': unknown key" in result.stderr
+    plan.write_text('[[test]]\nid = "a"\nrun = "true"\nref = "[red]nope[/red]"\n')
+    result = run_cli(["run", "plans"], cwd=repo.path)
+    assert result.returncode == 1
+    assert "ref '[red]nope[/red]' does not resolve" in result.stdout
