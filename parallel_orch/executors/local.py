@@ -226,6 +226,10 @@ class LocalExecutor:
             wt.setup_key = setup_key
             log_file.write(b"parallel-orch: setup done\n")
         cwd = wt.path / request.cwd
+        if not cwd.is_dir():  # else the spawn fails as "cannot start bash: no such file"
+            missing = f"cwd {request.cwd!r} does not exist at commit {spec.sha[:12]}"
+            log_file.write(f"parallel-orch: {missing}\n".encode())
+            return runner.ProcessOutcome(ExecutionStatus.ERROR, None, 0.0, missing)
         return await self._process(request.command, cwd, env, request, log_file, hooks)
 
     async def _process(

@@ -229,6 +229,19 @@ async def test_cwd_runs_the_command_in_that_subdirectory(
     assert (outside / "pwd").read_text().strip() == str(worktree / "src")
 
 
+async def test_a_cwd_missing_at_the_commit_is_an_error_that_says_so(
+    config: ParallelTestConfig, repo: GitRepo
+) -> None:
+    """A cwd the commit does not have ends `error` naming the directory and the commit."""
+    request = TestRequest(id="cwd", command="true", cwd="no/such/dir")
+    async with orchestrator(config) as orch:
+        report = await orch.run_tests([request])
+    (result,) = report.completed_tests
+    assert result.status == "error"
+    assert result.error == f"cwd 'no/such/dir' does not exist at commit {repo.head()[:12]}"
+    assert result.error in await anyio.Path(result.attempts[0].log_path).read_text()
+
+
 async def test_junit_results_are_counted_in_the_report(config: ParallelTestConfig) -> None:
     """junit=true parses $PARALLEL_ORCH_JUNIT into per-test and session case counts."""
     xml = (
