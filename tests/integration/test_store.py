@@ -14,6 +14,7 @@ import pytest
 
 from parallel_orch import EventType, ParallelTestConfig, SessionStatus, TestRequest
 from parallel_orch.report import ParallelTestReport
+from parallel_orch.store import open_store
 from tests.helpers import WAIT_SECONDS, make_fifo, orchestrator, recording
 
 #: A statement that needs SQLite's write lock, so waits while another connection holds it.
@@ -76,3 +77,18 @@ async def test_attempt_records_wait_for_another_writer_and_the_loop_keeps_runnin
     assert len(rows) == 1
     status, pid, completed_at = rows[0]
     assert (status, pid is not None, completed_at is not None) == ("passed", True, True)
+
+
+async def test_processes_opening_a_fresh_state_dir_at_once_all_get_the_store(
+    tmp_path: Path,
+) -> None:
+    """Six stores opened at once on a new state dir: none fails on 'table already exists'."""
+
+    async def use(state_dir: Path) -> None:
+        async with open_store(state_dir) as store:
+            assert await store.recent_sessions() == []
+
+    for round_ in range(5):  # the race lost most rounds before tables were made under a lock
+        async with anyio.create_task_group() as tg:
+            for _ in range(6):
+                tg.start_soon(use, tmp_path / f"state{round_}")

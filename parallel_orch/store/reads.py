@@ -1,0 +1,225 @@
+"""The store's reads: SQLModel queries in a worker thread, plain records out.
+
+Each read runs in one transaction on a thread of its own, from SQLAlchemy's
+pool of plain ``sqlite3`` connections: a read that is cancelled waits for its
+thread and leaves nothing behind (an async driver would leave a connection
+being torn down by a task of its own, which can hang the event loop's close).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+from sqlalchemy import Engine, func
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, SQLModel, col, select
+
+from parallel_orch.exceptions import AmbiguousSessionError, SessionNotFoundError, StoreError
+from parallel_orch.models import ExecutionStatus, SessionStatus
+from parallel_orch.store.records import (
+    AttemptRecord,
+    ExecutionRecord,
+    SessionRecord,
+    SessionSnapshot,
+)
+from parallel_orch.store.tables import (
+    ParallelTestAttempt,
+    ParallelTestExecution,
+    ParallelTestSession,
+)
+
+HISTORY_WINDOW = 5  # recent final executions averaged per test id
+AMBIGUOUS_LISTED = 10  # candidates named when a session prefix matches several
+IN_CHUNK = 500  # ids per IN (...): SQLite's variable limit
+
+R = TypeVar("R", ExecutionRecord, AttemptRecord)
+T = TypeVar("T")
+
+
+def _session(row: ParallelTestSession) -> SessionRecord:
+    try:
+        paths = json.loads(row.plan_paths)
+    except json.JSONDecodeError:
+        paths = []
+    values: dict[str, Any] = {f.name: getattr(row, f.name) for f in fields(SessionRecord)}
+    values["plan_paths"] = tuple(str(p) for p in paths) if isinstance(paths, list) else ()
+    return SessionRecord(**values)
+
+
+def _record(cls: type[R], row: SQLModel) -> R:
+    return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+
+def _snapshot(db: Session, session_id: str) -> SessionSnapshot:
+    session = db.get(ParallelTestSession, session_id)
+    if session is None:
+        raise SessionNotFoundError(f"no session {session_id!r}")
+    executions = db.exec(
+        select(ParallelTestExecution)
+        .where(col(ParallelTestExecution.session_id) == session_id)
+        .order_by(col(ParallelTestExecution.seq))
+    )
+    attempts = db.exec(
+        select(ParallelTestAttempt)
+        .where(col(ParallelTestAttempt.session_id) == session_id)
+        .order_by(col(ParallelTestAttempt.id))
+    )
+    return SessionSnapshot(
+        session=_session(session),
+        executions=tuple(_record(ExecutionRecord, e) for e in executions),
+        attempts=tuple(_record(AttemptRecord, a) for a in attempts),
+    )
+
+
+def _find_session(db: Session, session_id: str) -> SessionRecord:
+    row = db.get(ParallelTestSession, session_id)
+    rows = [row] if row is not None else _by_prefix(db, session_id)
+    if not rows:
+        raise SessionNotFoundError(
+            f"no session {session_id!r}; `parallel-orch sessions` lists them"
+        )
+    if len(rows) > 1:
+        listed = ", ".join(r.id for r in rows[:AMBIGUOUS_LISTED])
+        more = " and more" if len(rows) > AMBIGUOUS_LISTED else ""
+        raise AmbiguousSessionError(
+            f"session prefix {session_id!r} matches several sessions ({listed}{more}); "
+            "give more of the id"
+        )
+    return _session(rows[0])
+
+
+def _by_prefix(db: Session, prefix: str) -> list[ParallelTestSession]:
+    """The newest sessions whose id starts with ``prefix``, compared literally (no LIKE)."""
+    if not prefix:
+        return []
+    found = db.exec(
+        select(ParallelTestSession)
+        .where(func.substr(ParallelTestSession.id, 1, len(prefix)) == prefix)
+        .order_by(col(ParallelTestSession.created_at).desc())
+        .limit(AMBIGUOUS_LISTED + 1)
+    )
+    return list(found)
+
+
+def _counts(db: Session, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {sid: {} for sid in session_ids}
+    for start in range(0, len(session_ids), IN_CHUNK):
+        rows = db.exec(
+            select(ParallelTestExecution.session_id, ParallelTestExecution.status, func.count())
+            .where(col(ParallelTestExecution.session_id).in_(session_ids[start : start + IN_CHUNK]))
+            .group_by(col(ParallelTestExecution.session_id), col(ParallelTestExecution.status))
+        )
+        for session_id, status, count in rows:
+            out[session_id][status] = count
+    return out
+
+
+def _history(db: Session, ids: list[str]) -> dict[str, float]:
+    found: dict[str, list[float]] = {}
+    for start in range(0, len(ids), IN_CHUNK):
+        rows = db.exec(
+            select(ParallelTestExecution.test_id, ParallelTestExecution.duration_seconds)
+            .where(
+                col(ParallelTestExecution.test_id).in_(ids[start : start + IN_CHUNK]),
+                col(ParallelTestExecution.duration_seconds).is_not(None),
+            )
+            .order_by(col(ParallelTestExecution.completed_at).desc())
+        )
+        for test_id, duration in rows:
+            bucket = found.setdefault(test_id, [])
+            if len(bucket) < HISTORY_WINDOW and duration is not None:
+                bucket.append(duration)
+    return {k: statistics.fmean(v) for k, v in found.items() if v}
+
+
+class StoreReads:
+    """Reads of the record; WAL readers never wait for the writer."""
+
+    def __init__(self, engine: Engine, path: Path) -> None:
+        self._engine = engine
+        self.path = path
+
+    async def _read(self, query: Callable[[Session], T]) -> T:
+        """``query`` in one read transaction, in a worker thread."""
+
+        def run() -> T:
+            try:
+                with Session(self._engine, expire_on_commit=False) as db, db.begin():
+                    return query(db)
+            except OperationalError as exc:
+                raise StoreError(f"store {self.path}: {exc.orig}") from exc
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def session_snapshot(self, session_id: str) -> SessionSnapshot:
+        """A session (by exact id), its executions and its attempts, in one read.
+
+        :raises SessionNotFoundError: if there is no such session.
+        """
+        return await self._read(lambda db: _snapshot(db, session_id))
+
+    async def get_session(self, session_id: str) -> SessionRecord:
+        """A session by id, or by a prefix of its id that names one session only.
+
+        The prefix matches literally (``%`` and ``_`` are characters like any other).
+
+        :raises SessionNotFoundError: if there is none.
+        :raises AmbiguousSessionError: if the prefix names several; it lists them.
+        """
+        return await self._read(lambda db: _find_session(db, session_id))
+
+    async def recent_sessions(self, limit: int = 20) -> list[SessionRecord]:
+        query = (
+            select(ParallelTestSession)
+            .order_by(col(ParallelTestSession.created_at).desc())
+            .limit(limit)
+        )
+        return await self._read(lambda db: [_session(r) for r in db.exec(query)])
+
+    async def sessions_with_status(self, status: SessionStatus) -> list[SessionRecord]:
+        query = select(ParallelTestSession).where(col(ParallelTestSession.status) == status.value)
+        return await self._read(lambda db: [_session(r) for r in db.exec(query)])
+
+    async def executions(
+        self, session_id: str, statuses: Iterable[ExecutionStatus] | None = None
+    ) -> list[ExecutionRecord]:
+        query = select(ParallelTestExecution).where(
+            col(ParallelTestExecution.session_id) == session_id
+        )
+        if statuses is not None:
+            query = query.where(col(ParallelTestExecution.status).in_([s.value for s in statuses]))
+        query = query.order_by(col(ParallelTestExecution.seq))
+        return await self._read(lambda db: [_record(ExecutionRecord, r) for r in db.exec(query)])
+
+    async def attempts(
+        self, session_id: str, *, status: ExecutionStatus | None = None
+    ) -> list[AttemptRecord]:
+        """A session's attempts in the order they started (only those in ``status``)."""
+        query = select(ParallelTestAttempt).where(col(ParallelTestAttempt.session_id) == session_id)
+        if status is not None:
+            query = query.where(col(ParallelTestAttempt.status) == status.value)
+        query = query.order_by(col(ParallelTestAttempt.id))
+        return await self._read(lambda db: [_record(AttemptRecord, r) for r in db.exec(query)])
+
+    async def count_by_status(self, session_id: str) -> dict[str, int]:
+        return (await self.counts_by_session([session_id]))[session_id]
+
+    async def counts_by_session(self, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Executions per status for several sessions, in one read."""
+        ids = list(dict.fromkeys(session_ids))
+        if not ids:
+            return {}
+        return await self._read(lambda db: _counts(db, ids))
+
+    async def history(self, test_ids: Iterable[str]) -> dict[str, float]:
+        """Expected duration per test id: mean of its last few final attempts' durations."""
+        ids = list(set(test_ids))
+        if not ids:
+            return {}
+        return await self._read(lambda db: _history(db, ids))
