@@ -59,6 +59,10 @@ class StoreError(OrchError):
     """The SQLite store cannot be opened or written; check that the state dir is writable."""
 
 
+class StateDirError(StoreError):
+    """A file under the state dir (a log, a JUnit folder) cannot be written; check permissions."""
+
+
 class QueueFullError(OrchError):
     """The queue is full; wait with submit_test() or raise max_queue_size."""
 
@@ -75,3 +79,16 @@ class SessionNotFoundError(OrchError):
 
 class AmbiguousSessionError(SessionNotFoundError):
     """That prefix names several sessions; give more of the id."""
+
+
+def sole_orch_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The first of our errors (or a Ctrl-C) in a task group's exception group, if any:
+    what a user is to be told, rather than the group around it."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found = sole_orch_error(exc)
+            if found is not None:
+                return found
+        elif isinstance(exc, OrchError | KeyboardInterrupt):
+            return exc
+    return None

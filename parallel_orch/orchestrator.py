@@ -36,7 +36,7 @@ from parallel_orch.plans import load_plans
 from parallel_orch.queue import TestQueue
 from parallel_orch.report import ParallelTestReport, load_report
 from parallel_orch.retry import RetryPolicy
-from parallel_orch.store import Store
+from parallel_orch.store import Store, open_store
 from parallel_orch.worker import ExecutionWorker
 
 
@@ -69,13 +69,15 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
         self._engine: Engine | None = None
+        self._closed = False  # shut down: the store is closed, reports are read anew
 
     # -- lifecycle: one exit stack, entered by `async with` or by the calls below ----
 
     @asynccontextmanager
     async def __asynccontextmanager__(self) -> AsyncIterator[ParallelTestOrchestrator]:
-        await self.start()
+        await self.initialize()
         try:
+            await self.start()  # inside: a start that fails or is cancelled closes the stack
             yield self
         except BaseException:
             await self.shutdown(drain=False, grace_seconds=0.0)
@@ -89,19 +91,21 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         async with AsyncExitStack() as stack:
             await self._open(stack)
             self._stack = stack.pop_all()
+        self._closed = False
 
     async def _open(self, stack: AsyncExitStack) -> None:
         # --repo may name a subdirectory: paths derive from the top level
         self.repo = await anyio.to_thread.run_sync(gitrepo.check_repo, self.repo)
         self.config = self.config.model_copy(update={"repo": self.repo})
         self.state_dir = self.config.resolved_state_dir
+        executor = self._executor or LocalExecutor(self.config)  # checks its paths first
         await anyio.to_thread.run_sync(gitrepo.exclude_from_status, self.repo, self.state_dir)
         self._engine = await Engine.open(
             stack,
             self.config,
             queue=self.queue,
             bus=self.bus,
-            executor=self._executor or LocalExecutor(self.config),
+            executor=executor,
             owner=self._owner,
             retry_policy=self.retry_policy,
             spawn=self._spawn,
@@ -166,7 +170,8 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
                 await stack.aclose()
             finally:
                 self.bus.close()
-                self._tg = self._engine = None
+                self._tg = None
+                self._closed = True
 
     def _spawn(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``fn`` in the orchestrator's task group: its errors reach the owner."""
@@ -176,7 +181,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
 
     @property
     def _running(self) -> Engine:
-        if self._engine is None:
+        if self._engine is None or self._closed:
             raise OrchestratorClosedError()
         return self._engine
 
@@ -247,10 +252,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         priority: int = 0,
     ) -> ParallelTestReport:
         """Run requests, or the plans in files and directories, as one session; its report."""
-        if isinstance(requests_or_paths, str | Path):
-            requests_or_paths = [requests_or_paths]
-        paths = [p for p in requests_or_paths if isinstance(p, str | Path)]
-        requests = [r for r in requests_or_paths if isinstance(r, TestRequest)]
+        requests, paths = _requests_and_paths(requests_or_paths)
         if paths:
             requests += await anyio.to_thread.run_sync(
                 lambda: load_plans(paths, default_timeout=self.config.default_timeout)
@@ -264,7 +266,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
 
     async def wait_for_session(self, session_id: str) -> ParallelTestReport:
         """Wait until a session ends; its report."""
-        state = self._running.registry.get(session_id)
+        state = self._engine.registry.get(session_id) if self._engine else None
         if state is not None:
             await state.done.wait()
         return await self.report(session_id)
@@ -280,8 +282,14 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         return await self.report(state.id) if state is not None else None
 
     async def report(self, session_id: str) -> ParallelTestReport:
-        """The stored report of a session (built from the store if not stored yet)."""
-        return await load_report(self.store, session_id)
+        """The stored report of a session (built from the store if not stored yet).
+
+        After the orchestrator has closed, the store is opened again to read it.
+        """
+        if self._engine is not None and not self._closed:
+            return await load_report(self._engine.store, session_id)
+        async with open_store(self.state_dir) as store:
+            return await load_report(store, session_id)
 
     async def cancel_session(
         self,
@@ -323,19 +331,23 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
 
     def get_status(self) -> dict[str, Any]:
         """A snapshot: workers, queue, executor and running sessions (from memory)."""
-        engine = self._engine
+        engine = None if self._closed else self._engine
         return {
             "accepting": engine is not None and engine.admission.accepting,
             "num_workers": self.config.num_workers,
             "queued": len(self.queue),
-            "workers": [
-                {
-                    "worker": w.index,
-                    "test_id": w.current.test_id if w.current else None,
-                    "session_id": w.current.session_id if w.current else None,
-                }
-                for w in self.workers
-            ],
-            "pool": engine.executor.status() if engine else {},
+            "workers": [w.status() for w in self.workers],
+            "pool": self._engine.executor.status() if self._engine else {},
             "sessions": engine.registry.status(self.queue.waiting_counts()) if engine else [],
         }
+
+
+def _requests_and_paths(
+    given: Sequence[TestRequest | str | Path] | str | Path,
+) -> tuple[list[TestRequest], list[str | Path]]:
+    """What :meth:`ParallelTestOrchestrator.run_tests` was given, requests apart from paths."""
+    items = [given] if isinstance(given, str | Path) else list(given)
+    return (
+        [r for r in items if isinstance(r, TestRequest)],
+        [p for p in items if isinstance(p, str | Path)],
+    )

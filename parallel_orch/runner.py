@@ -63,6 +63,7 @@ async def run_process(
     cancellation the group is terminated before the cancellation propagates.
     """
     started = time.monotonic()
+    log.flush()  # a full disk surfaces here, not as a spawn failure
     try:
         process = _start(argv, cwd=cwd, env=env, log=log)
     except OSError as exc:
@@ -104,7 +105,6 @@ def _start(
     argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: IO[bytes]
 ) -> subprocess.Popen[bytes]:
     """``argv`` started in a new process group, its output appended to ``log``."""
-    log.flush()
     # Blocks only until the child execs (vfork), as asyncio's own spawning does.
     return subprocess.Popen(
         list(argv),

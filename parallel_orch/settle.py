@@ -70,8 +70,8 @@ class AttemptRecorder:
     async def end(self, result: AttemptResult) -> tuple[AttemptEnd, Event]:
         """The record of the attempt's end, and its ``attempt.finished`` event."""
         attempt_id = self.attempt_id
-        if attempt_id is None:  # stopped before it had a place: its start is recorded now
-            attempt_id = await self._record_start(Placement(worktree=""))
+        if attempt_id is None:  # its start was never recorded: it is now
+            attempt_id = await self._record_start(result.placement or Placement(worktree=""))
         assert self._started is not None
         end = AttemptEnd(
             attempt_id=attempt_id,

@@ -13,11 +13,12 @@ import time
 from dataclasses import replace
 from hashlib import sha1
 from pathlib import Path
+from typing import Any
 
 import anyio
 
 from parallel_orch.events import Event
-from parallel_orch.exceptions import OrchestratorClosedError
+from parallel_orch.exceptions import OrchError, OrchestratorClosedError
 from parallel_orch.executors.protocol import AttemptResult, AttemptSpec, Executor
 from parallel_orch.models import ExecutionStatus
 from parallel_orch.queue import QueueItem, TestQueue
@@ -89,6 +90,15 @@ class ExecutionWorker:
                 if not running.finishing:
                     self._done(running)
 
+    def status(self) -> dict[str, Any]:
+        """What this worker runs now, for ``status``."""
+        current = self.current
+        return {
+            "worker": self.index,
+            "test_id": current.test_id if current else None,
+            "session_id": current.session_id if current else None,
+        }
+
     def _spec(self, item: QueueItem) -> AttemptSpec:
         name = f"{safe_name(item.test_id)}.{item.attempt}"
         return AttemptSpec(
@@ -110,12 +120,16 @@ class ExecutionWorker:
         spec = self._spec(item)
         recorder = self.settler.recorder(spec)
         result: AttemptResult | None = None
+        failure: BaseException | None = None
         try:
             with running.scope:
                 result = await self.executor.run(spec, recorder)
+        except BaseException as exc:
+            failure = exc  # recorded below, then on its way
+            raise
         finally:
             with anyio.CancelScope(shield=True):
-                result = _final(result, recorder.stopped_result, running, started)
+                result = _final(result, recorder.stopped_result, running, started, failure)
                 end, finished = await recorder.end(result)
                 if result.status is ExecutionStatus.PASSED:
                     self._finish_later(item, state, end, finished, result.worktree, running)
@@ -166,21 +180,29 @@ def _final(
     stopped: AttemptResult | None,
     running: Running,
     started: float,
+    failure: BaseException | None,
 ) -> AttemptResult:
-    """The attempt's result as recorded: a stop on purpose records the reason for it."""
+    """The attempt's result as recorded: a stop on purpose records the reason for it, and
+    an executor that failed before it could say anything records why."""
     if running.stop_reason is not None and running.scope.cancelled_caught:
         base = result or stopped
         if base is None:
             return _nothing(running.stop_reason, started)
         return replace(base, status=running.stop_reason)
-    return result or stopped or _nothing(ExecutionStatus.CANCELLED, started)
+    reported = result or stopped
+    if reported is not None:
+        return reported
+    if isinstance(failure, OrchError):
+        return _nothing(ExecutionStatus.ERROR, started, failure.message)
+    return _nothing(ExecutionStatus.CANCELLED, started)
 
 
-def _nothing(status: ExecutionStatus, started: float) -> AttemptResult:
+def _nothing(status: ExecutionStatus, started: float, error: str | None = None) -> AttemptResult:
     """The result of an attempt stopped before its executor could say anything."""
     return AttemptResult(
         status=status,
         exit_code=None,
         started_at=utcnow(),
         duration_seconds=time.monotonic() - started,
+        error=error,
     )

@@ -10,7 +10,7 @@ import functools
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.text import Text
 
 from parallel_orch.config import ParallelTestConfig
-from parallel_orch.exceptions import ConfigError, OrchError
+from parallel_orch.exceptions import ConfigError, OrchError, sole_orch_error
 from parallel_orch.models import SessionStatus
 
 EXIT_OK = 0
@@ -94,18 +94,10 @@ def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     try:
         return anyio.run(fn, *args)
     except BaseExceptionGroup as group:
-        for leaf in _leaves(group):
-            if isinstance(leaf, OrchError | KeyboardInterrupt):
-                raise leaf from None
-        raise
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
-        else:
-            yield exc
+        found = sole_orch_error(group)
+        if found is None:
+            raise
+        raise found from None
 
 
 def make_config(**overrides: Any) -> ParallelTestConfig:

@@ -80,7 +80,7 @@ def run(
     requests = with_default_ref(load_plans(plan_paths, default_timeout=config.default_timeout), ref)
     if not requests:
         raise PlanError("no tests found", path=", ".join(str(p) for p in plan_paths))
-    report = anyio.run(_run, config, requests, [str(p) for p in plan_paths], quiet)
+    report = run_async(_run, config, requests, [str(p) for p in plan_paths], quiet)
     print_report(report, console)
     if report_json is not None:
         report_json.write_text(json_report.render(report))

@@ -29,6 +29,7 @@ from parallel_orch.daemon.lock import DaemonLock
 from parallel_orch.daemon.server import IDLE_TIMEOUT_SECONDS, DaemonServer
 from parallel_orch.daemon.service import DaemonService
 from parallel_orch.events import EventType
+from parallel_orch.exceptions import sole_orch_error
 from parallel_orch.models import ExecutionStatus
 from parallel_orch.orchestrator import ParallelTestOrchestrator
 
@@ -55,8 +56,7 @@ async def run_daemon(
 
     :raises DaemonRunningError: if another daemon holds the state dir.
     :raises SocketPathError: if the socket cannot be bound.
-    :raises ExceptionGroup: holding the :class:`~parallel_orch.exceptions.OrchError`
-        that stopped the orchestrator from opening (not a repo, store unwritable).
+    :raises OrchError: if the orchestrator cannot open (not a repo, store unwritable).
     """
     config = options.config
     with (
@@ -64,7 +64,13 @@ async def run_daemon(
         paths.bound_socket(options.socket_path) as bound,
     ):
         orch = ParallelTestOrchestrator(config, resume=options.resume)
-        await _Daemon(orch, bound, lock, options).run(task_status)
+        try:
+            await _Daemon(orch, bound, lock, options).run(task_status)
+        except BaseExceptionGroup as group:  # the connections' task group wraps what failed
+            found = sole_orch_error(group)
+            if found is None:
+                raise
+            raise found from None
 
 
 class _Daemon:

@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup
 
 from parallel_orch import junit, procs, runner
 from parallel_orch.config import ParallelTestConfig
-from parallel_orch.exceptions import WorktreeError
+from parallel_orch.exceptions import StateDirError, WorktreeError
 from parallel_orch.executors.protocol import (
     AttemptHooks,
     AttemptResult,
@@ -93,6 +93,7 @@ class LocalExecutor:
     """Runs attempts on this machine; see the module docstring."""
 
     def __init__(self, config: ParallelTestConfig) -> None:
+        """:raises RepoError: if the worktree dir is inside the repo."""
         self.config = config
         self.repo = config.repo
         self.pool = WorktreePool(
@@ -101,9 +102,9 @@ class LocalExecutor:
             config.num_workers + config.spare_worktrees,
         )
         self._pycache_dir = config.resolved_state_dir / "pycache"
+        validate_worktree_dir(self.repo, self.pool.base_dir)
 
     async def open(self) -> None:
-        validate_worktree_dir(self.repo, self.pool.base_dir)
         await self.pool.open()
 
     def work_in(self, tg: TaskGroup | None) -> None:
@@ -253,12 +254,24 @@ class LocalExecutor:
 
 
 async def _open_log(spec: AttemptSpec) -> IO[bytes]:
-    """The attempt's log, open to append to and read its tail back; its folders made once."""
+    """The attempt's log, open to append to and read its tail back; its folders made first.
+
+    :raises StateDirError: if the log cannot be written.
+    """
     try:
-        return spec.log_path.open("a+b")
-    except FileNotFoundError:  # the session's first attempt
-        await anyio.to_thread.run_sync(_make_dirs, spec.log_path.parent, spec.junit_path.parent)
-        return spec.log_path.open("a+b")
+        try:
+            log = spec.log_path.open("a+b")
+        except FileNotFoundError:  # the session's first attempt
+            await anyio.to_thread.run_sync(_make_dirs, spec.log_path.parent)
+            log = spec.log_path.open("a+b")
+        if not spec.junit_path.parent.is_dir():  # a stat: cheaper than the hop to a thread
+            await anyio.to_thread.run_sync(_make_dirs, spec.junit_path.parent)
+    except OSError as exc:
+        where = exc.filename or spec.log_path
+        raise StateDirError(
+            f"cannot write {where}: {exc.strerror}; make the state dir writable"
+        ) from exc
+    return log
 
 
 def _make_dirs(*dirs: Path) -> None:

@@ -169,3 +169,16 @@ def test_user_text_is_printed_literally_never_as_markup(repo: GitRepo) -> None:
     result = run_cli(["run", "plans"], cwd=repo.path)
     assert result.returncode == 1
     assert "ref '[red]nope[/red]' does not resolve" in result.stdout
+
+
+def test_a_log_folder_that_cannot_be_made_is_one_line_and_exit_3(repo: GitRepo) -> None:
+    """`logs` in the state dir being a file: exit 3, one line naming the path, no traceback."""
+    write_plan(repo, "one.toml", '[[test]]\nid = "a"\nrun = "true"\n')
+    state = repo.path / ".parallel-orch"
+    state.mkdir()
+    (state / "logs").write_text("not a folder")
+    result = run_cli(["run", "plans", "-q"], cwd=repo.path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: cannot write {state / 'logs'}/")
+    assert line.endswith("Not a directory; make the state dir writable")

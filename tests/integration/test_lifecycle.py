@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from anyio.abc import TaskGroup
 
 from parallel_orch import (
@@ -191,3 +192,40 @@ async def test_cancelling_a_session_cancels_the_executors_awaited_run(
     async with open_store(config.resolved_state_dir) as store:
         (stored,) = await store.attempts(session_id)
     assert stored.output_tail == "killed on worker-a\n"
+
+
+@dataclass
+class FailingStart(RecordingExecutor):
+    """An executor that cannot start its background work."""
+
+    closed: bool = False
+
+    def work_in(self, tg: TaskGroup | None) -> None:
+        if tg is not None:
+            raise RuntimeError("no background work today")
+
+    async def close(self) -> None:
+        self.closed = True
+        await super().close()
+
+
+async def test_a_start_that_fails_inside_async_with_closes_what_was_opened(
+    config: ParallelTestConfig,
+) -> None:
+    """The executor is closed and the caller's cancel scopes stay intact when start() fails."""
+    executor = FailingStart(LocalExecutor(config))
+    with anyio.fail_after(WAIT_SECONDS):  # an enclosing scope the failure must not corrupt
+        with pytest.raises(RuntimeError, match="no background work today"):
+            async with with_executor(config, executor):
+                raise AssertionError("the block must not run")
+    assert executor.closed
+
+
+async def test_reports_can_be_read_after_the_orchestrator_closed(
+    config: ParallelTestConfig,
+) -> None:
+    """report() and wait_for_session() after `async with` read the stored report."""
+    async with orchestrator(config) as orch:
+        session_id = await orch.create_session([TestRequest(id="t", command="true")])
+    assert (await orch.report(session_id)).status == SessionStatus.COMPLETE
+    assert (await orch.wait_for_session(session_id)).tests_passed == 1
