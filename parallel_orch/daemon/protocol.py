@@ -14,7 +14,15 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from parallel_orch.events import Event
 from parallel_orch.exceptions import OrchError
@@ -88,7 +96,7 @@ class Request(_Model):
     """
 
     jsonrpc: Literal["2.0"]
-    id: int | str
+    id: StrictInt | StrictStr  # strict: true is not 1, nor 1.0
     method: str
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -290,6 +298,10 @@ def parse_request(line: bytes) -> Request:
         value = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RpcError(ErrorCode.PARSE_ERROR, f"parse error: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise RpcError(
+            ErrorCode.PARSE_ERROR, "parse error: the JSON is nested too deeply"
+        ) from None
     if not isinstance(value, dict):
         kind = type(value).__name__.replace("NoneType", "null").replace("dict", "object")
         raise RpcError(
@@ -305,8 +317,12 @@ def parse_request(line: bytes) -> Request:
             ErrorCode.INVALID_REQUEST,
             f"invalid request: {validation_message(exc)}",
             validation_data(exc),
-            request_id=request_id if isinstance(request_id, int | str) else None,
+            request_id=request_id if _valid_id(request_id) else None,
         ) from None
+
+
+def _valid_id(value: object) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def parse_params(method: Method, params: dict[str, Any]) -> _Params:

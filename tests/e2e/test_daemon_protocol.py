@@ -371,3 +371,41 @@ async def test_bad_input_and_hang_ups_leave_the_daemon_serving_without_traceback
     assert ping["result"]["pid"] == daemon.proc.pid
     assert daemon.proc.poll() is None
     assert "Traceback" not in daemon.log, daemon.log
+
+
+async def test_json_nested_too_deeply_is_a_parse_error_not_a_dead_connection(
+    daemon: DaemonProcess,
+) -> None:
+    """100,000 nested arrays get -32700 'nested too deeply'; the connection then goes on."""
+    async with RawClient.connect(daemon.socket) as client:
+        await client.send(b"[" * 100_000 + b"]" * 100_000 + b"\n")
+        reply = await client.receive()
+        assert reply["id"] is None
+        assert error_of(reply) == (
+            ErrorCode.PARSE_ERROR,
+            "parse error: the JSON is nested too deeply",
+        )
+        assert (await client.call("ping", request_id=2))["result"]["protocol"] == PROTOCOL_VERSION
+    assert "RecursionError" not in daemon.log
+
+
+@pytest.mark.parametrize("bad_id", [True, False, 1.0, None, [1], {"a": 1}])
+async def test_an_id_that_is_not_an_integer_or_string_is_an_invalid_request(
+    daemon: DaemonProcess, bad_id: object
+) -> None:
+    """`"id": true` (or 1.0, null, a list) gets -32600 with id null, never answered as id 1."""
+    async with RawClient.connect(daemon.socket) as client:
+        line = json.dumps({"jsonrpc": "2.0", "id": bad_id, "method": "ping"})
+        await client.send(line.encode() + b"\n")
+        reply = await client.receive()
+    assert reply["id"] is None
+    code, message = error_of(reply)
+    assert code == ErrorCode.INVALID_REQUEST and "id" in message
+
+
+async def test_blank_lines_are_ignored_as_keep_alives(daemon: DaemonProcess) -> None:
+    """Blank and whitespace-only lines get no answer; the next request's answer comes first."""
+    async with RawClient.connect(daemon.socket) as client:
+        await client.send(b"\n  \n\t\n")
+        reply = await client.call("ping", request_id=9)
+    assert reply["id"] == 9 and reply["result"]["protocol"] == PROTOCOL_VERSION
