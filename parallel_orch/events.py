@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -45,31 +46,51 @@ class Event(BaseModel):
     log_path: str | None = None
 
 
+@dataclass(eq=False)
+class Subscription:
+    """One subscriber's stream of events; ``dropped`` once it fell too far behind."""
+
+    receive: MemoryObjectReceiveStream[Event]
+    dropped: bool = False
+
+
 class EventBus:
-    """Fan-out of events to subscribers; publishing never blocks the engine."""
+    """Fan-out of events to subscribers; publishing never blocks the engine.
+
+    A subscriber with a bounded buffer that falls that far behind is dropped:
+    its stream ends early and its :class:`Subscription` says so.
+    """
 
     def __init__(self) -> None:
-        self._subscribers: set[MemoryObjectSendStream[Event]] = set()
+        self._subscribers: dict[MemoryObjectSendStream[Event], Subscription] = {}
 
     def publish(self, event: Event) -> None:
         for stream in list(self._subscribers):
             try:
                 stream.send_nowait(event)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.discard(stream)  # its reader is gone
+            except anyio.WouldBlock:  # its buffer is full: it has fallen too far behind
+                self._subscribers.pop(stream).dropped = True
                 stream.close()
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.pop(stream, None)  # its reader is gone
+                stream.close()
+
+    def _open(self, max_buffer: float) -> Subscription:
+        send, receive = anyio.create_memory_object_stream[Event](max_buffer)
+        subscription = Subscription(receive)
+        self._subscribers[send] = subscription
+        return subscription
 
     def open(self) -> MemoryObjectReceiveStream[Event]:
         """A stream of every event published from this call on; close it when done."""
-        send, receive = anyio.create_memory_object_stream[Event](math.inf)
-        self._subscribers.add(send)
-        return receive
+        return self._open(math.inf).receive
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
-        """:meth:`open` as a context manager."""
-        async with self.open() as receive:
-            yield receive
+    async def subscribe(self, max_buffer: float = math.inf) -> AsyncIterator[Subscription]:
+        """A subscription for the block, dropped if it falls ``max_buffer`` events behind."""
+        subscription = self._open(max_buffer)
+        async with subscription.receive:
+            yield subscription
 
     def close(self) -> None:
         """End every subscriber's stream."""

@@ -63,6 +63,7 @@ class ErrorCode(IntEnum):
     PERMISSION_DENIED = -32008  # a peer with another uid; then the connection is closed
     TOO_MANY_CONNECTIONS = -32009  # then the connection is closed
     REPO_ERROR = -32010  # a ref or the repository itself is unusable
+    WATCH_DROPPED = -32011  # a watch whose client fell too far behind; its last message
 
 
 class RpcError(OrchError):

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[Event], Awaitable[None]]
 
+WATCH_BUFFER_EVENTS = 2048  # events a watcher may fall behind by before it is dropped
+
 
 def rpc_error(exc: OrchError) -> RpcError:
     """Our engine's exceptions as protocol errors, keeping their messages."""
@@ -231,7 +233,7 @@ class DaemonService:
         """
         store = self.orch.store
         row = await store.get_session(session_id)
-        async with self.orch.bus.subscribe() as stream:
+        async with self.orch.bus.subscribe(WATCH_BUFFER_EVENTS) as subscription:
             running = self.orch.is_running(row.id)
             if not running and row.status == SessionStatus.RUNNING.value:
                 raise RpcError(
@@ -246,7 +248,7 @@ class DaemonService:
                     seen.add(execution.id)
                     await emit(_finished(execution))
             if running:
-                async for event in stream:
+                async for event in subscription.receive:
                     if event.session_id != row.id or (
                         event.type is EventType.TEST_FINISHED and event.execution_id in seen
                     ):
@@ -254,6 +256,9 @@ class DaemonService:
                     await emit(event)
                     if event.type is EventType.SESSION_FINISHED:
                         break
+                else:
+                    if subscription.dropped:
+                        raise _fell_behind(row.id)
         summary = await listing.summary(store, row.id)
         if not running:
             await emit(
@@ -297,4 +302,17 @@ def _finished(execution: ExecutionRecord) -> Event:
         error=execution.error,
         flaky=execution.flaky,
         at=execution.completed_at or execution.created_at,
+    )
+
+
+def _fell_behind(session_id: str) -> RpcError:
+    log.warning(
+        "watch of session %s dropped: its client fell %d events behind",
+        session_id,
+        WATCH_BUFFER_EVENTS,
+    )
+    return RpcError(
+        ErrorCode.WATCH_DROPPED,
+        f"this watch fell {WATCH_BUFFER_EVENTS} events behind and was dropped; "
+        f"watch {session_id} again, or read `report {session_id}`",
     )
