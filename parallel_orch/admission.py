@@ -21,7 +21,7 @@ import anyio
 
 from parallel_orch import events, gitrepo
 from parallel_orch.events import EventBus
-from parallel_orch.exceptions import OrchestratorClosedError, RefError
+from parallel_orch.exceptions import DuplicateSubmitError, OrchestratorClosedError, RefError
 from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.queue import QueueItem, TestQueue
 from parallel_orch.sessions import SessionRegistry, SessionState, Spawn
@@ -81,23 +81,31 @@ class Admission:
         priority: int = 0,
         session_id: str | None = None,
         keep_open: bool = False,
+        idempotency_key: str | None = None,
     ) -> str:
-        """Commit a session and all its requests (pending), then queue them; its id."""
+        """Commit a session and all its requests (pending), then queue them; its id.
+
+        With an ``idempotency_key`` that already made a session, that session's id.
+        """
         if not self.accepting:
             raise OrchestratorClosedError(CLOSED)
         session_id = session_id or uuid.uuid4().hex[:12]
         new = await self._resolve(requests)
         history = await self.store.history(r.id for r in requests)
         key = plan_key(plan_paths, [r.id for r in requests])
-        ids = await self.store.create_session(
-            session_id,
-            num_workers=self.num_workers,
-            repo=str(self.repo),
-            plan_paths=plan_paths,
-            plan_key=key,
-            owner=self.owner,
-            executions=new,
-        )
+        try:
+            ids = await self.store.create_session(
+                session_id,
+                num_workers=self.num_workers,
+                repo=str(self.repo),
+                plan_paths=plan_paths,
+                plan_key=key,
+                owner=self.owner,
+                executions=new,
+                idempotency_key=idempotency_key,
+            )
+        except DuplicateSubmitError as duplicate:  # a retried submit: nothing new
+            return duplicate.session_id
         state = SessionState(id=session_id, plan_key=key, priority=priority, open=keep_open)
         self.registry.add(state)
         self.bus.publish(events.session_started(session_id, len(requests)))

@@ -58,6 +58,10 @@ class DaemonUnreachableError(OrchError):
     """The daemon cannot be reached; start it with `parallel-orch daemon`."""
 
 
+class DaemonConnectionLost(DaemonUnreachableError):
+    """The connection to the daemon was lost before its answer came."""
+
+
 class DaemonProtocolError(OrchError):
     """The daemon's reply is not valid protocol; are client and daemon the same version?"""
 
@@ -151,7 +155,7 @@ class DaemonClient(AsyncContextManagerMixin):
         try:
             await self._stream.send(line.encode() + b"\n")
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            raise DaemonUnreachableError(f"lost the connection to the daemon: {exc!r}") from None
+            raise DaemonConnectionLost(f"lost the connection to the daemon: {exc!r}") from None
         return request_id
 
     async def _receive(self) -> dict[str, Any]:
@@ -164,7 +168,7 @@ class DaemonClient(AsyncContextManagerMixin):
             anyio.ClosedResourceError,
             OSError,
         ):
-            raise DaemonUnreachableError(
+            raise DaemonConnectionLost(
                 "the daemon closed the connection (is it shutting down?)"
             ) from None
         except anyio.DelimiterNotFound:
@@ -201,12 +205,16 @@ class DaemonClient(AsyncContextManagerMixin):
         requests: Sequence[TestRequest] | None = None,
         ref: str | None = None,
         priority: int = 0,
+        idempotency_key: str | None = None,
     ) -> p.SubmitResult:
         """Submit plan paths (resolved by the daemon inside its repo) or inline requests.
 
-        Returns once the daemon has committed every request.
+        Returns once the daemon has committed every request. A submit sent again
+        with the same ``idempotency_key`` gets the first one's session back.
         """
         params: dict[str, Any] = {"priority": priority}
+        if idempotency_key is not None:
+            params["idempotency_key"] = idempotency_key
         if paths is not None:
             params["paths"] = [str(x) for x in paths]
         if requests is not None:

@@ -63,6 +63,14 @@ class StateDirError(StoreError):
     """A file under the state dir (a log, a JUnit folder) cannot be written; check permissions."""
 
 
+class DuplicateSubmitError(OrchError):
+    """A submit with this idempotency key was already committed."""
+
+    def __init__(self, key: str, session_id: str) -> None:
+        super().__init__(f"idempotency key {key!r} already made session {session_id}")
+        self.session_id = session_id
+
+
 class QueueFullError(OrchError):
     """The queue is full; wait with submit_test() or raise max_queue_size."""
 

@@ -203,13 +203,13 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         priority: int = 0,
         session_id: str | None = None,
         keep_open: bool = False,
+        idempotency_key: str | None = None,
     ) -> str:
         """Commit a session and all its requests (pending), then queue them; its id.
 
-        Returns once every request is committed and, as far as the queue has
-        room, queued (so a session submitted after another is ordered against
-        it at once); the rest are queued in the background as room frees up.
-        Requests whose ref does not resolve are recorded ``error``.
+        Returns once all are committed and as many queued as there is room for
+        (the rest follow as room frees up). Requests whose ref does not resolve
+        are ``error``. A second call with an ``idempotency_key`` gets the first's id.
         """
         if self._tg is None:
             raise OrchestratorClosedError("the orchestrator is not accepting work (shutting down?)")
@@ -219,6 +219,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
             priority=priority,
             session_id=session_id,
             keep_open=keep_open,
+            idempotency_key=idempotency_key,
         )
 
     async def submit_test(self, request: TestRequest) -> str:
@@ -231,10 +232,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         return await self.submit_batch([request])
 
     async def submit_nowait(self, request: TestRequest) -> str:
-        """Like :meth:`submit_test`, but never waits for room in the queue.
-
-        :raises QueueFullError: if the queue is full; nothing is recorded then.
-        """
+        """:meth:`submit_test` without waiting: :class:`QueueFullError`, nothing recorded."""
         return await self.submit_batch([request], wait=False)
 
     async def submit_batch(self, requests: Sequence[TestRequest], *, wait: bool = True) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,7 +34,7 @@ from parallel_orch.cli.app import (
     run_async,
     setup_logging,
 )
-from parallel_orch.client import DaemonClient
+from parallel_orch.client import DaemonClient, DaemonConnectionLost
 from parallel_orch.daemon import paths
 from parallel_orch.daemon import protocol as p
 from parallel_orch.daemon.lifecycle import GRACE_SECONDS, DaemonOptions, run_daemon
@@ -153,11 +154,11 @@ def submit(
 async def _submit(
     socket: Path, params: dict[str, Any], wait: bool, follow: bool
 ) -> ParallelTestReport | None:
+    submitted = await submit_once(socket, params, idempotency_key=uuid.uuid4().hex)
+    print(submitted.session_id, flush=True)
+    if not wait:
+        return None
     async with DaemonClient(socket) as client:
-        submitted = await client.submit(**params)
-        print(submitted.session_id, flush=True)
-        if not wait:
-            return None
         if follow:
             num_workers = (await client.ping()).num_workers
             events = client.watch(submitted.session_id)
@@ -165,6 +166,21 @@ async def _submit(
         else:
             await client.wait(submitted.session_id)
         return await client.report(submitted.session_id)
+
+
+async def submit_once(
+    socket: Path, params: dict[str, Any], *, idempotency_key: str
+) -> p.SubmitResult:
+    """Submit, and once more with the same key if the connection was lost before the
+    answer: the daemon runs it once either way."""
+    for tries_left in (1, 0):
+        try:
+            async with DaemonClient(socket) as client:
+                return await client.submit(**params, idempotency_key=idempotency_key)
+        except DaemonConnectionLost:
+            if not tries_left:
+                raise
+    raise AssertionError("unreachable")
 
 
 @app.command()

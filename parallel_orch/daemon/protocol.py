@@ -139,6 +139,8 @@ class SubmitParams(_Params):
     requests: list[TestRequest] | None = Field(default=None, min_length=1)
     ref: str | None = Field(default=None, min_length=1)
     priority: int = 0
+    #: The same key returns the session the first submit with it made (retries are safe).
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _one_source(self) -> SubmitParams:

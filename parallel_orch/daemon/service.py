@@ -135,7 +135,16 @@ class DaemonService:
         )
 
     async def submit(self, params: p.SubmitParams) -> p.SubmitResult:
-        """Commit a session, then answer: an acknowledged request is never lost."""
+        """Commit a session, then answer: an acknowledged request is never lost.
+
+        A submit whose idempotency key made a session already (a retry whose
+        answer was lost, even across a restart) gets that session back.
+        """
+        key = params.idempotency_key
+        done = await self.orch.store.session_for_key(key) if key is not None else None
+        if done is not None:
+            log.info("session %s: submitted again with its idempotency key", done)
+            return p.SubmitResult(session_id=done, total=await self._total(done))
         if not self.accepting:
             raise RpcError(
                 ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; it takes no new sessions"
@@ -144,14 +153,17 @@ class DaemonService:
         try:
             requests, plan_paths = await self._requests(params)
             session_id = await self.orch.create_session(
-                requests, plan_paths=plan_paths, priority=params.priority
+                requests, plan_paths=plan_paths, priority=params.priority, idempotency_key=key
             )
         finally:
             self._submitting -= 1
             self._submitted.set()
             self._submitted = anyio.Event()
         log.info("session %s: %d tests submitted", session_id, len(requests))
-        return p.SubmitResult(session_id=session_id, total=len(requests))
+        return p.SubmitResult(session_id=session_id, total=await self._total(session_id))
+
+    async def _total(self, session_id: str) -> int:
+        return sum((await self.orch.store.count_by_status(session_id)).values())
 
     async def wait_for_submits(self) -> None:
         """Until submits begun before the stop are committed: the stop then cancels them too."""

@@ -256,22 +256,20 @@ class LocalExecutor:
 async def _open_log(spec: AttemptSpec) -> IO[bytes]:
     """The attempt's log, open to append to and read its tail back; its folders made first.
 
+    Nothing awaits once the log is open: a cancel cannot leave it open.
+
     :raises StateDirError: if the log cannot be written.
     """
+    folders = (spec.log_path.parent, spec.junit_path.parent)
     try:
-        try:
-            log = spec.log_path.open("a+b")
-        except FileNotFoundError:  # the session's first attempt
-            await anyio.to_thread.run_sync(_make_dirs, spec.log_path.parent)
-            log = spec.log_path.open("a+b")
-        if not spec.junit_path.parent.is_dir():  # a stat: cheaper than the hop to a thread
-            await anyio.to_thread.run_sync(_make_dirs, spec.junit_path.parent)
+        if not all(f.is_dir() for f in folders):  # stats: cheaper than a hop to a thread
+            await anyio.to_thread.run_sync(_make_dirs, *folders)
+        return spec.log_path.open("a+b")
     except OSError as exc:
         where = exc.filename or spec.log_path
         raise StateDirError(
             f"cannot write {where}: {exc.strerror}; make the state dir writable"
         ) from exc
-    return log
 
 
 def _make_dirs(*dirs: Path) -> None:

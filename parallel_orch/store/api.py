@@ -51,8 +51,12 @@ class Store(StoreReads):
         plan_key: str,
         owner: str,
         executions: Sequence[NewExecution],
+        idempotency_key: str | None = None,
     ) -> list[int]:
-        """Commit the session and its requests (pending) in one transaction; execution ids back."""
+        """Commit the session and its requests (pending) in one transaction; execution ids back.
+
+        :raises DuplicateSubmitError: if ``idempotency_key`` already made a session.
+        """
         write = functools.partial(
             writes.insert_session,
             session_id=session_id,
@@ -63,6 +67,7 @@ class Store(StoreReads):
             owner=owner,
             executions=executions,
             now=sql_time(utcnow()),
+            idempotency_key=idempotency_key,
         )
         return await self._writer.write(write, in_thread=True)
 

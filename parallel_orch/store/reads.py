@@ -32,6 +32,7 @@ from parallel_orch.store.tables import (
     ParallelTestAttempt,
     ParallelTestExecution,
     ParallelTestSession,
+    ParallelTestSubmitKey,
 )
 
 HISTORY_WINDOW = 5  # recent final executions averaged per test id
@@ -206,6 +207,16 @@ class StoreReads:
             query = query.where(col(ParallelTestAttempt.status) == status.value)
         query = query.order_by(col(ParallelTestAttempt.id))
         return await self._read(lambda db: [_record(AttemptRecord, r) for r in db.exec(query)])
+
+    async def session_for_key(self, idempotency_key: str) -> str | None:
+        """The session a submit with this idempotency key made, if any."""
+        return await self._read(
+            lambda db: db.exec(
+                select(ParallelTestSubmitKey.session_id).where(
+                    col(ParallelTestSubmitKey.key) == idempotency_key
+                )
+            ).first()
+        )
 
     async def count_by_status(self, session_id: str) -> dict[str, int]:
         return (await self.counts_by_session([session_id]))[session_id]

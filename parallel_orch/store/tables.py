@@ -78,3 +78,15 @@ class ParallelTestAttempt(SQLModel, table=True):
     cases_failed: int | None = None
     cases_errors: int | None = None
     cases_skipped: int | None = None
+
+
+class ParallelTestSubmitKey(SQLModel, table=True):
+    """A client's idempotency key for a submit, and the session it created."""
+
+    __tablename__ = "submit_keys"
+
+    key: str = Field(primary_key=True)
+    session_id: str = Field(
+        sa_column=Column(String, ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    )
+    created_at: datetime = Field(default_factory=utcnow)

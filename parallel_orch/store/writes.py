@@ -10,6 +10,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
+from parallel_orch.exceptions import DuplicateSubmitError
 from parallel_orch.models import ExecutionStatus, SessionStatus
 from parallel_orch.store.records import AttemptEnd, ExecutionEnd, NewExecution
 
@@ -28,8 +29,18 @@ def insert_session(
     owner: str,
     executions: Sequence[NewExecution],
     now: str,
+    idempotency_key: str | None = None,
 ) -> list[int]:
-    """A new running session and its requests; the requests' execution ids in order."""
+    """A new running session and its requests; the requests' execution ids in order.
+
+    :raises DuplicateSubmitError: if ``idempotency_key`` already made a session.
+    """
+    if idempotency_key is not None:
+        found = db.execute(
+            "SELECT session_id FROM submit_keys WHERE key = ?", (idempotency_key,)
+        ).fetchone()
+        if found is not None:
+            raise DuplicateSubmitError(idempotency_key, found[0])
     db.execute(
         "INSERT INTO sessions (id, status, created_at, started_at, num_workers, repo,"
         " plan_paths, plan_key, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -45,6 +56,11 @@ def insert_session(
             owner,
         ),
     )
+    if idempotency_key is not None:
+        db.execute(
+            "INSERT INTO submit_keys (key, session_id, created_at) VALUES (?, ?, ?)",
+            (idempotency_key, session_id, now),
+        )
     return insert_executions(db, session_id, executions, start_seq=0, now=now)
 
 
