@@ -248,6 +248,8 @@ class DaemonService:
         async with self.orch.bus.subscribe(WATCH_BUFFER_EVENTS) as subscription:
             running = self.orch.is_running(row.id)
             if not running and row.status == SessionStatus.RUNNING.value:
+                row = await store.get_session(row.id)  # it may have ended since it was read
+            if not running and row.status == SessionStatus.RUNNING.value:
                 raise RpcError(
                     ErrorCode.SESSION_NOT_FOUND,
                     f"session {row.id} is run by another process ({row.owner}), not this daemon",

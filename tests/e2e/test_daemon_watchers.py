@@ -12,6 +12,7 @@ from parallel_orch import Event, ParallelTestConfig, TestRequest, events
 from parallel_orch.daemon.protocol import ErrorCode, RpcError
 from parallel_orch.daemon.service import WATCH_BUFFER_EVENTS, DaemonService
 from parallel_orch.events import EventBus
+from parallel_orch.store import SessionRecord
 from tests.helpers import WAIT_SECONDS, make_fifo, orchestrator
 
 
@@ -63,3 +64,32 @@ async def test_a_watch_that_falls_behind_ends_with_an_error_and_a_log_line(
         assert len(emitted) == 1 + WATCH_BUFFER_EVENTS  # what it had, and no more
         assert f"watch of session {session_id} dropped" in caplog.text
         await anyio.to_thread.run_sync(gate.write_text, "go")
+
+
+async def test_a_watch_that_starts_as_its_session_ends_gets_that_end(
+    config: ParallelTestConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that ends between the watch's read and its check is watched, not refused."""
+    gate = make_fifo(tmp_path / "gate")
+    emitted: list[Event] = []
+
+    async def emit(event: Event) -> None:
+        emitted.append(event)
+
+    async with orchestrator(config) as orch:
+        service = DaemonService(orch, socket_path=tmp_path / "d.sock", grace_seconds=0.0)
+        session_id = await orch.create_session([TestRequest(id="held", command=f"cat {gate}")])
+        store = orch.store
+        read = store.get_session
+
+        async def read_then_the_session_ends(wanted: str) -> SessionRecord:
+            row = await read(wanted)  # still `running`
+            monkeypatch.setattr(store, "get_session", read)
+            await anyio.to_thread.run_sync(gate.write_text, "go")
+            await orch.wait_for_session(session_id)
+            return row
+
+        monkeypatch.setattr(store, "get_session", read_then_the_session_ends)
+        summary = await service.watch(session_id, emit)
+    assert summary.status == "complete"
+    assert emitted[-1].type == "session.finished"
