@@ -1,25 +1,42 @@
-"""The store's schema: made once per state dir, one process at a time."""
+"""The store's schema: versioned, upgraded in place by Alembic, one process at a time.
+
+A store records the migration it is at in ``alembic_version``. Opening one
+that is behind runs the migrations in ``migrations/versions`` up to
+:data:`SCHEMA_REVISION`; one from the first release, which had no version
+table, is recognised by its tables and taken as revision ``0001``. A store at
+a revision this release does not know was written by a newer release: it is
+refused, untouched. Alembic is imported only when there is something to do.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import OperationalError
-from sqlmodel import SQLModel
 
 from parallel_orch.exceptions import StoreError
-from parallel_orch.store import tables  # noqa: F401  (the tables register on the metadata)
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+#: The revision this release writes; a test checks it is the migrations' head.
+SCHEMA_REVISION = "0002"
+BASELINE = "0001"  # the first release's schema, before stores carried a version
+MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def create_schema(engine: Engine, lock: Path) -> None:
-    """Create the tables that are missing, one process at a time. Blocks: call in a thread.
+    """Bring the store to :data:`SCHEMA_REVISION`, one process at a time. Blocks: call
+    in a thread.
 
-    SQLite runs DDL outside the driver's transactions, so two processes opening a
-    fresh state dir at once would both find no tables and both create them; an
-    ``flock`` on ``lock`` makes the second wait and then find them.
+    An ``flock`` on ``lock`` serialises processes opening the same state dir: the
+    second waits, then finds the tables made.
+
+    :raises StoreError: if the store cannot be read or written, or is from a newer release.
     """
     try:
         fd = _lock_file(lock)
@@ -27,7 +44,9 @@ def create_schema(engine: Engine, lock: Path) -> None:
         raise StoreError(f"cannot lock {lock}: {exc.strerror}; check permissions") from exc
     try:
         with engine.begin() as conn:
-            SQLModel.metadata.create_all(conn)
+            current = revision_of(conn)
+            if current != SCHEMA_REVISION:
+                _upgrade(conn, current, str(engine.url.database))
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         raise StoreError(
@@ -35,6 +54,49 @@ def create_schema(engine: Engine, lock: Path) -> None:
         ) from exc
     finally:
         os.close(fd)  # closing drops the flock
+
+
+def revision_of(conn: Connection) -> str | None:
+    """The store's revision; :data:`BASELINE` for a first-release store, None if empty."""
+    tables = set(inspect(conn).get_table_names())
+    if "alembic_version" in tables:
+        row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+        if row is not None:
+            return str(row[0])
+    return BASELINE if "sessions" in tables else None
+
+
+def _upgrade(conn: Connection, current: str | None, path: str) -> None:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    config = _config(conn)
+    if current is not None:
+        try:
+            ScriptDirectory.from_config(config).get_revision(current)
+        except CommandError:
+            raise StoreError(
+                f"store {path} has schema revision {current!r}, newer than this "
+                f"parallel-orch knows ({SCHEMA_REVISION!r}); upgrade parallel-orch or "
+                "use another --state-dir"
+            ) from None
+        if not _has_version_table(conn):
+            command.stamp(config, current)  # a first-release store
+    command.upgrade(config, SCHEMA_REVISION)
+
+
+def _has_version_table(conn: Connection) -> bool:
+    return "alembic_version" in inspect(conn).get_table_names()
+
+
+def _config(conn: Connection) -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    return config
 
 
 def _lock_file(path: Path) -> int:
