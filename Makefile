@@ -10,7 +10,7 @@ WORKERS ?=
 WORKERS_FLAG := $(if $(WORKERS),-j $(WORKERS),)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint bench clean install daemon submit examples FORCE
+.PHONY: run test test-fast lint bench fuzz clean install daemon submit examples FORCE
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Property-based fuzzing of the plan loader and protocol decoder: 10,000 examples each.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_fuzz.py --hypothesis-show-statistics -o timeout=1800
+
 daemon: $(STAMP)
 	$(BIN)/parallel-orch daemon $(WORKERS_FLAG)
 
@@ -53,6 +57,6 @@ examples: $(STAMP)
 	$(BIN)/python examples/make_demo_repo.py
 
 clean:
-	rm -rf $(VENV) .parallel-orch .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .parallel-orch .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 FORCE:
