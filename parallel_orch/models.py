@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -106,6 +107,10 @@ class TestRequest(BaseModel):
     junit: bool = False
     setup: str | None = None
     keep: tuple[str, ...] = ()
+    leak: Literal["warn", "fail"] = Field(
+        default="warn",
+        description="Processes the attempt leaves running are killed; 'fail' fails the test.",
+    )
     plan_path: str | None = None
 
     @field_validator("id")

@@ -10,7 +10,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -63,6 +63,7 @@ class _Common(BaseModel):
     priority: int | None = None
     junit: bool | None = None
     repeat: int | None = Field(default=None, ge=1)
+    leak: Literal["warn", "fail"] | None = None  # processes that outlive the attempt
 
     @field_validator("timeout")
     @classmethod
@@ -218,6 +219,7 @@ def _expand(
                     junit=bool(pick("junit")),
                     setup=pick("setup"),
                     keep=tuple(pick("keep") or ()),
+                    leak=pick("leak") or "warn",
                     plan_path=file.as_posix(),
                 )
             )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -150,3 +152,34 @@ def kill_stale_group(pgid: int, session_id: str) -> bool:
     if group_is_ours(pgid, session_id):
         return signal_group(pgid, signal.SIGKILL)
     return False
+
+
+def escaped(marker: Sequence[bytes], *, since_pid: int) -> list[int]:
+    """Live processes whose environment holds every entry of ``marker`` and whose pid is
+    above ``since_pid``: what an attempt started that left its process group (``setsid``).
+
+    Only pids above the attempt's first are read, so the scan costs a few ``environ``
+    reads, not one per process on the machine. (A pid counter that wraps during the
+    attempt hides what was started after the wrap.)
+    """
+    wanted = set(marker)
+    found = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) <= since_pid:
+            continue
+        try:
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if wanted <= environ and not is_zombie(int(entry.name)):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def kill_escaped(marker: Sequence[bytes], *, since_pid: int) -> list[int]:
+    """SIGKILL what :func:`escaped` finds (they are not our children: init reaps them)."""
+    pids = escaped(marker, since_pid=since_pid)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return pids

@@ -40,6 +40,7 @@ class ProcessOutcome:
     exit_code: int | None
     duration_seconds: float
     error: str | None = None
+    leaked: tuple[int, ...] = ()  # pids that had left the group and outlived it: killed
 
 
 SpawnHook = Callable[[int, int], Coroutine[Any, Any, None]]
@@ -54,13 +55,16 @@ async def run_process(
     grace_seconds: float,
     log: IO[bytes],
     on_spawn: SpawnHook | None = None,
+    marker: Sequence[bytes] = (),
 ) -> ProcessOutcome:
     """Run ``argv`` in a new process group with output appended to ``log``.
 
     On timeout the group gets SIGTERM, then SIGKILL after ``grace_seconds``.
     Whatever the group still holds when the command ends (background
-    children) is killed too, so nothing outlives its attempt. On
-    cancellation the group is terminated before the cancellation propagates.
+    children) is killed too, and so is every process that left the group
+    (``setsid``) but carries the ``marker`` entries in its environment: those
+    are ``leaked``. Nothing outlives its attempt. On cancellation the group is
+    terminated before the cancellation propagates.
     """
     started = time.monotonic()
     log.flush()  # a full disk surfaces here, not as a spawn failure
@@ -89,16 +93,29 @@ async def run_process(
                 await procs.terminate_group(pgid, grace_seconds)
                 await wait_exit(process)
             procs.signal_group(pgid, signal.SIGKILL)  # leftovers: background children
-    duration = time.monotonic() - started
+            leaked = tuple(procs.kill_escaped(marker, since_pid=pgid)) if marker else ()
+    return _outcome(process, time.monotonic() - started, timeout_seconds, timed_out, leaked, log)
+
+
+def _outcome(
+    process: subprocess.Popen[bytes],
+    duration: float,
+    timeout_seconds: float,
+    timed_out: bool,
+    leaked: tuple[int, ...],
+    log: IO[bytes],
+) -> ProcessOutcome:
+    """How the command ended, with a note in its log for what was killed."""
     code = process.returncode
-    if timed_out:
-        note = f"\nparallel-orch: timed out after {timeout_seconds:g}s; process group killed\n"
-        log.write(note.encode())
-        return ProcessOutcome(
-            ExecutionStatus.TIMED_OUT, code, duration, f"timed out after {timeout_seconds:g}s"
-        )
-    status = ExecutionStatus.PASSED if code == 0 else ExecutionStatus.FAILED
-    return ProcessOutcome(status, code, duration)
+    if leaked:
+        pids = ", ".join(map(str, leaked))
+        log.write(f"\nparallel-orch: killed {len(leaked)} leaked process(es): {pids}\n".encode())
+    if not timed_out:
+        status = ExecutionStatus.PASSED if code == 0 else ExecutionStatus.FAILED
+        return ProcessOutcome(status, code, duration, leaked=leaked)
+    note = f"timed out after {timeout_seconds:g}s"
+    log.write(f"\nparallel-orch: {note}; process group killed\n".encode())
+    return ProcessOutcome(ExecutionStatus.TIMED_OUT, code, duration, note, leaked)
 
 
 def _start(

@@ -82,6 +82,7 @@ class AttemptRecorder:
             output_tail=result.output_tail,
             error=result.error,
             junit=result.junit,
+            leaked=result.leaked,
         )
         finished = events.attempt_finished(
             self._started,

@@ -33,6 +33,7 @@ REPORT_KEYS = {
     "tests_cancelled",
     "tests_interrupted",
     "tests_flaky",
+    "tests_leaky",
     "success_rate",
     "num_workers",
     "categories",

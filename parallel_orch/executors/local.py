@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -40,6 +40,8 @@ from parallel_orch.worktrees import WorktreePool
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "PARALLEL_ORCH_"
+#: The variables whose values together mark one attempt's processes, even outside its group.
+MARKER = ("PARALLEL_ORCH_SESSION_ID", "PARALLEL_ORCH_TEST_ID", "PARALLEL_ORCH_ATTEMPT")
 
 
 def attempt_env(
@@ -171,6 +173,8 @@ class LocalExecutor:
         outcome, wt = so_far.outcome, so_far.worktree
         if outcome is not None:
             status, exit_code = outcome.status, outcome.exit_code
+            if outcome.leaked and spec.request.leak == "fail" and status is ExecutionStatus.PASSED:
+                status = ExecutionStatus.FAILED
         else:
             status = ExecutionStatus.ERROR if so_far.error else ExecutionStatus.CANCELLED
             exit_code = None
@@ -189,11 +193,12 @@ class LocalExecutor:
             duration_seconds=(
                 outcome.duration_seconds if outcome else time.monotonic() - so_far.started
             ),
-            error=outcome.error if outcome is not None and outcome.error else so_far.error,
+            error=_error(spec, outcome, so_far.error),
             output_tail=tail,
             junit=so_far.junit,
             worktree=wt.name if wt else None,
             placement=so_far.placement,
+            leaked=len(outcome.leaked) if outcome else 0,
         )
 
     async def _run_in(
@@ -212,9 +217,11 @@ class LocalExecutor:
             pycache_dir=self._pycache_dir,
         )
         setup_key = (spec.sha, request.setup, request.keep) if request.setup else None
+        leaked: tuple[int, ...] = ()
         if request.setup and setup_key != wt.setup_key:
             log_file.write(f"parallel-orch: setup: {request.setup}\n".encode())
             setup = await self._process(request.setup, wt.path, env, request, log_file, hooks)
+            leaked = setup.leaked
             if setup.status is not ExecutionStatus.PASSED:
                 wt.setup_key = None
                 reason = setup.error or f"exit code {setup.exit_code}"
@@ -223,6 +230,7 @@ class LocalExecutor:
                     setup.exit_code,
                     setup.duration_seconds,
                     f"setup failed: {reason}",
+                    leaked,
                 )
             wt.setup_key = setup_key
             log_file.write(b"parallel-orch: setup done\n")
@@ -231,7 +239,8 @@ class LocalExecutor:
             missing = f"cwd {request.cwd!r} does not exist at commit {spec.sha[:12]}"
             log_file.write(f"parallel-orch: {missing}\n".encode())
             return runner.ProcessOutcome(ExecutionStatus.ERROR, None, 0.0, missing)
-        return await self._process(request.command, cwd, env, request, log_file, hooks)
+        outcome = await self._process(request.command, cwd, env, request, log_file, hooks)
+        return replace(outcome, leaked=leaked + outcome.leaked)
 
     async def _process(
         self,
@@ -250,7 +259,24 @@ class LocalExecutor:
             grace_seconds=self.config.kill_grace_seconds,
             log=log_file,
             on_spawn=hooks.spawned,
+            marker=[f"{k}={env[k]}".encode() for k in MARKER],
         )
+
+
+def _error(
+    spec: AttemptSpec, outcome: runner.ProcessOutcome | None, setup_error: str | None
+) -> str | None:
+    """What went wrong, if anything: the process's error, a leak that fails it, or none."""
+    if outcome is None:
+        return setup_error
+    if outcome.error:
+        return outcome.error
+    if outcome.leaked and spec.request.leak == "fail":
+        pids = ", ".join(map(str, outcome.leaked))
+        return (
+            f"left {len(outcome.leaked)} process(es) running after it ended ({pids}); leak = 'fail'"
+        )
+    return None
 
 
 async def _open_log(spec: AttemptSpec) -> IO[bytes]:

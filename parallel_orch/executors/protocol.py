@@ -66,6 +66,7 @@ class AttemptResult:
     junit: JUnitCounts | None = None
     worktree: str | None = None  # the worktree's name, for a retry to avoid
     placement: Placement | None = None
+    leaked: int = 0  # processes that left the attempt's group and outlived it: killed
 
 
 class AttemptHooks(Protocol):

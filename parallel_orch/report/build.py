@@ -105,9 +105,11 @@ def _result(execution: ExecutionRecord, attempts: list[AttemptRecord]) -> TestRe
                 duration_seconds=a.duration_seconds,
                 log_path=a.log_path,
                 error=a.error,
+                leaked=a.leaked,
             )
             for a in attempts
         ),
+        leaky=any(a.leaked for a in attempts),
     )
 
 
@@ -185,6 +187,7 @@ def report_from(
         tests_cancelled=totals.cancelled,
         tests_interrupted=totals.interrupted,
         tests_flaky=totals.flaky,
+        tests_leaky=sum(r.leaky for r in results),
         success_rate=totals.success_rate,
         num_workers=session.num_workers,
         categories={name: count_statuses(rs) for name, rs in sorted(per_category.items())},

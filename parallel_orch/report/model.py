@@ -22,6 +22,7 @@ class AttemptResult(_Frozen):
     duration_seconds: float | None
     log_path: str
     error: str | None = None
+    leaked: int = 0  # processes it left running outside its group, killed after it
 
 
 class CaseCounts(_Frozen):
@@ -46,6 +47,7 @@ class TestResult(_Frozen):
     error: str | None = None
     cases: CaseCounts | None = None  # of the final attempt, when its JUnit file was parsed
     attempts: tuple[AttemptResult, ...] = ()
+    leaky: bool = False  # an attempt left processes running after it ended (killed)
 
 
 class StatusCounts(_Frozen):
@@ -92,6 +94,7 @@ class ParallelTestReport(_Frozen):
     tests_cancelled: int
     tests_interrupted: int = 0
     tests_flaky: int
+    tests_leaky: int = 0
     success_rate: float
     num_workers: int
     categories: dict[str, StatusCounts] = Field(default_factory=dict)

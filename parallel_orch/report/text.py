@@ -8,7 +8,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from parallel_orch.report.model import ParallelTestReport
+from parallel_orch.report.model import ParallelTestReport, TestResult
 
 STATUS_STYLE = {
     "passed": "green",
@@ -26,13 +26,13 @@ STATUS_STYLE = {
 
 def renderable(report: ParallelTestReport) -> Group:
     parts: list[Table | Text] = []
-    problems = [t for t in report.completed_tests if t.status != "passed" or t.flaky]
+    problems = [t for t in report.completed_tests if t.status != "passed" or t.flaky or t.leaky]
     if problems:
         table = Table(title="Not clean", title_justify="left", expand=False)
         for column in ("test", "status", "attempts", "time", "detail"):
             table.add_column(column)
         for test in problems:
-            label = test.status + (" (flaky)" if test.flaky else "")
+            label = test.status + "".join(f" ({flag})" for flag in _flags(test))
             final = test.attempts[-1] if test.attempts else None
             detail = test.error or (final.log_path if final else "")
             table.add_row(
@@ -44,20 +44,7 @@ def renderable(report: ParallelTestReport) -> Group:
             )
         parts.append(table)
     if len(report.categories) > 1:
-        cats = Table(title="By category", title_justify="left")
-        for column in ("category", "total", "passed", "failed", "timed out", "errors", "flaky"):
-            cats.add_column(column, justify="right" if column != "category" else "left")
-        for name, c in report.categories.items():
-            cats.add_row(
-                Text(name),
-                str(c.total),
-                str(c.passed),
-                str(c.failed),
-                str(c.timed_out),
-                str(c.errored),
-                str(c.flaky),
-            )
-        parts.append(cats)
+        parts.append(_categories(report))
     summary = Text()
     summary.append(f"session {report.session_id}: ")
     summary.append(report.status, style=STATUS_STYLE.get(report.status, "bold"))
@@ -67,6 +54,8 @@ def renderable(report: ParallelTestReport) -> Group:
         f", {report.tests_errored} errors, {report.tests_cancelled} cancelled"
         f", {report.tests_flaky} flaky"
     )
+    if report.tests_leaky:
+        summary.append(f", {report.tests_leaky} leaky", style="yellow")
     cases = report.cases
     if cases.passed + cases.failed + cases.errors + cases.skipped:
         summary.append(
@@ -79,6 +68,27 @@ def renderable(report: ParallelTestReport) -> Group:
     )
     parts.append(summary)
     return Group(*parts)
+
+
+def _categories(report: ParallelTestReport) -> Table:
+    cats = Table(title="By category", title_justify="left")
+    for column in ("category", "total", "passed", "failed", "timed out", "errors", "flaky"):
+        cats.add_column(column, justify="right" if column != "category" else "left")
+    for name, c in report.categories.items():
+        cats.add_row(
+            Text(name),
+            str(c.total),
+            str(c.passed),
+            str(c.failed),
+            str(c.timed_out),
+            str(c.errored),
+            str(c.flaky),
+        )
+    return cats
+
+
+def _flags(test: TestResult) -> list[str]:
+    return [name for name, on in (("flaky", test.flaky), ("leaky", test.leaky)) if on]
 
 
 def render(report: ParallelTestReport, *, width: int = 120) -> str:

@@ -80,6 +80,7 @@ class AttemptRecord:
     cases_failed: int | None
     cases_errors: int | None
     cases_skipped: int | None
+    leaked: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,7 @@ class AttemptEnd:
     output_tail: str = ""
     error: str | None = None
     junit: JUnitCounts | None = None
+    leaked: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,7 @@ class ParallelTestAttempt(SQLModel, table=True):
     cases_failed: int | None = None
     cases_errors: int | None = None
     cases_skipped: int | None = None
+    leaked: int = 0  # processes that outlived the attempt outside its group: killed
 
 
 class ParallelTestSubmitKey(SQLModel, table=True):

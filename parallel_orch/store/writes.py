@@ -146,7 +146,8 @@ def start_attempt(
     """A running attempt, and its execution running with it; the attempt's id."""
     cursor = db.execute(
         "INSERT INTO attempts (execution_id, session_id, number, worker, worktree,"
-        " log_path, started_at, status, output_tail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '')",
+        " log_path, started_at, status, output_tail, leaked)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', 0)",
         (execution_id, session_id, number, worker, worktree, log_path, now, RUNNING),
     )
     db.execute(
@@ -171,7 +172,7 @@ def end_attempt(
     db.execute(
         "UPDATE attempts SET status = ?, exit_code = ?, completed_at = ?,"
         " duration_seconds = ?, output_tail = ?, error = ?, cases_passed = ?,"
-        " cases_failed = ?, cases_errors = ?, cases_skipped = ? WHERE id = ?",
+        " cases_failed = ?, cases_errors = ?, cases_skipped = ?, leaked = ? WHERE id = ?",
         (
             end.status.value,
             end.exit_code,
@@ -180,6 +181,7 @@ def end_attempt(
             end.output_tail,
             end.error,
             *cases,
+            end.leaked,
             end.attempt_id,
         ),
     )
