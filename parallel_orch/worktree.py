@@ -75,8 +75,23 @@ def git_error(exc: git.GitCommandError) -> str:
     return stderr.removeprefix("stderr: ").strip().strip("'").strip() or str(exc)
 
 
+def open_lock(path: Path) -> int:
+    """A lock file, open for ``flock`` (created when missing).
+
+    :raises WorktreeError: naming the file, if it cannot be opened (another owner's,
+        a read-only file system, a folder in its place).
+    """
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise WorktreeError(
+            f"cannot open the pool's lock file {path}: {exc.strerror}; remove it or give it "
+            "to this user (or pass another worktree dir)"
+        ) from exc
+
+
 def try_flock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -114,7 +129,7 @@ class WorktreeDir:
 
     @contextmanager
     def _pool_flock(self) -> Iterator[None]:
-        fd = os.open(self.base_dir / POOL_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = open_lock(self.base_dir / POOL_LOCK)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -204,7 +204,10 @@ async def open_store(state_dir: Path) -> AsyncIterator[Store]:
     try:
         await anyio.to_thread.run_sync(lambda: state_dir.mkdir(parents=True, exist_ok=True))
     except OSError as exc:
-        raise StoreError(f"cannot create state dir {state_dir}: {exc.strerror}") from exc
+        raise StoreError(
+            f"cannot create state dir {state_dir}: {exc.strerror}; make its parent writable "
+            "or pass --state-dir"
+        ) from exc
     path = state_dir / DB_FILENAME
     engine = create_engine(f"sqlite:///{path}")
     event.listen(engine, "connect", on_connect)

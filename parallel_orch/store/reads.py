@@ -34,6 +34,7 @@ from parallel_orch.store.tables import (
     ParallelTestSession,
     ParallelTestSubmitKey,
 )
+from parallel_orch.store.writer import describe
 
 HISTORY_WINDOW = 5  # recent final executions averaged per test id
 AMBIGUOUS_LISTED = 10  # candidates named when a session prefix matches several
@@ -154,7 +155,7 @@ class StoreReads:
                 with Session(self._engine, expire_on_commit=False) as db, db.begin():
                     return query(db)
             except OperationalError as exc:
-                raise StoreError(f"store {self.path}: {exc.orig}") from exc
+                raise StoreError(describe(self.path, exc.orig or exc)) from exc
 
         return await anyio.to_thread.run_sync(run)
 

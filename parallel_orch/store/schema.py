@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from parallel_orch.exceptions import StoreError
+from parallel_orch.store.writer import describe
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -30,30 +32,40 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def create_schema(engine: Engine, lock: Path) -> None:
-    """Bring the store to :data:`SCHEMA_REVISION`, one process at a time. Blocks: call
-    in a thread.
+    """Bring the store to :data:`SCHEMA_REVISION`, one process at a time, and make sure it
+    can be written. Blocks: call in a thread.
 
     An ``flock`` on ``lock`` serialises processes opening the same state dir: the
-    second waits, then finds the tables made.
+    second waits, then finds the tables made. A store that cannot be written is
+    refused here, before anything runs, rather than at its first write.
 
     :raises StoreError: if the store cannot be read or written, or is from a newer release.
     """
+    path = str(engine.url.database)
     try:
         fd = _lock_file(lock)
     except OSError as exc:
-        raise StoreError(f"cannot lock {lock}: {exc.strerror}; check permissions") from exc
+        raise StoreError(describe(lock, exc)) from exc
     try:
         with engine.begin() as conn:
             current = revision_of(conn)
             if current != SCHEMA_REVISION:
-                _upgrade(conn, current, str(engine.url.database))
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        raise StoreError(
-            f"cannot open store {engine.url.database}: {exc.orig}; check permissions"
-        ) from exc
+                _upgrade(conn, current, path)
+        _probe_write(path)
+    except (OperationalError, sqlite3.Error) as exc:
+        raise StoreError(describe(path, getattr(exc, "orig", None) or exc)) from exc
     finally:
         os.close(fd)  # closing drops the flock
+
+
+def _probe_write(path: str) -> None:
+    """Take the write lock and let it go: a store that cannot be written fails here."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ROLLBACK")
+    finally:
+        db.close()
 
 
 def revision_of(conn: Connection) -> str | None:
@@ -100,8 +112,17 @@ def _config(conn: Connection) -> Config:
 
 
 def _lock_file(path: Path) -> int:
-    """An exclusive ``flock`` on ``path``, waiting for it; the open descriptor."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """An exclusive ``flock`` on ``path``, waiting for it; the open descriptor.
+
+    An existing lock file that cannot be opened for writing (read-only, another
+    owner's) is locked read-only: ``flock`` needs no write access.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        if not path.exists():
+            raise
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
     except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from parallel_orch.exceptions import StoreError
 
 BUSY_TIMEOUT_MS = 10_000
+NEARLY_FULL_BYTES = 64 * 1024  # free space under which an I/O error means a full disk
 
 T = TypeVar("T")
 
@@ -30,6 +32,52 @@ def on_connect(
     cursor.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
+
+
+#: SQLite's messages for the codes below, for errors raised without their code (opening).
+_CODE_BY_TEXT = {
+    "unable to open database file": sqlite3.SQLITE_CANTOPEN,
+    "attempt to write a readonly database": sqlite3.SQLITE_READONLY,
+    "database or disk is full": sqlite3.SQLITE_FULL,
+    "disk I/O error": sqlite3.SQLITE_IOERR,
+}
+
+
+def describe(path: Path | str, exc: BaseException) -> str:
+    """A store failure as one line saying what is wrong and what to do about it."""
+    text = str(exc).strip() or type(exc).__name__
+    code = getattr(exc, "sqlite_errorcode", None)
+    code = code & 0xFF if isinstance(code, int) else _CODE_BY_TEXT.get(text)
+    errno = getattr(exc, "errno", None)
+    if code == sqlite3.SQLITE_IOERR and _no_space(path):
+        code = sqlite3.SQLITE_FULL  # SQLite says "disk I/O error" when a write finds no room
+    if code == sqlite3.SQLITE_CANTOPEN and _read_only(path):
+        code = sqlite3.SQLITE_READONLY  # a WAL store on a read-only mount cannot even open
+    if code == sqlite3.SQLITE_FULL or errno == 28:  # ENOSPC
+        return f"store {path}: the disk is full ({text}); free some space and run again"
+    if code == sqlite3.SQLITE_READONLY or errno == 30:  # EROFS
+        return (
+            f"store {path} is read-only ({text}); make it and its folder writable, "
+            "or pass --state-dir"
+        )
+    if code == sqlite3.SQLITE_CANTOPEN or errno == 13:  # EACCES
+        return f"cannot open store {path} ({text}); check its permissions, or pass --state-dir"
+    return f"store {path}: {text}"
+
+
+def _read_only(path: Path | str) -> bool:
+    try:
+        return bool(os.statvfs(Path(path).parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _no_space(path: Path | str) -> bool:
+    try:
+        stats = os.statvfs(Path(path).parent)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < NEARLY_FULL_BYTES
 
 
 def sql_time(value: datetime) -> str:
@@ -116,7 +164,7 @@ class Writer:
                             raise
                         result = await anyio.to_thread.run_sync(self._transaction_waiting, db, fn)
             except sqlite3.Error as exc:
-                raise StoreError(f"store {self._path}: {exc}") from exc
+                raise StoreError(describe(self._path, exc)) from exc
         await self._count_write()
         return result
 
