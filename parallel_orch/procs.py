@@ -164,15 +164,17 @@ def escaped(marker: Sequence[bytes], *, since_pid: int) -> list[int]:
     """
     wanted = set(marker)
     found = []
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit() or int(entry.name) <= since_pid:
+    for name in os.listdir(PROC):  # plain strings: an attempt pays for this scan
+        if not name.isdigit() or int(name) <= since_pid:
             continue
         try:
-            environ = set((entry / "environ").read_bytes().split(b"\0"))
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                environ = fh.read()
         except OSError:
             continue
-        if wanted <= environ and not is_zombie(int(entry.name)):
-            found.append(int(entry.name))
+        marked = all(m in environ for m in wanted) and wanted <= set(environ.split(b"\0"))
+        if marked and not is_zombie(int(name)):
+            found.append(int(name))
     return sorted(found)
 
 
