@@ -147,6 +147,19 @@ def orchestrator(
     return ParallelTestOrchestrator(config, retry_policy=policy or RetryPolicy.zero_wait())
 
 
+async def wait_exited(pid: int) -> None:
+    """Until ``pid`` (not necessarily our child) has exited: its pidfd turns readable then."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        with anyio.fail_after(WAIT_SECONDS):
+            await anyio.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
+
+
 def make_fifo(path: Path) -> Path:
     """A named pipe at ``path``: a command writes to it, the test waits for the write."""
     os.mkfifo(path)

@@ -45,7 +45,9 @@ def create_schema(engine: Engine, lock: Path) -> None:
     try:
         fd = _lock_file(lock)
     except OSError as exc:
-        raise StoreError(describe(lock, exc)) from exc
+        raise StoreError(
+            f"cannot lock {lock}: {exc.strerror}; make the state dir writable or pass --state-dir"
+        ) from exc
     try:
         with engine.begin() as conn:
             current = revision_of(conn)

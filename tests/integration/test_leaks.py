@@ -6,12 +6,11 @@ import os
 import shlex
 from pathlib import Path
 
-import anyio
 import pytest
 
 from parallel_orch import ParallelTestConfig, PlanError, TestRequest, load_plans
 from parallel_orch.runner import command_argv, run_process
-from tests.helpers import WAIT_SECONDS, orchestrator, process_alive
+from tests.helpers import orchestrator, process_alive, wait_exited
 
 
 def escaping(pid_file: Path) -> str:
@@ -22,19 +21,6 @@ def escaping(pid_file: Path) -> str:
         f"setsid sh -c 'echo $$ > {path}.tmp && mv {path}.tmp {path} && exec sleep 300' & "
         f"until [ -s {path} ]; do sleep 0.01; done"
     )
-
-
-async def gone(pid: int) -> None:
-    """Until ``pid`` (not our child: init reaps it) has exited; its pidfd says when."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        with anyio.fail_after(WAIT_SECONDS):
-            await anyio.wait_readable(pidfd)
-    finally:
-        os.close(pidfd)
 
 
 async def test_the_runner_kills_what_left_the_group_if_it_carries_the_marker(
@@ -64,7 +50,7 @@ async def test_the_runner_kills_what_left_the_group_if_it_carries_the_marker(
         )
     leaked = int(marked.read_text())
     assert outcome.leaked == (leaked,)
-    await gone(leaked)
+    await wait_exited(leaked)
     survivor = int(unmarked.read_text())
     try:
         assert other.leaked == () and process_alive(survivor)
@@ -83,7 +69,7 @@ async def test_an_attempt_that_leaves_a_process_running_is_leaky_in_the_report(
     async with orchestrator(config) as orch:
         report = await orch.run_tests([request])
     (result,) = report.completed_tests
-    await gone(int(pid_file.read_text()))
+    await wait_exited(int(pid_file.read_text()))
     assert result.leaky and result.attempts[-1].leaked == 1 and report.tests_leaky == 1
     if policy == "warn":
         assert result.status == "passed" and result.error is None

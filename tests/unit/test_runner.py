@@ -12,7 +12,7 @@ import pytest
 
 from parallel_orch import ExecutionStatus
 from parallel_orch.runner import command_argv, read_tail, run_process
-from tests.helpers import WAIT_SECONDS, make_fifo, process_alive, read_fifo
+from tests.helpers import WAIT_SECONDS, make_fifo, process_alive, read_fifo, wait_exited
 
 
 async def run(
@@ -29,19 +29,6 @@ async def run(
             log=log,
         )
     return outcome.status, outcome.exit_code, log_path.read_text()
-
-
-async def exited(pid: int) -> None:
-    """Until ``pid`` (not our child) has exited: its pidfd turns readable then."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        with anyio.fail_after(WAIT_SECONDS):
-            await anyio.wait_readable(pidfd)
-    finally:
-        os.close(pidfd)
 
 
 async def test_exit_codes_decide_passed_and_failed(tmp_path: Path) -> None:
@@ -98,7 +85,7 @@ async def test_timeout_terms_then_kills_the_group(tmp_path: Path) -> None:
     text = log_path.read_text()
     assert text.startswith("TERM seen\n"), text  # the TERM came first and was handled
     assert "timed out after 0.5s" in text
-    await exited(int(pid_file.read_text()))  # the KILL reached the whole group
+    await wait_exited(int(pid_file.read_text()))  # the KILL reached the whole group
     # A lower bound, which slowness cannot break: the KILL waited out the grace.
     assert outcome.duration_seconds >= 0.5 + 0.2
 
