@@ -24,6 +24,7 @@ from parallel_orch.events import EventBus
 from parallel_orch.exceptions import DuplicateSubmitError, OrchestratorClosedError, RefError
 from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.queue import QueueItem, TestQueue
+from parallel_orch.report.options import ReportOptions
 from parallel_orch.sessions import SessionRegistry, SessionState, Spawn
 from parallel_orch.store import NewExecution, Store
 
@@ -82,6 +83,7 @@ class Admission:
         session_id: str | None = None,
         keep_open: bool = False,
         idempotency_key: str | None = None,
+        options: ReportOptions | None = None,
     ) -> str:
         """Commit a session and all its requests (pending), then queue them; its id.
 
@@ -103,6 +105,7 @@ class Admission:
                 owner=self.owner,
                 executions=new,
                 idempotency_key=idempotency_key,
+                options_json=(options or ReportOptions()).model_dump_json(),
             )
         except DuplicateSubmitError as duplicate:  # a retried submit: nothing new
             return duplicate.session_id

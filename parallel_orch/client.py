@@ -39,6 +39,7 @@ from parallel_orch.events import Event
 from parallel_orch.exceptions import OrchError
 from parallel_orch.models import TestRequest
 from parallel_orch.report import ParallelTestReport
+from parallel_orch.report.options import ReportOptions
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 MAX_REPLY_BYTES = 256 * 1024 * 1024  # a report of a huge session is one long line
@@ -206,6 +207,7 @@ class DaemonClient(AsyncContextManagerMixin):
         ref: str | None = None,
         priority: int = 0,
         idempotency_key: str | None = None,
+        options: ReportOptions | None = None,
     ) -> p.SubmitResult:
         """Submit plan paths (resolved by the daemon inside its repo) or inline requests.
 
@@ -221,6 +223,8 @@ class DaemonClient(AsyncContextManagerMixin):
             params["requests"] = [r.model_dump(mode="json") for r in requests]
         if ref is not None:
             params["ref"] = ref
+        if options is not None:
+            params["options"] = options.model_dump(mode="json")
         return p.SubmitResult.model_validate(await self.call("submit", params))
 
     async def status(self) -> p.DaemonStatus:
@@ -237,10 +241,14 @@ class DaemonClient(AsyncContextManagerMixin):
         rows = await self.call("sessions", {"limit": limit})
         return [p.SessionSummary.model_validate(row) for row in rows]
 
-    async def report(self, session_id: str) -> ParallelTestReport:
-        return ParallelTestReport.model_validate(
-            await self.call("report", {"session_id": session_id})
-        )
+    async def report(
+        self, session_id: str, *, options: ReportOptions | None = None
+    ) -> ParallelTestReport:
+        """A session's report; with ``options``, judged again by those gates and baseline."""
+        params: dict[str, Any] = {"session_id": session_id}
+        if options is not None:
+            params["options"] = options.model_dump(mode="json")
+        return ParallelTestReport.model_validate(await self.call("report", params))
 
     async def cancel(self, session_id: str) -> p.CancelResult:
         return p.CancelResult.model_validate(await self.call("cancel", {"session_id": session_id}))

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from parallel_orch.exceptions import ConfigError, RepoError
 from parallel_orch.gitrepo import toplevel
+from parallel_orch.report.options import Gates, ReportOptions
 
 STATE_DIR_NAME = ".parallel-orch"
 PYPROJECT_TABLE = "parallel-orch"
@@ -46,7 +47,9 @@ class _PyprojectSource(PydanticBaseSettingsSource):
 class ParallelTestConfig(BaseSettings):
     """How the orchestrator runs. Unset paths are derived from ``repo``."""
 
-    model_config = SettingsConfigDict(env_prefix="PARALLEL_ORCH_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="PARALLEL_ORCH_", extra="forbid", env_nested_delimiter="__"
+    )
 
     repo: Path = Field(default=None, validate_default=False)  # type: ignore[assignment]
     num_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
@@ -62,6 +65,18 @@ class ParallelTestConfig(BaseSettings):
     max_failures: int | None = Field(default=None, ge=1)
     log_tail_bytes: int = Field(default=16_384, ge=0)
     socket_path: Path | None = None  # the daemon's socket; default from the state dir
+    plans_root: Path | None = None  # test ids are relative to it; default <repo>/plans
+    gates: Gates = Field(default_factory=Gates)  # [tool.parallel-orch.gates]
+    quarantine: dict[str, str] = Field(default_factory=dict)  # test id -> why quarantined
+    notify_url: str | None = None  # POST each session's report JSON here when it ends
+
+    @field_validator("quarantine", mode="before")
+    @classmethod
+    def _quarantine_list(cls, value: Any) -> Any:
+        """A list of test ids is quarantined with a reason saying where it came from."""
+        if isinstance(value, list):
+            return {str(test_id): "quarantined in the configuration" for test_id in value}
+        return value
 
     @field_validator("repo", mode="before")
     @classmethod
@@ -89,6 +104,16 @@ class ParallelTestConfig(BaseSettings):
         if self.repo is None:
             self.repo = toplevel(Path.cwd())
         self.repo = self.repo.expanduser().resolve()
+
+    @property
+    def resolved_plans_root(self) -> Path:
+        """What test ids are relative to (default ``<repo>/plans``)."""
+        root = self.plans_root if self.plans_root is not None else Path("plans")
+        return (self.repo / root.expanduser()).resolve()
+
+    def report_options(self) -> ReportOptions:
+        """How sessions are judged and sent unless a submit says otherwise."""
+        return ReportOptions(gates=self.gates, notify_url=self.notify_url)
 
     @property
     def resolved_state_dir(self) -> Path:

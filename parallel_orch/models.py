@@ -111,6 +111,13 @@ class TestRequest(BaseModel):
         default="warn",
         description="Processes the attempt leaves running are killed; 'fail' fails the test.",
     )
+    quarantine: str | None = Field(
+        default=None, description="Why it is quarantined: it runs and is reported, gates nothing."
+    )
+    coverage: bool | tuple[str, ...] = Field(
+        default=False,
+        description="Collect coverage (COVERAGE_FILE per attempt); a list names the sources.",
+    )
     plan_path: str | None = None
 
     @field_validator("id")

@@ -35,6 +35,8 @@ from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.plans import load_plans
 from parallel_orch.queue import TestQueue
 from parallel_orch.report import ParallelTestReport, load_report
+from parallel_orch.report.finish import rejudged
+from parallel_orch.report.options import ReportOptions
 from parallel_orch.retry import RetryPolicy
 from parallel_orch.store import Store, open_store
 from parallel_orch.worker import ExecutionWorker
@@ -204,22 +206,24 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         session_id: str | None = None,
         keep_open: bool = False,
         idempotency_key: str | None = None,
+        options: ReportOptions | None = None,
     ) -> str:
         """Commit a session and all its requests (pending), then queue them; its id.
 
         Returns once all are committed and as many queued as there is room for
         (the rest follow as room frees up). Requests whose ref does not resolve
         are ``error``. A second call with an ``idempotency_key`` gets the first's id.
-        """
+        ``options`` (gates, baseline, webhook) default to the config's."""
         if self._tg is None:
             raise OrchestratorClosedError("the orchestrator is not accepting work (shutting down?)")
         return await self._running.admission.create_session(
-            requests,
+            _quarantined(requests, self.config.quarantine),
             plan_paths=plan_paths,
             priority=priority,
             session_id=session_id,
             keep_open=keep_open,
             idempotency_key=idempotency_key,
+            options=options or self.config.report_options(),
         )
 
     async def submit_test(self, request: TestRequest) -> str:
@@ -279,15 +283,15 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         await engine.registry.wait_idle()
         return await self.report(state.id) if state is not None else None
 
-    async def report(self, session_id: str) -> ParallelTestReport:
-        """The stored report of a session (built from the store if not stored yet).
-
-        After the orchestrator has closed, the store is opened again to read it.
-        """
+    async def report(
+        self, session_id: str, *, options: ReportOptions | None = None
+    ) -> ParallelTestReport:
+        """A session's stored report (built if not stored yet); with ``options``, judged
+        again by those gates and baseline. Readable after the orchestrator has closed."""
         if self._engine is not None and not self._closed:
-            return await load_report(self._engine.store, session_id)
+            return await _report(self._engine.store, session_id, options)
         async with open_store(self.state_dir) as store:
-            return await load_report(store, session_id)
+            return await _report(store, session_id, options)
 
     async def cancel_session(
         self,
@@ -338,6 +342,24 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
             "pool": self._engine.executor.status() if self._engine else {},
             "sessions": engine.registry.status(self.queue.waiting_counts()) if engine else [],
         }
+
+
+def _quarantined(requests: Sequence[TestRequest], listed: dict[str, str]) -> list[TestRequest]:
+    """Requests the config quarantines, marked so (a plan's own reason wins)."""
+    return [
+        r.model_copy(update={"quarantine": listed[r.id]})
+        if r.id in listed and not r.quarantine
+        else r
+        for r in requests
+    ]
+
+
+async def _report(
+    store: Store, session_id: str, options: ReportOptions | None
+) -> ParallelTestReport:
+    if options is None:
+        return await load_report(store, session_id)
+    return await rejudged(store, session_id, options)
 
 
 def _requests_and_paths(

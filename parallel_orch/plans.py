@@ -64,6 +64,8 @@ class _Common(BaseModel):
     junit: bool | None = None
     repeat: int | None = Field(default=None, ge=1)
     leak: Literal["warn", "fail"] | None = None  # processes that outlive the attempt
+    quarantine: str | None = Field(default=None, min_length=1)  # why: runs, gates nothing
+    coverage: bool | list[str] | None = None  # COVERAGE_FILE per attempt, combined per commit
 
     @field_validator("timeout")
     @classmethod
@@ -220,10 +222,16 @@ def _expand(
                     setup=pick("setup"),
                     keep=tuple(pick("keep") or ()),
                     leak=pick("leak") or "warn",
+                    quarantine=pick("quarantine"),
+                    coverage=_coverage(pick("coverage")),
                     plan_path=file.as_posix(),
                 )
             )
     return requests
+
+
+def _coverage(value: bool | list[str] | None) -> bool | tuple[str, ...]:
+    return tuple(value) if isinstance(value, list) else bool(value)
 
 
 def _parse_toml(file: Path, text: str) -> dict[str, Any]:

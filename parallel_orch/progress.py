@@ -12,7 +12,7 @@ from rich.text import Text
 
 from parallel_orch.events import Event, EventType
 from parallel_orch.models import FAILURE_STATUSES
-from parallel_orch.report.text import STATUS_STYLE
+from parallel_orch.report.renderers.text import STATUS_STYLE
 
 REFRESH_PER_SECOND = 8
 

@@ -21,7 +21,7 @@ from parallel_orch.events import EventBus
 from parallel_orch.models import ExecutionStatus, SessionStatus, session_status_for
 from parallel_orch.queue import TestQueue
 from parallel_orch.report import ParallelTestReport
-from parallel_orch.report.build import report_from
+from parallel_orch.report.finish import final_report
 from parallel_orch.store import ExecutionRecord, Store, utcnow
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class SessionRegistry:
         if status is None:
             status = _status(snapshot.executions, stopping)
         session = replace(snapshot.session, status=status.value, completed_at=utcnow())
-        report = report_from(session, snapshot.executions, snapshot.attempts)
+        report = await final_report(self.store, session, snapshot)
         await self.store.finish_session(
             session_id,
             status,

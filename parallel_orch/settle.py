@@ -83,6 +83,7 @@ class AttemptRecorder:
             error=result.error,
             junit=result.junit,
             leaked=result.leaked,
+            setup_seconds=result.setup_seconds,
         )
         finished = events.attempt_finished(
             self._started,

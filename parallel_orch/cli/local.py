@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from parallel_orch import listing, progress
+from parallel_orch.cli import outputs as o
 from parallel_orch.cli.app import (
     JsonOpt,
     RefOpt,
@@ -24,7 +25,6 @@ from parallel_orch.cli.app import (
     app,
     console,
     err_console,
-    exit_code_for,
     handle_errors,
     make_config,
     print_json,
@@ -37,8 +37,10 @@ from parallel_orch.models import ExecutionStatus, TestRequest, with_default_ref
 from parallel_orch.orchestrator import ParallelTestOrchestrator
 from parallel_orch.plans import load_plans
 from parallel_orch.report import ParallelTestReport, load_report
-from parallel_orch.report import json as json_report
-from parallel_orch.report.text import print_report
+from parallel_orch.report.finish import rejudged
+from parallel_orch.report.gates import exit_code
+from parallel_orch.report.options import ReportOptions
+from parallel_orch.report.renderers.text import print_report
 from parallel_orch.store import DB_FILENAME, open_store
 
 
@@ -50,9 +52,6 @@ def run(
     ref: RefOpt = None,
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
-    report_json: Annotated[
-        Path | None, typer.Option("--report-json", help="Write the report as JSON here.")
-    ] = None,
     max_failures: Annotated[
         int | None, typer.Option("--max-failures", min=1, help="Stop after N failed tests.")
     ] = None,
@@ -66,6 +65,22 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log what the engine does.")
     ] = False,
+    report_json: o.ReportJsonOpt = None,
+    junit_xml: o.JUnitOpt = None,
+    markdown: o.MarkdownOpt = None,
+    html: o.HtmlOpt = None,
+    csv: o.CsvOpt = None,
+    csv_cases: o.CsvCasesOpt = None,
+    trace: o.TraceOpt = None,
+    no_step_summary: o.NoStepSummaryOpt = False,
+    min_pass_rate: o.MinPassRateOpt = None,
+    gate: o.GateOpt = None,
+    max_flaky: o.MaxFlakyOpt = None,
+    max_duration: o.MaxDurationOpt = None,
+    min_coverage: o.MinCoverageOpt = None,
+    no_new_failures: o.NoNewFailuresOpt = False,
+    compare_to: o.CompareToOpt = None,
+    notify_url: o.NotifyUrlOpt = None,
 ) -> None:
     """Run plans (default: ./plans) in parallel worktrees and print the report."""
     setup_logging(logging.INFO if verbose else logging.WARNING)
@@ -75,20 +90,39 @@ def run(
         state_dir=state_dir,
         max_failures=max_failures,
         preserve_failed_worktrees=True if keep_worktrees else None,
+        notify_url=notify_url,
     )
-    plan_paths = list(paths or [Path("plans")])
+    flags = o.ReportFlags.parse(locals(), base=config.gates)
+    options = flags.options().model_copy(update={"notify_url": config.notify_url})
+    _run_plans(config, list(paths or [Path("plans")]), ref, quiet, flags.outputs, options)
+
+
+def _run_plans(
+    config: ParallelTestConfig,
+    plan_paths: list[Path],
+    ref: str | None,
+    quiet: bool,
+    outputs: o.Outputs,
+    options: ReportOptions,
+) -> None:
+    """Load, check, run, report: the body of ``run``."""
     requests = with_default_ref(load_plans(plan_paths, default_timeout=config.default_timeout), ref)
     if not requests:
         raise PlanError("no tests found", path=", ".join(str(p) for p in plan_paths))
-    report = run_async(_run, config, requests, [str(p) for p in plan_paths], quiet)
+    o.warn_unknown_categories(options.gates, {r.category for r in requests})
+    outputs.check()
+    report = run_async(_run, config, requests, [str(p) for p in plan_paths], quiet, options)
     print_report(report, console)
-    if report_json is not None:
-        report_json.write_text(json_report.render(report))
-    raise typer.Exit(exit_code_for(report.status))
+    outputs.write(report)
+    raise typer.Exit(exit_code(report))
 
 
 async def _run(
-    config: ParallelTestConfig, requests: list[TestRequest], plan_paths: list[str], quiet: bool
+    config: ParallelTestConfig,
+    requests: list[TestRequest],
+    plan_paths: list[str],
+    quiet: bool,
+    options: ReportOptions,
 ) -> ParallelTestReport:
     async with ParallelTestOrchestrator(config) as orch, anyio.create_task_group() as tg:
         stream = orch.events()
@@ -96,7 +130,7 @@ async def _run(
             functools.partial(progress.show, quiet=quiet), stream, console, config.num_workers
         )
         tg.start_soon(_stop_on_signals, orch, tg.cancel_scope)
-        session_id = await orch.create_session(requests, plan_paths=plan_paths)
+        session_id = await orch.create_session(requests, plan_paths=plan_paths, options=options)
         report = await orch.wait_for_session(session_id)
         tg.cancel_scope.cancel()
     return report
@@ -186,15 +220,41 @@ def show(
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
     as_json: JsonOpt = False,
+    report_json: o.ReportJsonOpt = None,
+    junit_xml: o.JUnitOpt = None,
+    markdown: o.MarkdownOpt = None,
+    html: o.HtmlOpt = None,
+    csv: o.CsvOpt = None,
+    csv_cases: o.CsvCasesOpt = None,
+    trace: o.TraceOpt = None,
+    no_step_summary: o.NoStepSummaryOpt = False,
+    min_pass_rate: o.MinPassRateOpt = None,
+    gate: o.GateOpt = None,
+    max_flaky: o.MaxFlakyOpt = None,
+    max_duration: o.MaxDurationOpt = None,
+    min_coverage: o.MinCoverageOpt = None,
+    no_new_failures: o.NoNewFailuresOpt = False,
+    compare_to: o.CompareToOpt = None,
 ) -> None:
-    """Print a stored session's report."""
-    report = run_async(_load_report, _store_dir(repo, state_dir), session)
+    """Print a stored session's report (judged again when gates or --compare-to are given)."""
+    flags = o.ReportFlags.parse(locals())
+    outputs = flags.outputs
+    outputs.check()
+    options = flags.options() if flags.judged else None
+    report = run_async(_load_report, _store_dir(repo, state_dir), session, options)
     if as_json:
-        typer.echo(json_report.render(report), nl=False)
+        typer.echo(report.render("json"), nl=False)
     else:
         print_report(report, console)
+    outputs.write(report)
+    if options is not None:  # judged here: the verdict is the exit code
+        raise typer.Exit(exit_code(report))
 
 
-async def _load_report(state_dir: Path, session_id: str) -> ParallelTestReport:
+async def _load_report(
+    state_dir: Path, session_id: str, options: ReportOptions | None
+) -> ParallelTestReport:
     async with open_store(state_dir) as store:
+        if options is not None:
+            return await rejudged(store, session_id, options)
         return await load_report(store, session_id)

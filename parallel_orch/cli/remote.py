@@ -17,6 +17,7 @@ import anyio
 import typer
 
 from parallel_orch import progress
+from parallel_orch.cli import outputs as o
 from parallel_orch.cli.app import (
     EXIT_OK,
     JsonOpt,
@@ -41,8 +42,8 @@ from parallel_orch.daemon.lifecycle import GRACE_SECONDS, DaemonOptions, run_dae
 from parallel_orch.daemon.server import IDLE_TIMEOUT_SECONDS
 from parallel_orch.gitrepo import toplevel
 from parallel_orch.report import ParallelTestReport
-from parallel_orch.report import json as json_report
-from parallel_orch.report.text import print_report
+from parallel_orch.report.gates import exit_code
+from parallel_orch.report.renderers.text import print_report
 
 SocketOpt = Annotated[
     Path | None,
@@ -129,26 +130,46 @@ def submit(
     follow: Annotated[
         bool, typer.Option("--follow", help="Show live progress (implies --wait).")
     ] = False,
-    report_json: Annotated[
-        Path | None,
-        typer.Option("--report-json", help="Write the report as JSON here (implies --wait)."),
-    ] = None,
     socket: SocketOpt = None,
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
+    report_json: o.ReportJsonOpt = None,
+    junit_xml: o.JUnitOpt = None,
+    markdown: o.MarkdownOpt = None,
+    html: o.HtmlOpt = None,
+    csv: o.CsvOpt = None,
+    csv_cases: o.CsvCasesOpt = None,
+    trace: o.TraceOpt = None,
+    no_step_summary: o.NoStepSummaryOpt = False,
+    min_pass_rate: o.MinPassRateOpt = None,
+    gate: o.GateOpt = None,
+    max_flaky: o.MaxFlakyOpt = None,
+    max_duration: o.MaxDurationOpt = None,
+    min_coverage: o.MinCoverageOpt = None,
+    no_new_failures: o.NoNewFailuresOpt = False,
+    compare_to: o.CompareToOpt = None,
+    notify_url: o.NotifyUrlOpt = None,
 ) -> None:
-    """Submit plans to the daemon; print the session id on the first line."""
+    """Submit plans to the daemon; print the session id on the first line.
+
+    Any report file implies --wait. Gates given here judge the session instead of
+    the daemon's configured ones.
+    """
+    flags = o.ReportFlags.parse(locals())
+    outputs = flags.outputs
+    waiting = wait or follow or bool(outputs.files)
+    if waiting:
+        outputs.check()
+    options = flags.options() if flags.judged else None
     # Paths that exist from here are sent absolute; others are for the daemon to find in its repo.
     sent = [str(Path(x).absolute()) if Path(x).exists() else x for x in plan_paths]
-    params = {"paths": sent, "ref": ref, "priority": priority}
-    waiting = wait or follow or report_json is not None
+    params = {"paths": sent, "ref": ref, "priority": priority, "options": options}
     report = run_async(_submit, socket_for(socket, repo, state_dir), params, waiting, follow)
     if report is None:
         raise typer.Exit(EXIT_OK)
     print_report(report, console)
-    if report_json is not None:
-        report_json.write_text(json_report.render(report))
-    raise typer.Exit(exit_code_for(report.status))
+    outputs.write(report)
+    raise typer.Exit(exit_code(report))
 
 
 async def _submit(
@@ -291,16 +312,38 @@ def report(
     socket: SocketOpt = None,
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
+    report_json: o.ReportJsonOpt = None,
+    junit_xml: o.JUnitOpt = None,
+    markdown: o.MarkdownOpt = None,
+    html: o.HtmlOpt = None,
+    csv: o.CsvOpt = None,
+    csv_cases: o.CsvCasesOpt = None,
+    trace: o.TraceOpt = None,
+    no_step_summary: o.NoStepSummaryOpt = False,
+    min_pass_rate: o.MinPassRateOpt = None,
+    gate: o.GateOpt = None,
+    max_flaky: o.MaxFlakyOpt = None,
+    max_duration: o.MaxDurationOpt = None,
+    min_coverage: o.MinCoverageOpt = None,
+    no_new_failures: o.NoNewFailuresOpt = False,
+    compare_to: o.CompareToOpt = None,
 ) -> None:
     """Print a session's report, from the daemon (a running session's so far)."""
-    result = run_async(
-        _call, socket_for(socket, repo, state_dir), "report", {"session_id": session}
-    )
+    flags = o.ReportFlags.parse(locals())
+    outputs = flags.outputs
+    outputs.check()
+    params: dict[str, Any] = {"session_id": session}
+    if flags.judged:
+        params["options"] = flags.options().model_dump(mode="json")
+    result = run_async(_call, socket_for(socket, repo, state_dir), "report", params)
     parsed = ParallelTestReport.model_validate(result)
     if as_json:
-        typer.echo(json_report.render(parsed), nl=False)
+        typer.echo(parsed.render("json"), nl=False)
     else:
         print_report(parsed, console)
+    outputs.write(parsed)
+    if "options" in params:  # judged here: the verdict is the exit code
+        raise typer.Exit(exit_code(parsed))
 
 
 @app.command()

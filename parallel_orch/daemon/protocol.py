@@ -27,6 +27,7 @@ from pydantic import (
 from parallel_orch.events import Event
 from parallel_orch.exceptions import OrchError
 from parallel_orch.models import TestRequest
+from parallel_orch.report.options import ReportOptions
 
 #: Bumped on any incompatible change to methods, params or results.
 PROTOCOL_VERSION = 1
@@ -141,6 +142,8 @@ class SubmitParams(_Params):
     priority: int = 0
     #: The same key returns the session the first submit with it made (retries are safe).
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    #: Gates, baseline and webhook for its report; the daemon's configuration when absent.
+    options: ReportOptions | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> SubmitParams:
@@ -151,6 +154,11 @@ class SubmitParams(_Params):
 
 class SessionParams(_Params):
     session_id: str = Field(min_length=1)
+
+
+class ReportParams(SessionParams):
+    #: Judge the report again by these gates, or against this baseline.
+    options: ReportOptions | None = None
 
 
 class StatusParams(_Params):
@@ -170,7 +178,7 @@ PARAMS: dict[Method, type[_Params]] = {
     Method.SUBMIT: SubmitParams,
     Method.STATUS: StatusParams,
     Method.SESSIONS: SessionsParams,
-    Method.REPORT: SessionParams,
+    Method.REPORT: ReportParams,
     Method.CANCEL: SessionParams,
     Method.WATCH: SessionParams,
     Method.SHUTDOWN: ShutdownParams,

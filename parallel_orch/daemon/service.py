@@ -112,8 +112,8 @@ class DaemonService:
         if isinstance(params, p.ShutdownParams):
             return self.shutdown(now=params.now)
         if isinstance(params, p.SessionParams):
-            if method is Method.REPORT:
-                return await self.orch.report(params.session_id)
+            if isinstance(params, p.ReportParams):
+                return await self.orch.report(params.session_id, options=params.options)
             if method is Method.CANCEL:
                 return await self.cancel(params.session_id)
             return await self.watch(params.session_id, emit)
@@ -153,7 +153,11 @@ class DaemonService:
         try:
             requests, plan_paths = await self._requests(params)
             session_id = await self.orch.create_session(
-                requests, plan_paths=plan_paths, priority=params.priority, idempotency_key=key
+                requests,
+                plan_paths=plan_paths,
+                priority=params.priority,
+                idempotency_key=key,
+                options=params.options,
             )
         finally:
             self._submitting -= 1

@@ -32,7 +32,8 @@ from parallel_orch.executors.protocol import (
     LeftoverAttempt,
     Placement,
 )
-from parallel_orch.models import ExecutionStatus, JUnitCounts, TestRequest
+from parallel_orch.junit import JUnitResult
+from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.store import utcnow
 from parallel_orch.worktree import Worktree, validate_worktree_dir
 from parallel_orch.worktrees import WorktreePool
@@ -87,8 +88,9 @@ class _SoFar:
     worktree: Worktree | None = None
     placement: Placement | None = None
     outcome: runner.ProcessOutcome | None = None
-    junit: JUnitCounts | None = None
+    junit: JUnitResult | None = None
     error: str | None = None  # why no worktree could be had
+    setup_seconds: float | None = None  # when the worktree was set up for it
 
 
 class LocalExecutor:
@@ -151,11 +153,9 @@ class LocalExecutor:
             so_far.placement = Placement(worktree=str(wt.path) if wt else "")
             await hooks.placed(so_far.placement)
             if wt is not None:
-                so_far.outcome = await self._run_in(wt, spec, so_far.log, hooks)
+                so_far.outcome = await self._run_in(wt, spec, so_far, hooks)
                 if request.junit:
-                    so_far.junit = await anyio.to_thread.run_sync(
-                        junit.parse_counts, spec.junit_path
-                    )
+                    so_far.junit = await anyio.to_thread.run_sync(junit.parse, spec.junit_path)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await hooks.stopped(await self._end(spec, so_far))
@@ -199,13 +199,14 @@ class LocalExecutor:
             worktree=wt.name if wt else None,
             placement=so_far.placement,
             leaked=len(outcome.leaked) if outcome else 0,
+            setup_seconds=so_far.setup_seconds,
         )
 
     async def _run_in(
-        self, wt: Worktree, spec: AttemptSpec, log_file: IO[bytes], hooks: AttemptHooks
+        self, wt: Worktree, spec: AttemptSpec, so_far: _SoFar, hooks: AttemptHooks
     ) -> runner.ProcessOutcome:
         """The setup, when ``wt`` is not set up for it, then the command."""
-        request = spec.request
+        request, log_file = spec.request, so_far.log
         env = attempt_env(
             request,
             session_id=spec.session_id,
@@ -222,6 +223,7 @@ class LocalExecutor:
             log_file.write(f"parallel-orch: setup: {request.setup}\n".encode())
             setup = await self._process(request.setup, wt.path, env, request, log_file, hooks)
             leaked = setup.leaked
+            so_far.setup_seconds = setup.duration_seconds
             if setup.status is not ExecutionStatus.PASSED:
                 wt.setup_key = None
                 reason = setup.error or f"exit code {setup.exit_code}"

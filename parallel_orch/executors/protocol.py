@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 from anyio.abc import TaskGroup
 
-from parallel_orch.models import ExecutionStatus, JUnitCounts, TestRequest
+from parallel_orch.junit import JUnitResult
+from parallel_orch.models import ExecutionStatus, TestRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +64,11 @@ class AttemptResult:
     duration_seconds: float
     error: str | None = None
     output_tail: str = ""  # the last bytes of the log, decoded leniently
-    junit: JUnitCounts | None = None
+    junit: JUnitResult | None = None  # its JUnit file's cases, when the request asked
     worktree: str | None = None  # the worktree's name, for a retry to avoid
     placement: Placement | None = None
     leaked: int = 0  # processes that left the attempt's group and outlived it: killed
+    setup_seconds: float | None = None  # of ``duration_seconds``, the worktree's setup
 
 
 class AttemptHooks(Protocol):

@@ -5,22 +5,34 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from parallel_orch.models import FAILURE_STATUSES, ExecutionStatus
 from parallel_orch.report.model import (
     AttemptResult,
     CaseCounts,
+    CaseResult,
     DurationStats,
+    GateResult,
     ParallelTestReport,
     SlowTest,
     StatusCounts,
     TestResult,
 )
-from parallel_orch.store import AttemptRecord, ExecutionRecord, SessionRecord, Store
+from parallel_orch.report.options import Gates
+from parallel_orch.store import (
+    AttemptRecord,
+    CaseRecord,
+    ExecutionRecord,
+    SessionRecord,
+    Store,
+)
 
 SLOWEST = 10
+_NOT_PASSED = frozenset({"failed", "error"})
+_ERROR_LINE = re.compile(r"error|exception|failed|fatal|traceback|assert", re.IGNORECASE)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -72,18 +84,76 @@ def count_statuses(results: list[TestResult]) -> StatusCounts:
     )
 
 
-def _result(execution: ExecutionRecord, attempts: list[AttemptRecord]) -> TestResult:
+def _cases(records: Sequence[CaseRecord], *, final: bool) -> tuple[CaseResult, ...]:
+    return tuple(
+        CaseResult(
+            classname=c.classname,
+            name=c.name,
+            status=c.status,
+            time=c.time,
+            file=c.file,
+            message=c.message,
+        )
+        for c in records
+        if final or c.status in _NOT_PASSED
+    )
+
+
+def first_error(result: TestResult, output_tail: str) -> str | None:
+    """What went wrong, in one line: the first failing case's message, else the error,
+    else the last line of the log that reads like one."""
+    if result.status == ExecutionStatus.PASSED.value:
+        return None
+    final = result.attempts[-1] if result.attempts else None
+    for case in final.cases if final else ():
+        if case.status in _NOT_PASSED and case.message:
+            return (
+                f"{case.classname}.{case.name}: {case.message}" if case.classname else case.message
+            )
+    if result.error:
+        return result.error
+    lines = [line.strip() for line in output_tail.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if _ERROR_LINE.search(line):
+            return line[:300]
+    return lines[-1][:300] if lines else None
+
+
+def _attempt(a: AttemptRecord, rows: Sequence[CaseRecord], *, final: bool) -> AttemptResult:
+    return AttemptResult(
+        number=a.number,
+        status=a.status,
+        worker=a.worker,
+        worktree=a.worktree,
+        exit_code=a.exit_code,
+        started_at=a.started_at,
+        completed_at=a.completed_at,
+        duration_seconds=a.duration_seconds,
+        log_path=a.log_path,
+        error=a.error,
+        leaked=a.leaked,
+        setup_seconds=a.setup_seconds,
+        junit_error=a.junit_error,
+        cases=_cases(rows, final=final),
+    )
+
+
+def _result(
+    execution: ExecutionRecord,
+    attempts: list[AttemptRecord],
+    case_rows: Mapping[int, Sequence[CaseRecord]],
+) -> TestResult:
     final = attempts[-1] if attempts else None
-    cases = None
+    counts = None
     if final is not None and final.cases_passed is not None:
-        cases = CaseCounts(
+        counts = CaseCounts(
             passed=final.cases_passed,
             failed=final.cases_failed or 0,
             errors=final.cases_errors or 0,
             skipped=final.cases_skipped or 0,
         )
     durations = [a.duration_seconds for a in attempts if a.duration_seconds is not None]
-    return TestResult(
+    result = TestResult(
         test_id=execution.test_id,
         status=execution.status,
         flaky=execution.flaky,
@@ -92,31 +162,27 @@ def _result(execution: ExecutionRecord, attempts: list[AttemptRecord]) -> TestRe
         sha=execution.sha,
         duration_seconds=round(sum(durations), 6) if durations else None,
         error=execution.error,
-        cases=cases,
-        attempts=tuple(
-            AttemptResult(
-                number=a.number,
-                status=a.status,
-                worker=a.worker,
-                worktree=a.worktree,
-                exit_code=a.exit_code,
-                started_at=a.started_at,
-                completed_at=a.completed_at,
-                duration_seconds=a.duration_seconds,
-                log_path=a.log_path,
-                error=a.error,
-                leaked=a.leaked,
-            )
-            for a in attempts
-        ),
+        cases=counts,
+        attempts=tuple(_attempt(a, case_rows.get(a.id, ()), final=a is final) for a in attempts),
         leaky=any(a.leaked for a in attempts),
+        quarantine=_quarantine(execution.request_json),
     )
+    tail = final.output_tail if final else ""
+    return result.model_copy(update={"first_error": first_error(result, tail)})
+
+
+def _quarantine(request_json: str) -> str | None:
+    reason = json.loads(request_json).get("quarantine")
+    return reason if isinstance(reason, str) else None
 
 
 def _request_content(request_json: str) -> str:
     """A request without ``plan_path``: where a plan lives is not an input, its content is."""
     request = json.loads(request_json)
     request.pop("plan_path", None)
+    for key in ("quarantine", "coverage"):  # keys newer than the first hashes: left out unset
+        if not request.get(key):
+            request.pop(key, None)
     return json.dumps(request, sort_keys=True)
 
 
@@ -132,11 +198,19 @@ def report_hash(status: str, executions: Iterable[ExecutionRecord]) -> str:
     return hashlib.sha256(json.dumps(material, default=str).encode()).hexdigest()
 
 
+def rehash(base: str, gates: Gates, verdicts: Sequence[GateResult]) -> str:
+    """``base`` extended by the gate configuration and verdicts; ``base`` when there are none."""
+    if not gates.any and not verdicts:
+        return base
+    material = [base, gates.model_dump(mode="json"), [(v.name, v.passed) for v in verdicts]]
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
 async def build_report(store: Store, session_id: str) -> ParallelTestReport:
     """The report of a session (``session_id`` may be a unique prefix) as the store has it now."""
     session = await store.get_session(session_id)
     snapshot = await store.session_snapshot(session.id)
-    return report_from(snapshot.session, snapshot.executions, snapshot.attempts)
+    return report_from(snapshot.session, snapshot.executions, snapshot.attempts, snapshot.cases)
 
 
 async def load_report(store: Store, session_id: str) -> ParallelTestReport:
@@ -145,19 +219,38 @@ async def load_report(store: Store, session_id: str) -> ParallelTestReport:
     if session.report_json:
         return ParallelTestReport.model_validate_json(session.report_json)
     snapshot = await store.session_snapshot(session.id)
-    return report_from(snapshot.session, snapshot.executions, snapshot.attempts)
+    return report_from(snapshot.session, snapshot.executions, snapshot.attempts, snapshot.cases)
+
+
+def _slowest(results: Iterable[TestResult]) -> tuple[SlowTest, ...]:
+    timed = [r for r in results if r.duration_seconds is not None]
+    timed.sort(key=lambda r: r.duration_seconds or 0.0, reverse=True)
+    return tuple(
+        SlowTest(test_id=r.test_id, duration_seconds=r.duration_seconds or 0.0)
+        for r in timed[:SLOWEST]
+    )
+
+
+def _by_attempt(cases: Iterable[CaseRecord]) -> dict[int, list[CaseRecord]]:
+    found: dict[int, list[CaseRecord]] = defaultdict(list)
+    for case in cases:
+        found[case.attempt_id].append(case)
+    return found
 
 
 def report_from(
     session: SessionRecord,
     executions: Sequence[ExecutionRecord],
     attempts: Iterable[AttemptRecord],
+    cases: Iterable[CaseRecord] = (),
 ) -> ParallelTestReport:
-    """The report of ``session`` from its executions and attempts."""
+    """The report of ``session`` from its executions, attempts and JUnit cases."""
     by_execution: dict[int, list[AttemptRecord]] = defaultdict(list)
     for attempt in attempts:
         by_execution[attempt.execution_id].append(attempt)
-    results = [_result(e, by_execution.get(e.id, [])) for e in executions]
+    by_attempt = _by_attempt(cases)
+    results = [_result(e, by_execution.get(e.id, []), by_attempt) for e in executions]
+    quarantined = [r.test_id for r in results if r.quarantine]
     totals = count_statuses(results)
     per_category: dict[str, list[TestResult]] = defaultdict(list)
     for result in results:
@@ -167,11 +260,6 @@ def report_from(
     end = session.completed_at
     start = session.started_at or session.created_at
     wall = max((end - start).total_seconds(), 0.0) if end else 0.0
-    slowest = sorted(
-        (r for r in results if r.duration_seconds is not None),
-        key=lambda r: r.duration_seconds or 0.0,
-        reverse=True,
-    )[:SLOWEST]
     return ParallelTestReport(
         session_id=session.id,
         status=session.status,
@@ -194,13 +282,13 @@ def report_from(
         duration_stats=duration_stats(durations),
         speedup=round(busy / wall, 3) if wall > 0 else 0.0,
         worker_utilisation=round(busy / (wall * session.num_workers), 3) if wall > 0 else 0.0,
-        slowest_tests=tuple(
-            SlowTest(test_id=r.test_id, duration_seconds=r.duration_seconds or 0.0) for r in slowest
-        ),
+        slowest_tests=_slowest(results),
         completed_tests=tuple(results),
         failed_tests=tuple(
             r.test_id for r in results if ExecutionStatus(r.status) in FAILURE_STATUSES
         ),
         cases=case_totals(results),
+        tests_quarantined=len(quarantined),
+        quarantined_tests=tuple(quarantined),
         report_hash=report_hash(session.status, executions),
     )

@@ -6,9 +6,22 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from parallel_orch.report import formats
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+class CaseResult(_Frozen):
+    """One case of a JUnit file."""
+
+    classname: str
+    name: str
+    status: str  # passed, failed, error, skipped
+    time: float | None = None
+    file: str | None = None
+    message: str | None = None  # the first line of its failure, error or skip reason
 
 
 class AttemptResult(_Frozen):
@@ -23,6 +36,10 @@ class AttemptResult(_Frozen):
     log_path: str
     error: str | None = None
     leaked: int = 0  # processes it left running outside its group, killed after it
+    setup_seconds: float | None = None  # the worktree's setup, before (not in) its duration
+    junit_error: str | None = None  # why its JUnit file could not be read
+    # Its JUnit cases: all of them for the final attempt, those that did not pass for others.
+    cases: tuple[CaseResult, ...] = ()
 
 
 class CaseCounts(_Frozen):
@@ -48,6 +65,8 @@ class TestResult(_Frozen):
     cases: CaseCounts | None = None  # of the final attempt, when its JUnit file was parsed
     attempts: tuple[AttemptResult, ...] = ()
     leaky: bool = False  # an attempt left processes running after it ended (killed)
+    quarantine: str | None = None  # why it is quarantined: reported, but gates nothing
+    first_error: str | None = None  # what went wrong, in one line: JUnit message or log
 
 
 class StatusCounts(_Frozen):
@@ -75,6 +94,60 @@ class DurationStats(_Frozen):
 class SlowTest(_Frozen):
     test_id: str
     duration_seconds: float
+
+
+class SlowerTest(_Frozen):
+    test_id: str
+    before_seconds: float
+    after_seconds: float
+
+
+class Changes(_Frozen):
+    """How one session's outcomes differ from another's, by test or by case id."""
+
+    new_failures: tuple[str, ...] = ()
+    fixed: tuple[str, ...] = ()
+    still_failing: tuple[str, ...] = ()
+    newly_flaky: tuple[str, ...] = ()
+    slower: tuple[SlowerTest, ...] = ()  # by more than 20 % and more than 1 s
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+class Comparison(_Frozen):
+    """This session against a baseline: the previous one of its plan set, or one named."""
+
+    baseline_session_id: str
+    tests: Changes = Field(default_factory=Changes)
+    cases: Changes | None = None  # where both sides parsed JUnit cases
+
+
+class GateResult(_Frozen):
+    """One gate's verdict."""
+
+    name: str  # min_pass_rate, min_pass_rate[unit], max_flaky, max_duration, ...
+    target: float | bool
+    actual: float | bool | None
+    passed: bool
+    reason: str  # one line, whichever way it went
+
+
+class FileCoverage(_Frozen):
+    path: str  # relative to the repo
+    statements: int
+    missing: int
+    percent: float
+
+
+class CommitCoverage(_Frozen):
+    """Coverage combined over every attempt at one commit, paths as in the repo."""
+
+    sha: str
+    percent: float
+    statements: int
+    missing: int
+    files: tuple[FileCoverage, ...] = ()
+    error: str | None = None  # why it could not be combined
 
 
 class ParallelTestReport(_Frozen):
@@ -105,4 +178,18 @@ class ParallelTestReport(_Frozen):
     completed_tests: tuple[TestResult, ...] = ()
     failed_tests: tuple[str, ...] = ()
     cases: CaseCounts = Field(default_factory=CaseCounts)
+    tests_quarantined: int = 0
+    quarantined_tests: tuple[str, ...] = ()
+    comparison: Comparison | None = None
+    gates: tuple[GateResult, ...] = ()
+    gates_passed: bool = True  # every gate held (quarantined tests gate nothing)
+    coverage: tuple[CommitCoverage, ...] = ()
     report_hash: str
+
+    def render(self, fmt: str) -> str:
+        """This report as ``json``, ``junit``, ``markdown``, ``html``, ``csv``, ``csv-cases``,
+        ``trace`` or ``text``.
+
+        :raises ValueError: for an unknown format; the message lists them.
+        """
+        return formats.renderer(fmt)(self)

@@ -11,6 +11,7 @@ from parallel_orch.store.api import DB_FILENAME, Store, open_store
 from parallel_orch.store.records import (
     AttemptEnd,
     AttemptRecord,
+    CaseRecord,
     ExecutionEnd,
     ExecutionRecord,
     NewExecution,
@@ -23,6 +24,7 @@ __all__ = [
     "DB_FILENAME",
     "AttemptEnd",
     "AttemptRecord",
+    "CaseRecord",
     "ExecutionEnd",
     "ExecutionRecord",
     "NewExecution",

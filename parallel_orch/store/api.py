@@ -24,6 +24,7 @@ from parallel_orch.store.schema import create_schema
 from parallel_orch.store.tables import utcnow
 from parallel_orch.store.writer import Writer, on_connect, sql_time
 
+BULK_CASES = 200  # an attempt's cases beyond which their insert runs in a thread
 DB_FILENAME = "orch.sqlite3"
 SCHEMA_LOCK = "orch.sqlite3.schema-lock"  # held while the schema is made
 
@@ -52,6 +53,7 @@ class Store(StoreReads):
         owner: str,
         executions: Sequence[NewExecution],
         idempotency_key: str | None = None,
+        options_json: str = "{}",
     ) -> list[int]:
         """Commit the session and its requests (pending) in one transaction; execution ids back.
 
@@ -68,6 +70,7 @@ class Store(StoreReads):
             executions=executions,
             now=sql_time(utcnow()),
             idempotency_key=idempotency_key,
+            options_json=options_json,
         )
         return await self._writer.write(write, in_thread=True)
 
@@ -101,6 +104,12 @@ class Store(StoreReads):
             report_json=report_json,
         )
         await self._writer.write(write, in_thread=True)  # a report can run to megabytes
+
+    async def set_notify_status(self, session_id: str, status: str) -> None:
+        """How the webhook's delivery of a session's report went."""
+        await self._writer.write(
+            functools.partial(writes.set_notify_status, session_id=session_id, status=status)
+        )
 
     async def reopen_session(self, session_id: str, owner: str) -> None:
         """Take over an interrupted session to resume it."""
@@ -145,7 +154,8 @@ class Store(StoreReads):
         write = functools.partial(
             writes.end_attempt, end=end, outcome=outcome, now=sql_time(utcnow())
         )
-        await self._writer.write(write)
+        many = end.junit is not None and len(end.junit.cases) > BULK_CASES
+        await self._writer.write(write, in_thread=many)  # a file's cases: off the loop
 
     async def finish_execution(
         self,

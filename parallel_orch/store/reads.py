@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, col, select
 
@@ -24,6 +24,7 @@ from parallel_orch.exceptions import AmbiguousSessionError, SessionNotFoundError
 from parallel_orch.models import ExecutionStatus, SessionStatus
 from parallel_orch.store.records import (
     AttemptRecord,
+    CaseRecord,
     ExecutionRecord,
     SessionRecord,
     SessionSnapshot,
@@ -76,7 +77,37 @@ def _snapshot(db: Session, session_id: str) -> SessionSnapshot:
         session=_session(session),
         executions=tuple(_record(ExecutionRecord, e) for e in executions),
         attempts=tuple(_record(AttemptRecord, a) for a in attempts),
+        cases=_cases(db, session_id),
     )
+
+
+_CASES = text(
+    "SELECT c.attempt_id, c.classname, c.name, c.file, c.status, c.time, c.message"
+    " FROM cases AS c JOIN attempts AS a ON a.id = c.attempt_id"
+    " WHERE a.session_id = :session_id ORDER BY c.id"
+)
+
+
+def _cases(db: Session, session_id: str) -> tuple[CaseRecord, ...]:
+    """A session's JUnit cases, as plain rows: 100,000 ORM objects would take seconds."""
+    rows = db.connection().execute(_CASES, {"session_id": session_id})
+    return tuple(CaseRecord(*row) for row in rows)
+
+
+def _previous(db: Session, session: SessionRecord) -> SessionRecord | None:
+    """The newest finished session of the same plan set created before ``session``."""
+    row = db.exec(
+        select(ParallelTestSession)
+        .where(
+            col(ParallelTestSession.plan_key) == session.plan_key,
+            col(ParallelTestSession.id) != session.id,
+            col(ParallelTestSession.created_at) <= session.created_at,
+            col(ParallelTestSession.status) != SessionStatus.RUNNING.value,
+        )
+        .order_by(col(ParallelTestSession.created_at).desc())
+        .limit(1)
+    ).first()
+    return _session(row) if row is not None else None
 
 
 def _find_session(db: Session, session_id: str) -> SessionRecord:
@@ -175,6 +206,12 @@ class StoreReads:
         :raises AmbiguousSessionError: if the prefix names several; it lists them.
         """
         return await self._read(lambda db: _find_session(db, session_id))
+
+    async def previous_session(self, session: SessionRecord) -> SessionRecord | None:
+        """The session of the same plan set that ran last before ``session``, if any."""
+        if not session.plan_key:
+            return None
+        return await self._read(lambda db: _previous(db, session))
 
     async def recent_sessions(self, limit: int = 20) -> list[SessionRecord]:
         query = (

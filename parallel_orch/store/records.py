@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from parallel_orch.models import ExecutionStatus, JUnitCounts, TestRequest
+from parallel_orch.junit import JUnitResult
+from parallel_orch.models import ExecutionStatus, TestRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,8 @@ class SessionRecord:
     plan_key: str
     owner: str  # host:pid:starttime of the process running it
     report_json: str | None
+    options_json: str = "{}"  # how its report is judged and sent: gates, comparison, webhook
+    notify_status: str | None = None  # how the webhook's delivery of its report went
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,21 @@ class AttemptRecord:
     cases_errors: int | None
     cases_skipped: int | None
     leaked: int
+    junit_error: str | None = None  # why its JUnit file could not be read
+    setup_seconds: float | None = None  # of its duration, the worktree's setup
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRecord:
+    """One case of an attempt's JUnit file."""
+
+    attempt_id: int
+    classname: str
+    name: str
+    file: str | None
+    status: str
+    time: float | None
+    message: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +108,7 @@ class SessionSnapshot:
     session: SessionRecord
     executions: tuple[ExecutionRecord, ...]
     attempts: tuple[AttemptRecord, ...]
+    cases: tuple[CaseRecord, ...] = ()  # of every attempt whose JUnit file was read
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +131,9 @@ class AttemptEnd:
     duration_seconds: float
     output_tail: str = ""
     error: str | None = None
-    junit: JUnitCounts | None = None
+    junit: JUnitResult | None = None  # its JUnit file, when the request asked for it
     leaked: int = 0
+    setup_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

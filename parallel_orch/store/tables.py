@@ -28,6 +28,8 @@ class ParallelTestSession(SQLModel, table=True):
     plan_key: str = Field(default="", index=True)  # groups sessions of the same plan set
     owner: str = ""  # host:pid:starttime of the process running it
     report_json: str | None = None
+    options_json: str = Field(default="{}", sa_column_kwargs={"server_default": "{}"})
+    notify_status: str | None = None  # how the webhook's delivery of the report went
 
 
 class ParallelTestExecution(SQLModel, table=True):
@@ -79,6 +81,27 @@ class ParallelTestAttempt(SQLModel, table=True):
     cases_errors: int | None = None
     cases_skipped: int | None = None
     leaked: int = 0  # processes that outlived the attempt outside its group: killed
+    junit_error: str | None = None  # why its JUnit file could not be read
+    setup_seconds: float | None = None  # of its duration, the worktree's setup
+
+
+class ParallelTestCase(SQLModel, table=True):
+    """One case of an attempt's JUnit file."""
+
+    __tablename__ = "cases"
+
+    id: int | None = Field(default=None, primary_key=True)
+    attempt_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("attempts.id", ondelete="CASCADE"), index=True, nullable=False
+        )
+    )
+    classname: str
+    name: str
+    file: str | None = None
+    status: str
+    time: float | None = None
+    message: str | None = None
 
 
 class ParallelTestSubmitKey(SQLModel, table=True):

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from parallel_orch.exceptions import DuplicateSubmitError
+from parallel_orch.junit import Case
 from parallel_orch.models import ExecutionStatus, SessionStatus
 from parallel_orch.store.records import AttemptEnd, ExecutionEnd, NewExecution
 
@@ -30,6 +31,7 @@ def insert_session(
     executions: Sequence[NewExecution],
     now: str,
     idempotency_key: str | None = None,
+    options_json: str = "{}",
 ) -> list[int]:
     """A new running session and its requests; the requests' execution ids in order.
 
@@ -43,7 +45,7 @@ def insert_session(
             raise DuplicateSubmitError(idempotency_key, found[0])
     db.execute(
         "INSERT INTO sessions (id, status, created_at, started_at, num_workers, repo,"
-        " plan_paths, plan_key, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " plan_paths, plan_key, owner, options_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             session_id,
             SessionStatus.RUNNING.value,
@@ -54,6 +56,7 @@ def insert_session(
             json.dumps(list(plan_paths)),
             plan_key,
             owner,
+            options_json,
         ),
     )
     if idempotency_key is not None:
@@ -125,6 +128,10 @@ def finish_session(
     )
 
 
+def set_notify_status(db: sqlite3.Connection, session_id: str, status: str) -> None:
+    db.execute("UPDATE sessions SET notify_status = ? WHERE id = ?", (status, session_id))
+
+
 def reopen_session(db: sqlite3.Connection, session_id: str, owner: str) -> None:
     db.execute(
         "UPDATE sessions SET status = ?, completed_at = NULL, owner = ? WHERE id = ?",
@@ -167,12 +174,13 @@ def end_attempt(
     db: sqlite3.Connection, end: AttemptEnd, outcome: ExecutionEnd | None, *, now: str
 ) -> None:
     """An attempt's end and its execution's new state: ``outcome``, or pending for a retry."""
-    junit = end.junit
-    cases = (junit.passed, junit.failed, junit.errors, junit.skipped) if junit else (None,) * 4
+    counts = end.junit.counts if end.junit else None
+    cases = (counts.passed, counts.failed, counts.errors, counts.skipped) if counts else (None,) * 4
     db.execute(
         "UPDATE attempts SET status = ?, exit_code = ?, completed_at = ?,"
         " duration_seconds = ?, output_tail = ?, error = ?, cases_passed = ?,"
-        " cases_failed = ?, cases_errors = ?, cases_skipped = ?, leaked = ? WHERE id = ?",
+        " cases_failed = ?, cases_errors = ?, cases_skipped = ?, leaked = ?,"
+        " junit_error = ?, setup_seconds = ? WHERE id = ?",
         (
             end.status.value,
             end.exit_code,
@@ -182,13 +190,26 @@ def end_attempt(
             end.error,
             *cases,
             end.leaked,
+            end.junit.error if end.junit else None,
+            end.setup_seconds,
             end.attempt_id,
         ),
     )
+    if end.junit and end.junit.cases:
+        insert_cases(db, end.attempt_id, end.junit.cases)
     if outcome is None:
         set_execution_pending(db, end.execution_id)
     else:
         finish_execution(db, end.execution_id, outcome, now=now)
+
+
+def insert_cases(db: sqlite3.Connection, attempt_id: int, cases: Sequence[Case]) -> None:
+    """An attempt's JUnit cases, in one prepared statement (100,000 take about 0.2 s)."""
+    db.executemany(
+        "INSERT INTO cases (attempt_id, classname, name, file, status, time, message)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ((attempt_id, c.classname, c.name, c.file, c.status, c.time, c.message) for c in cases),
+    )
 
 
 def finish_execution(

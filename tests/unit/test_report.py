@@ -9,9 +9,9 @@ import pytest
 
 from parallel_orch import ParallelTestReport
 from parallel_orch.report import TestResult
-from parallel_orch.report import json as json_renderer
-from parallel_orch.report import text as text_renderer
 from parallel_orch.report.build import count_statuses, percentile, report_hash
+from parallel_orch.report.renderers import json as json_renderer
+from parallel_orch.report.renderers import text as text_renderer
 from parallel_orch.store import ExecutionRecord
 
 

@@ -66,6 +66,11 @@ def renderable(report: ParallelTestReport) -> Group:
         f"\n{report.duration_seconds:.2f}s wall on {report.num_workers} workers"
         f", speedup {report.speedup:.2f}x, utilisation {report.worker_utilisation:.0%}"
     )
+    for verdict in report.gates:
+        mark = ("gate ok", "green") if verdict.passed else ("gate failed", "bold red")
+        summary.append("\n")
+        summary.append(mark[0], style=mark[1])
+        summary.append(f": {verdict.name}: {verdict.reason}")
     parts.append(summary)
     return Group(*parts)
 

@@ -1,0 +1,260 @@
+"""What every way to a report offers: files in each format, the step summary, gates.
+
+``run``, ``submit --wait``, ``report`` and ``show`` take the same options.
+Output paths are checked before anything runs (exit 3 when one cannot be
+written); gate specs are checked before anything runs (exit 2 when bad).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from parallel_orch.cli.app import err_console
+from parallel_orch.exceptions import ConfigError, StateDirError
+from parallel_orch.report.formats import FORMATS
+from parallel_orch.report.model import ParallelTestReport
+from parallel_orch.report.options import Gates, ReportOptions
+
+STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+
+JUnitOpt = Annotated[
+    Path | None, typer.Option("--junit-xml", help="Write JUnit XML here (for CI reporters).")
+]
+MarkdownOpt = Annotated[Path | None, typer.Option("--markdown", help="Write Markdown here.")]
+HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML page.")]
+CsvOpt = Annotated[Path | None, typer.Option("--csv", help="Write CSV, one row per test.")]
+CsvCasesOpt = Annotated[
+    Path | None, typer.Option("--csv-cases", help="Write CSV, one row per JUnit case.")
+]
+TraceOpt = Annotated[
+    Path | None, typer.Option("--trace", help="Write a Chrome trace (Perfetto, chrome://tracing).")
+]
+ReportJsonOpt = Annotated[
+    Path | None, typer.Option("--report-json", help="Write the report as JSON here.")
+]
+NoStepSummaryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-step-summary", help=f"Do not append the Markdown summary to ${STEP_SUMMARY_ENV}."
+    ),
+]
+MinPassRateOpt = Annotated[
+    float | None, typer.Option("--min-pass-rate", help="Gate: fail below this pass rate (0-1).")
+]
+GateOpt = Annotated[
+    list[str] | None,
+    typer.Option("--gate", help="Gate: a category's minimum pass rate, e.g. unit=1.0 (repeat)."),
+]
+MaxFlakyOpt = Annotated[
+    int | None, typer.Option("--max-flaky", help="Gate: fail with more flaky tests than this.")
+]
+MaxDurationOpt = Annotated[
+    float | None, typer.Option("--max-duration", help="Gate: fail when the wall time (s) exceeds.")
+]
+MinCoverageOpt = Annotated[
+    float | None, typer.Option("--min-coverage", help="Gate: fail below this coverage (percent).")
+]
+NoNewFailuresOpt = Annotated[
+    bool,
+    typer.Option("--no-new-failures", help="Gate: fail on a test failing that did not before."),
+]
+CompareToOpt = Annotated[
+    str | None,
+    typer.Option("--compare-to", help="Compare with this session (default: the previous one)."),
+]
+NotifyUrlOpt = Annotated[
+    str | None, typer.Option("--notify-url", help="POST the report's JSON here when it ends.")
+]
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Report files to write, by format, and whether to append the step summary."""
+
+    files: dict[str, Path] = field(default_factory=dict)
+    step_summary: Path | None = None
+
+    @classmethod
+    def from_flags(
+        cls,
+        *,
+        report_json: Path | None = None,
+        junit_xml: Path | None = None,
+        markdown: Path | None = None,
+        html: Path | None = None,
+        csv: Path | None = None,
+        csv_cases: Path | None = None,
+        trace: Path | None = None,
+        no_step_summary: bool = False,
+    ) -> Outputs:
+        given = {
+            "json": report_json,
+            "junit": junit_xml,
+            "markdown": markdown,
+            "html": html,
+            "csv": csv,
+            "csv-cases": csv_cases,
+            "trace": trace,
+        }
+        summary = os.environ.get(STEP_SUMMARY_ENV)
+        return cls(
+            files={k: v for k, v in given.items() if v is not None},
+            step_summary=Path(summary) if summary and not no_step_summary else None,
+        )
+
+    def check(self) -> None:
+        """Each path can be written: before anything runs.
+
+        :raises StateDirError: (exit 3) naming the first that cannot.
+        """
+        for path in [*self.files.values(), *([self.step_summary] if self.step_summary else [])]:
+            _check_writable(path)
+
+    def write(self, report: ParallelTestReport) -> None:
+        """Each file, whole or not at all, and the step summary; their paths on stderr."""
+        for name, path in self.files.items():
+            _write_atomically(path, report.render(name))
+            err_console.print(f"{FORMATS[name].description}: {path}", highlight=False)
+        if self.step_summary is not None:
+            try:
+                with self.step_summary.open("a", encoding="utf-8") as fh:
+                    fh.write(report.render("markdown"))
+            except OSError as exc:
+                raise StateDirError(
+                    f"cannot append to ${STEP_SUMMARY_ENV} ({self.step_summary}): {exc.strerror}"
+                ) from exc
+
+
+def _check_writable(path: Path) -> None:
+    where = path.parent if path.parent != Path("") else Path(".")
+    problem = None
+    if path.is_dir():
+        problem = "it is a directory"
+    elif not where.is_dir():
+        problem = f"there is no directory {where}"
+    else:
+        try:  # a real write: access() says yes to root on a read-only mount
+            with tempfile.NamedTemporaryFile(dir=where, prefix=".parallel-orch-probe-"):
+                pass
+            if path.exists():
+                with path.open("ab"):
+                    pass
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+    if problem is not None:
+        raise StateDirError(f"cannot write the report to {path}: {problem}")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """``text`` to ``path`` through a temporary file beside it: never half a report."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise StateDirError(f"cannot write the report to {path}: {exc.strerror}") from exc
+
+
+def gates_from_flags(
+    base: Gates,
+    *,
+    min_pass_rate: float | None = None,
+    gate: list[str] | None = None,
+    max_flaky: int | None = None,
+    max_duration: float | None = None,
+    min_coverage: float | None = None,
+    no_new_failures: bool = False,
+) -> Gates:
+    """The configured gates with the flags' on top.
+
+    :raises ConfigError: (exit 2) for a bad spec: ``unit=abc``, a rate above 1, ...
+    """
+    values = base.model_dump()
+    categories = dict(values.pop("categories"))
+    for spec in gate or []:
+        name, sep, rate = spec.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--gate {spec!r}: expected CATEGORY=RATE, e.g. unit=1.0")
+        try:
+            categories[name.strip()] = float(rate)
+        except ValueError:
+            raise ConfigError(
+                f"--gate {spec!r}: {rate!r} is not a number; a pass rate is 0 to 1"
+            ) from None
+    flags = {
+        "min_pass_rate": min_pass_rate,
+        "max_flaky": max_flaky,
+        "max_duration": max_duration,
+        "min_coverage": min_coverage,
+        "no_new_failures": no_new_failures or None,
+    }
+    values.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        return Gates(**values, categories=categories)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'gate'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"bad gate: {problems}") from None
+
+
+def warn_unknown_categories(gates: Gates, categories: set[str]) -> None:
+    """A gate on a category no test has is a warning, not an error."""
+    for name in sorted(set(gates.categories) - categories):
+        known = ", ".join(sorted(categories)) or "none"
+        err_console.print(
+            f"warning: gate on category {name!r}, which no test has (categories: {known})",
+            highlight=False,
+        )
+
+
+_OUTPUT_FLAGS = ("report_json", "junit_xml", "markdown", "html", "csv", "csv_cases", "trace")
+_GATE_FLAGS = ("min_pass_rate", "gate", "max_flaky", "max_duration", "min_coverage")
+
+
+@dataclass(frozen=True)
+class ReportFlags:
+    """The report options of one command line: files to write, gates, baseline, webhook."""
+
+    outputs: Outputs
+    gates: Gates
+    compare_to: str | None = None
+    notify_url: str | None = None
+
+    @classmethod
+    def parse(cls, flags: dict[str, Any], base: Gates | None = None) -> ReportFlags:
+        """From a command's parameters (its ``locals()``), gates on top of ``base``.
+
+        :raises ConfigError: (exit 2) for a bad gate spec.
+        """
+        outputs = Outputs.from_flags(
+            **{k: flags.get(k) for k in _OUTPUT_FLAGS},
+            no_step_summary=bool(flags.get("no_step_summary")),
+        )
+        gates = gates_from_flags(
+            base or Gates(),
+            **{k: flags.get(k) for k in _GATE_FLAGS},
+            no_new_failures=bool(flags.get("no_new_failures")),
+        )
+        return cls(outputs, gates, flags.get("compare_to"), flags.get("notify_url"))
+
+    @property
+    def judged(self) -> bool:
+        """Whether this command line asks for a verdict of its own."""
+        return self.gates.any or self.compare_to is not None or self.notify_url is not None
+
+    def options(self) -> ReportOptions:
+        return ReportOptions(
+            gates=self.gates, compare_to=self.compare_to, notify_url=self.notify_url
+        )

@@ -1,0 +1,91 @@
+"""A session's final report: built from the store, compared, judged by its gates.
+
+The report of a session that has ended is this, stored with it. ``report
+SESSION --min-pass-rate ...`` judges a stored one again by other gates.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from parallel_orch.exceptions import SessionNotFoundError
+from parallel_orch.report import build
+from parallel_orch.report.compare import compare
+from parallel_orch.report.gates import judge
+from parallel_orch.report.model import ParallelTestReport
+from parallel_orch.report.options import Gates, ReportOptions
+from parallel_orch.store import SessionRecord, SessionSnapshot, Store
+
+log = logging.getLogger(__name__)
+
+
+def options_of(session: SessionRecord) -> ReportOptions:
+    """The options a session was submitted with (defaults for sessions older than them)."""
+    try:
+        return ReportOptions.model_validate_json(session.options_json or "{}")
+    except ValueError:
+        log.warning("session %s: unreadable report options, using defaults", session.id)
+        return ReportOptions()
+
+
+async def baseline_of(
+    store: Store, session: SessionRecord, compare_to: str | None
+) -> ParallelTestReport | None:
+    """The report to compare ``session`` with: ``compare_to``'s, else the previous session's
+    of the same plan set, else none.
+
+    :raises SessionNotFoundError: if ``compare_to`` names no session.
+    """
+    if compare_to is not None:
+        return await build.load_report(store, compare_to)
+    previous = await store.previous_session(session)
+    if previous is None:
+        return None
+    try:
+        return await build.load_report(store, previous.id)
+    except SessionNotFoundError:  # deleted since
+        return None
+
+
+def judged(
+    report: ParallelTestReport, gates: Gates, baseline: ParallelTestReport | None
+) -> ParallelTestReport:
+    """``report`` with its comparison to ``baseline``, its gates' verdicts and a hash over both."""
+    comparison = compare(report, baseline) if baseline is not None else None
+    report = report.model_copy(update={"comparison": comparison})
+    verdicts = judge(report, gates)
+    return report.model_copy(
+        update={
+            "gates": verdicts,
+            "gates_passed": all(v.passed for v in verdicts),
+            "report_hash": build.rehash(report.report_hash, gates, verdicts),
+        }
+    )
+
+
+async def final_report(
+    store: Store, session: SessionRecord, snapshot: SessionSnapshot
+) -> ParallelTestReport:
+    """The report of ``session`` (with its final status) from ``snapshot``, compared and judged."""
+    options = options_of(session)
+    report = build.report_from(session, snapshot.executions, snapshot.attempts, snapshot.cases)
+    try:
+        baseline = await baseline_of(store, session, options.compare_to)
+    except SessionNotFoundError as exc:
+        log.warning("session %s: not compared: %s", session.id, exc)
+        baseline = None
+    return judged(report, options.gates, baseline)
+
+
+async def rejudged(store: Store, session_id: str, options: ReportOptions) -> ParallelTestReport:
+    """A session's report judged again, by other gates or against another baseline.
+
+    :raises SessionNotFoundError: if the session, or ``options.compare_to``, is not there.
+    """
+    session = await store.get_session(session_id)
+    snapshot = await store.session_snapshot(session.id)
+    report = build.report_from(session, snapshot.executions, snapshot.attempts, snapshot.cases)
+    stored = await build.load_report(store, session.id)
+    report = report.model_copy(update={"coverage": stored.coverage})
+    baseline = await baseline_of(store, session, options.compare_to)
+    return judged(report, options.gates, baseline)
