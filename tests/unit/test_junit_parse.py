@@ -1,4 +1,4 @@
-"""The test's JUnit file is untrusted input: read safely, bounded, and said why when it cannot be."""
+"""A test's JUnit file is untrusted input: read safely and bounded, or said why not."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_a_broken_file_is_unreadable_with_the_reason(
 def test_an_entity_bomb_costs_nothing(tmp_path: Path) -> None:
     """Billion laughs: refused or left unexpanded, never a gigabyte of memory."""
     entities = "".join(
-        f'<!ENTITY l{i} "{("&l%d;" % (i - 1)) * 10 if i else "lol"}">' for i in range(10)
+        f'<!ENTITY l{i} "{f"&l{i - 1};" * 10 if i else "lol"}">' for i in range(10)
     )
     path = tmp_path / "bomb.xml"
     path.write_text(
