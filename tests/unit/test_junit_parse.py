@@ -73,9 +73,7 @@ def test_a_broken_file_is_unreadable_with_the_reason(
 
 def test_an_entity_bomb_costs_nothing(tmp_path: Path) -> None:
     """Billion laughs: refused or left unexpanded, never a gigabyte of memory."""
-    entities = "".join(
-        f'<!ENTITY l{i} "{f"&l{i - 1};" * 10 if i else "lol"}">' for i in range(10)
-    )
+    entities = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10 if i else "lol"}">' for i in range(10))
     path = tmp_path / "bomb.xml"
     path.write_text(
         f'<?xml version="1.0"?><!DOCTYPE t [{entities}]><testsuite><testcase name="&l9;"/>'
