@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from parallel_orch import junit
+from parallel_orch.models import JUnitCounts
 
 SUITE = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="s">
@@ -30,7 +31,7 @@ def test_cases_keep_their_class_name_file_status_time_and_first_message_line(
     path.write_text(SUITE)
     result = junit.parse(path)
     assert result.error is None
-    assert result.counts == junit.JUnitCounts(passed=2, failed=1, errors=1, skipped=1)
+    assert result.counts == JUnitCounts(passed=2, failed=1, errors=1, skipped=1)
     by_name = {c.name: c for c in result.cases}
     assert by_name["test_ok"] == junit.Case("pkg.mod", "test_ok", "passed", 0.25, "pkg/mod.py")
     assert by_name["test_bad"].status == "failed"
