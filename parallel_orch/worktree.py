@@ -252,8 +252,19 @@ class WorktreeDir:
         release_flock(wt.lock_fd)
 
 
-def clean(path: Path, sha: str, keep: tuple[str, ...]) -> None:
+#: Python's bytecode caches: spared by a clean that stays at the same commit.
+BYTECODE = "__pycache__/"
+
+
+def clean(path: Path, sha: str, keep: tuple[str, ...], *, keep_bytecode: bool = False) -> None:
     """Make the worktree at ``path`` a clean detached checkout of ``sha``, sparing ``keep``.
+
+    With ``keep_bytecode`` (the worktree stays at the commit it was at) the
+    ``__pycache__`` folders survive too, so the next attempt does not compile
+    the project's modules again. Python checks each ``.pyc`` against its
+    source's mtime and size, and a file that ``checkout --force`` restores
+    gets a new mtime. Across commits they go: a checkout and an import in
+    the same second could leave a same-sized, changed file looking compiled.
 
     :raises WorktreeError: if git cannot (the worktree is broken).
     """
@@ -262,7 +273,8 @@ def clean(path: Path, sha: str, keep: tuple[str, ...]) -> None:
         # whatever repository encloses the pool.
         raise WorktreeError(f"worktree {path} is broken: its .git file is missing")
     g = git.Git(str(path))
-    excludes = [arg for pattern in keep for arg in ("-e", pattern)]
+    spared = (*keep, BYTECODE) if keep_bytecode else keep
+    excludes = [arg for pattern in spared for arg in ("-e", pattern)]
     try:
         # --force restores deleted and modified tracked files; --detach leaves any branch
         g.checkout("--quiet", "--force", "--detach", sha)

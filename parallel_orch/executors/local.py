@@ -54,18 +54,17 @@ def attempt_env(
     worktree: Path,
     sha: str,
     junit_path: Path,
-    pycache_dir: Path | None = None,
 ) -> dict[str, str]:
     """The inherited environment minus our own settings, the request's env, then ours.
 
-    Python bytecode goes to ``pycache_dir`` (outside the worktree) unless the
-    environment already says where: cleaning a worktree would otherwise throw
-    every ``__pycache__`` away and each attempt would compile its imports again.
+    Python's bytecode is left where Python keeps it (no ``PYTHONPYCACHEPREFIX``:
+    that would move where bytecode is *read* too, the standard library's and
+    the venv's included, and with ``PYTHONDONTWRITEBYTECODE`` every import
+    would compile from source); the pool spares the worktree's ``__pycache__``
+    folders between attempts at the same commit instead.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env.update(request.env)
-    if pycache_dir is not None:
-        env.setdefault("PYTHONPYCACHEPREFIX", str(pycache_dir))
     env.update(
         PARALLEL_ORCH_SESSION_ID=session_id,
         PARALLEL_ORCH_TEST_ID=request.id,
@@ -105,7 +104,6 @@ class LocalExecutor:
             config.resolved_worktree_dir,
             config.num_workers + config.spare_worktrees,
         )
-        self._pycache_dir = config.resolved_state_dir / "pycache"
         validate_worktree_dir(self.repo, self.pool.base_dir)
 
     async def open(self) -> None:
@@ -215,7 +213,6 @@ class LocalExecutor:
             worktree=wt.path,
             sha=spec.sha,
             junit_path=spec.junit_path,
-            pycache_dir=self._pycache_dir,
         )
         setup_key = (spec.sha, request.setup, request.keep) if request.setup else None
         leaked: tuple[int, ...] = ()
