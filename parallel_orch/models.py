@@ -106,6 +106,9 @@ class TestRequest(BaseModel):
     priority: int = 0
     junit: bool = False
     setup: str | None = None
+    setup_inputs: tuple[str, ...] = Field(
+        default=(), description="Files whose content at the commit keys the setup, not the commit."
+    )
     keep: tuple[str, ...] = ()
     leak: Literal["warn", "fail"] = Field(
         default="warn",
@@ -143,6 +146,15 @@ class TestRequest(BaseModel):
     def _check_timeout(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("timeout must be positive")
+        return value
+
+    @field_validator("setup_inputs")
+    @classmethod
+    def _check_inputs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            parts = PurePosixPath(path).parts
+            if not path.strip("/") or path.startswith("/") or ".." in parts:
+                raise ValueError(f"setup_inputs path {path!r} must be relative, inside the repo")
         return value
 
     @field_validator("cwd")

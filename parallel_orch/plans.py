@@ -59,6 +59,7 @@ class _Common(BaseModel):
     env: dict[str, str] | None = None
     cwd: str | None = None
     setup: str | None = None
+    setup_inputs: list[str] | None = None  # the setup's key: these files' content at the commit
     keep: list[str] | None = None
     priority: int | None = None
     junit: bool | None = None
@@ -220,6 +221,7 @@ def _expand(
                     priority=pick("priority") or 0,
                     junit=bool(pick("junit")),
                     setup=pick("setup"),
+                    setup_inputs=tuple(pick("setup_inputs") or ()),
                     keep=tuple(pick("keep") or ()),
                     leak=pick("leak") or "warn",
                     quarantine=pick("quarantine"),

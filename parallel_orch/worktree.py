@@ -25,16 +25,15 @@ from pathlib import Path
 import anyio
 import git
 
+from parallel_orch import setup
 from parallel_orch.exceptions import RepoError, WorktreeError
+from parallel_orch.setup import SetupKey
 
 log = logging.getLogger(__name__)
 
 LOCK_DIR = ".locks"
 POOL_LOCK = ".pool.lock"
 NAME_PREFIX = "wt-"
-
-#: What a worktree's setup was made for: (commit, setup command, keep paths).
-SetupKey = tuple[str, str, tuple[str, ...]]
 
 
 @dataclass(eq=False)
@@ -168,7 +167,14 @@ class WorktreeDir:
                 if len(adopted) >= capacity:
                     release_flock(fd)
                     continue
-                adopted.append(Worktree(path=path, sha=entry.get("HEAD"), lock_fd=fd))
+                adopted.append(
+                    Worktree(
+                        path=path,
+                        sha=entry.get("HEAD"),
+                        lock_fd=fd,
+                        setup_key=setup.read_marker(path),  # set up by an earlier process
+                    )
+                )
             for child in self.base_dir.iterdir():
                 if not child.name.startswith(NAME_PREFIX) or child in registered:
                     continue
@@ -213,6 +219,7 @@ class WorktreeDir:
                 self._git.worktree("prune")
             self._add(wt.path, sha)
         wt.setup_key = None
+        setup.clear_marker(wt.path)
 
     def _add(self, path: Path, sha: str) -> None:
         try:

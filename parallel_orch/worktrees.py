@@ -24,6 +24,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from parallel_orch.exceptions import WorktreeError
+from parallel_orch.setup import SetupKey
 from parallel_orch.worktree import Worktree, WorktreeDir, clean, release_flock
 
 log = logging.getLogger(__name__)
@@ -88,13 +89,14 @@ class WorktreePool:
         sha: str,
         *,
         keep: Sequence[str] = (),
-        setup: str | None = None,
+        setup: SetupKey | None = None,
         avoid: str | None = None,
     ) -> Worktree:
         """A clean worktree checked out (detached) at ``sha``, for this caller alone.
 
-        Prefers, in order: not ``avoid``, at ``sha``, already set up for
-        ``setup``, already clean; creates one while under capacity.
+        Prefers, in order: not ``avoid``, already set up for ``setup`` (a setup
+        costs more than a checkout), at ``sha``, already clean; creates one
+        while under capacity.
 
         :raises WorktreeError: if no worktree can be made ready.
         """
@@ -124,7 +126,7 @@ class WorktreePool:
         return wt
 
     async def _take(
-        self, sha: str, keep: tuple[str, ...], setup: str | None, avoid: str | None
+        self, sha: str, keep: tuple[str, ...], setup: SetupKey | None, avoid: str | None
     ) -> Worktree | None:
         """The best idle worktree, leased; None when one is to be created (counted in
         ``_creating``). Waits while every worktree is leased and there is no room."""
@@ -159,7 +161,7 @@ class WorktreePool:
         return created
 
     def _pick(
-        self, sha: str, keep: tuple[str, ...], setup: str | None, avoid: str | None
+        self, sha: str, keep: tuple[str, ...], setup: SetupKey | None, avoid: str | None
     ) -> Worktree | None:
         idle = [wt for wt in self._worktrees if not wt.leased]
         if not idle:
@@ -168,8 +170,8 @@ class WorktreePool:
         def rank(wt: Worktree) -> tuple[bool, bool, bool, bool, bool]:
             return (
                 wt.name == avoid,
+                setup is not None and wt.setup_key != setup,
                 wt.sha != sha,
-                setup is not None and wt.setup_key != (sha, setup, keep),
                 not wt.ready_for(sha, keep),
                 wt.scrubbing is None,  # of two not ready, the one being scrubbed is sooner
             )

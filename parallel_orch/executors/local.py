@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import anyio
+import git
 from anyio.abc import TaskGroup
 
-from parallel_orch import junit, procs, runner
+from parallel_orch import junit, procs, runner, setup
 from parallel_orch.config import ParallelTestConfig
 from parallel_orch.exceptions import StateDirError, WorktreeError
 from parallel_orch.executors.protocol import (
@@ -34,6 +35,7 @@ from parallel_orch.executors.protocol import (
 )
 from parallel_orch.junit import JUnitResult
 from parallel_orch.models import ExecutionStatus, TestRequest
+from parallel_orch.setup import SetupKey
 from parallel_orch.store import utcnow
 from parallel_orch.worktree import Worktree, validate_worktree_dir
 from parallel_orch.worktrees import WorktreePool
@@ -41,6 +43,7 @@ from parallel_orch.worktrees import WorktreePool
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "PARALLEL_ORCH_"
+BASES_KEPT = 256  # setup bases remembered per (commit, setup_inputs)
 #: The variables whose values together mark one attempt's processes, even outside its group.
 MARKER = ("PARALLEL_ORCH_SESSION_ID", "PARALLEL_ORCH_TEST_ID", "PARALLEL_ORCH_ATTEMPT")
 
@@ -90,6 +93,7 @@ class _SoFar:
     junit: JUnitResult | None = None
     error: str | None = None  # why no worktree could be had
     setup_seconds: float | None = None  # when the worktree was set up for it
+    setup_key: SetupKey | None = None  # what the request's setup is keyed on
 
 
 class LocalExecutor:
@@ -105,6 +109,7 @@ class LocalExecutor:
             config.num_workers + config.spare_worktrees,
         )
         validate_worktree_dir(self.repo, self.pool.base_dir)
+        self._bases: dict[tuple[str, tuple[str, ...]], setup.Basis] = {}
 
     async def open(self) -> None:
         await self.pool.open()
@@ -140,9 +145,10 @@ class LocalExecutor:
         so_far = _SoFar(log=await _open_log(spec), started_at=utcnow())
         try:
             request = spec.request
+            so_far.setup_key = await self._setup_key(spec, so_far.log)
             try:
                 so_far.worktree = await self.pool.lease(
-                    spec.sha, keep=request.keep, setup=request.setup, avoid=spec.avoid_worktree
+                    spec.sha, keep=request.keep, setup=so_far.setup_key, avoid=spec.avoid_worktree
                 )
             except WorktreeError as exc:
                 so_far.error = exc.message
@@ -200,6 +206,31 @@ class LocalExecutor:
             setup_seconds=so_far.setup_seconds,
         )
 
+    async def _setup_key(self, spec: AttemptSpec, log_file: IO[bytes]) -> SetupKey | None:
+        """What the request's setup is keyed on at its commit (None: it has no setup)."""
+        request = spec.request
+        if not request.setup:
+            return None
+        cache_key = (spec.sha, request.setup_inputs)
+        found = self._bases.get(cache_key)
+        if found is None:
+            try:
+                found = await anyio.to_thread.run_sync(
+                    setup.basis, self.repo, spec.sha, request.setup_inputs
+                )
+            except git.GitCommandError as exc:
+                log.warning("setup_inputs of %s: %s; keyed on the commit", spec.test_id, exc)
+                found = setup.Basis(spec.sha)
+            if len(self._bases) >= BASES_KEPT:
+                self._bases.pop(next(iter(self._bases)))
+            self._bases[cache_key] = found
+        for path in found.missing:
+            log_file.write(
+                f"parallel-orch: setup_inputs: {path} does not exist at commit "
+                f"{spec.sha[:12]}; counted as absent\n".encode()
+            )
+        return (found.key, request.setup, request.keep)
+
     async def _run_in(
         self, wt: Worktree, spec: AttemptSpec, so_far: _SoFar, hooks: AttemptHooks
     ) -> runner.ProcessOutcome:
@@ -214,24 +245,26 @@ class LocalExecutor:
             sha=spec.sha,
             junit_path=spec.junit_path,
         )
-        setup_key = (spec.sha, request.setup, request.keep) if request.setup else None
+        key = so_far.setup_key
         leaked: tuple[int, ...] = ()
-        if request.setup and setup_key != wt.setup_key:
+        if request.setup and key is not None and key != wt.setup_key:
             log_file.write(f"parallel-orch: setup: {request.setup}\n".encode())
-            setup = await self._process(request.setup, wt.path, env, request, log_file, hooks)
-            leaked = setup.leaked
-            so_far.setup_seconds = setup.duration_seconds
-            if setup.status is not ExecutionStatus.PASSED:
-                wt.setup_key = None
-                reason = setup.error or f"exit code {setup.exit_code}"
+            wt.setup_key = None
+            setup.clear_marker(wt.path)  # a setup cut short must not look done
+            ran = await self._process(request.setup, wt.path, env, request, log_file, hooks)
+            leaked = ran.leaked
+            so_far.setup_seconds = ran.duration_seconds
+            if ran.status is not ExecutionStatus.PASSED:
+                reason = ran.error or f"exit code {ran.exit_code}"
                 return runner.ProcessOutcome(
                     ExecutionStatus.ERROR,
-                    setup.exit_code,
-                    setup.duration_seconds,
+                    ran.exit_code,
+                    ran.duration_seconds,
                     f"setup failed: {reason}",
                     leaked,
                 )
-            wt.setup_key = setup_key
+            wt.setup_key = key
+            await anyio.to_thread.run_sync(setup.write_marker, wt.path, key)
             log_file.write(b"parallel-orch: setup done\n")
         cwd = wt.path / request.cwd
         if not cwd.is_dir():  # else the spawn fails as "cannot start bash: no such file"

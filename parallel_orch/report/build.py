@@ -180,7 +180,11 @@ def _request_content(request_json: str) -> str:
     """A request without ``plan_path``: where a plan lives is not an input, its content is."""
     request = json.loads(request_json)
     request.pop("plan_path", None)
-    for key in ("quarantine", "coverage"):  # keys newer than the first hashes: left out unset
+    for key in (
+        "quarantine",
+        "coverage",
+        "setup_inputs",
+    ):  # keys newer than the first hashes: left out unset
         if not request.get(key):
             request.pop(key, None)
     return json.dumps(request, sort_keys=True)
