@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from parallel_orch import events, gitrepo
+from parallel_orch import events, gitrepo, sharding
 from parallel_orch.events import EventBus
 from parallel_orch.exceptions import DuplicateSubmitError, OrchestratorClosedError, RefError
 from parallel_orch.models import ExecutionStatus, TestRequest
@@ -61,6 +61,7 @@ class Admission:
         owner: str,
         num_workers: int,
         spawn: Spawn,
+        state_dir: Path,
     ) -> None:
         self.repo = repo
         self.store = store
@@ -68,6 +69,7 @@ class Admission:
         self.bus = bus
         self.registry = registry
         self.owner = owner
+        self.state_dir = state_dir
         self.num_workers = num_workers
         self.spawn = spawn
         self.accepting = False
@@ -92,6 +94,7 @@ class Admission:
         if not self.accepting:
             raise OrchestratorClosedError(CLOSED)
         session_id = session_id or uuid.uuid4().hex[:12]
+        requests = await self._split(session_id, requests)
         new = await self._resolve(requests)
         history = await self.store.history(r.id for r in requests)
         key = plan_key(plan_paths, [r.id for r in requests])
@@ -172,6 +175,22 @@ class Admission:
         history = await self.store.history(a.request.id for a in admitted)
         await self._put_all(state, self._items(state, admitted, history))
 
+    async def _split(
+        self, session_id: str, requests: Sequence[TestRequest]
+    ) -> Sequence[TestRequest]:
+        """Sharded requests as their shards, each test's case durations written once for all."""
+        if all(r.shards == 1 or r.shard for r in requests):
+            return requests
+        out: list[TestRequest] = []
+        for request in requests:
+            shards = request.split(self.num_workers)
+            if len(shards) > 1:
+                durations = await self.store.case_durations(request.id)
+                path = sharding.durations_path(self.state_dir, session_id, request.id)
+                await anyio.to_thread.run_sync(sharding.write_durations, path, durations)
+            out.extend(shards)
+        return out
+
     async def _resolve(self, requests: Sequence[TestRequest]) -> list[NewExecution]:
         resolved = await anyio.to_thread.run_sync(
             gitrepo.resolve_refs, self.repo, [r.ref for r in requests]
@@ -189,6 +208,7 @@ class Admission:
         """Add requests to an open session: committed pending, then tracked (not yet queued)."""
         if not self.accepting:
             raise OrchestratorClosedError(CLOSED)
+        requests = await self._split(state.id, requests)
         new = await self._resolve(requests)
         ids = await self.store.add_executions(state.id, new)
         return self._track(state, ids, new)

@@ -73,6 +73,7 @@ class Engine:
             owner=owner,
             num_workers=config.num_workers,
             spawn=spawn,
+            state_dir=config.resolved_state_dir,
         )
         settler = Settler(store, queue, bus, registry, retry_policy)
         resumed = await recovery.recover(

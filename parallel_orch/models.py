@@ -13,8 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Characters allowed in test ids written in plans (DESIGN §2).
 ID_PATTERN = re.compile(r"^[A-Za-z0-9._:/-]+$")
-#: Derived ids add ``@<ref>`` for a refs matrix and ``#<n>`` for ``repeat``.
-REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:/@#~^+-]+$")
+#: Derived ids add ``@<ref>`` for a refs matrix, ``#<n>`` for ``repeat`` and
+#: ``[<i>/<n>]`` for shard i of n.
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:/@#~^+-]+(\[[0-9]+/[0-9]+\])?$")
+SHARD_SUFFIX = re.compile(r"\[([0-9]+)/([0-9]+)\]$")
 
 
 class ExecutionStatus(StrEnum):
@@ -110,6 +112,12 @@ class TestRequest(BaseModel):
         default=(), description="Files whose content at the commit keys the setup, not the commit."
     )
     keep: tuple[str, ...] = ()
+    shards: int | Literal["auto"] = Field(
+        default=1, description="Split one suite run into N requests (Bazel's sharding protocol)."
+    )
+    shard: tuple[int, int] | None = Field(
+        default=None, description="This request's part: (index from 1, total); set when split."
+    )
     leak: Literal["warn", "fail"] = Field(
         default="warn",
         description="Processes the attempt leaves running are killed; 'fail' fails the test.",
@@ -147,6 +155,28 @@ class TestRequest(BaseModel):
         if value <= 0:
             raise ValueError("timeout must be positive")
         return value
+
+    @field_validator("shards")
+    @classmethod
+    def _check_shards(cls, value: int | str) -> int | str:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+            raise ValueError(f"shards must be a whole number >= 1 or 'auto', not {value!r}")
+        return value
+
+    @property
+    def base_id(self) -> str:
+        """The id of the test this request is a shard of (its own id when not a shard)."""
+        return SHARD_SUFFIX.sub("", self.id) if self.shard else self.id
+
+    def split(self, workers: int) -> list[TestRequest]:
+        """This request as its shards (``shards = "auto"``: one per worker); itself if one."""
+        total = workers if self.shards == "auto" else int(self.shards)
+        if self.shard is not None or total <= 1:
+            return [self]
+        return [
+            self.model_copy(update={"id": f"{self.id}[{i}/{total}]", "shard": (i, total)})
+            for i in range(1, total + 1)
+        ]
 
     @field_validator("setup_inputs")
     @classmethod

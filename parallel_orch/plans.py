@@ -64,9 +64,17 @@ class _Common(BaseModel):
     priority: int | None = None
     junit: bool | None = None
     repeat: int | None = Field(default=None, ge=1)
+    shards: int | Literal["auto"] | None = None  # split one suite run into N parts
     leak: Literal["warn", "fail"] | None = None  # processes that outlive the attempt
     quarantine: str | None = Field(default=None, min_length=1)  # why: runs, gates nothing
     coverage: bool | list[str] | None = None  # COVERAGE_FILE per attempt, combined per commit
+
+    @field_validator("shards")
+    @classmethod
+    def _shards(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"shards must be at least 1 (or 'auto'), not {value}")
+        return value
 
     @field_validator("timeout")
     @classmethod
@@ -222,6 +230,7 @@ def _expand(
                     junit=bool(pick("junit")),
                     setup=pick("setup"),
                     setup_inputs=tuple(pick("setup_inputs") or ()),
+                    shards=pick("shards") or 1,
                     keep=tuple(pick("keep") or ()),
                     leak=pick("leak") or "warn",
                     quarantine=pick("quarantine"),

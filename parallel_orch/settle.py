@@ -84,6 +84,7 @@ class AttemptRecorder:
             junit=result.junit,
             leaked=result.leaked,
             setup_seconds=result.setup_seconds,
+            sharded=result.sharded,
         )
         finished = events.attempt_finished(
             self._started,

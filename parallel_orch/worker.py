@@ -8,32 +8,23 @@ and the settler that records it and decides what follows.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import replace
-from hashlib import sha1
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from parallel_orch import sharding
 from parallel_orch.events import Event
 from parallel_orch.exceptions import OrchError, OrchestratorClosedError
 from parallel_orch.executors.protocol import AttemptResult, AttemptSpec, Executor
 from parallel_orch.models import ExecutionStatus
+from parallel_orch.names import safe_name
 from parallel_orch.queue import QueueItem, TestQueue
 from parallel_orch.sessions import Running, SessionRegistry, SessionState, Spawn
 from parallel_orch.settle import Settler
 from parallel_orch.store import AttemptEnd, utcnow
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(test_id: str) -> str:
-    """A file name for ``test_id`` that cannot leave its folder, unique per id."""
-    digest = sha1(test_id.encode(), usedforsecurity=False).hexdigest()[:8]
-    stem = _UNSAFE.sub("_", test_id).strip("._")[:80] or "test"
-    return f"{stem}-{digest}"
 
 
 class ExecutionWorker:
@@ -111,6 +102,12 @@ class ExecutionWorker:
             log_path=self.state_dir / "logs" / item.session_id / f"{name}.log",
             junit_path=self.state_dir / "junit" / item.session_id / f"{name}.xml",
             avoid_worktree=item.avoid_worktree,
+            scratch_dir=self.state_dir / "scratch" / item.session_id / name,
+            shard_durations=(
+                sharding.durations_path(self.state_dir, item.session_id, item.request.base_id)
+                if item.request.shard
+                else None
+            ),
         )
 
     async def _attempt(self, item: QueueItem, state: SessionState, running: Running) -> None:

@@ -9,8 +9,10 @@ set it aside, locked, when it failed and failed worktrees are kept).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Sequence
@@ -23,7 +25,7 @@ import anyio
 import git
 from anyio.abc import TaskGroup
 
-from parallel_orch import junit, procs, runner, setup
+from parallel_orch import junit, procs, runner, setup, sharding
 from parallel_orch.config import ParallelTestConfig
 from parallel_orch.exceptions import StateDirError, WorktreeError
 from parallel_orch.executors.protocol import (
@@ -43,6 +45,7 @@ from parallel_orch.worktrees import WorktreePool
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "PARALLEL_ORCH_"
+SHARD_STATUS = "shard.status"  # TEST_SHARD_STATUS_FILE, in the attempt's scratch folder
 BASES_KEPT = 256  # setup bases remembered per (commit, setup_inputs)
 #: The variables whose values together mark one attempt's processes, even outside its group.
 MARKER = ("PARALLEL_ORCH_SESSION_ID", "PARALLEL_ORCH_TEST_ID", "PARALLEL_ORCH_ATTEMPT")
@@ -57,6 +60,7 @@ def attempt_env(
     worktree: Path,
     sha: str,
     junit_path: Path,
+    tmp_dir: Path | None = None,
 ) -> dict[str, str]:
     """The inherited environment minus our own settings, the request's env, then ours.
 
@@ -76,7 +80,10 @@ def attempt_env(
         PARALLEL_ORCH_WORKTREE=str(worktree),
         PARALLEL_ORCH_SHA=sha,
         PARALLEL_ORCH_JUNIT=str(junit_path),
+        XML_OUTPUT_FILE=str(junit_path),  # Bazel's name for it: wrappers that know Bazel work
     )
+    if tmp_dir is not None:
+        env["TEST_TMPDIR"] = str(tmp_dir)
     return env
 
 
@@ -171,7 +178,12 @@ class LocalExecutor:
     async def _end(self, spec: AttemptSpec, so_far: _SoFar) -> AttemptResult:
         """The attempt's result, once its log is closed and its worktree given back (first,
         so that the scrub overlaps what follows)."""
+        sharded = _sharded(spec, so_far)
         tail = runner.read_tail(so_far.log, self.config.log_tail_bytes)
+        if spec.scratch_dir is not None:
+            await anyio.to_thread.run_sync(
+                functools.partial(shutil.rmtree, spec.scratch_dir, ignore_errors=True)
+            )
         with contextlib.suppress(OSError):  # a full disk must not cost the record
             so_far.log.close()
         outcome, wt = so_far.outcome, so_far.worktree
@@ -204,6 +216,7 @@ class LocalExecutor:
             placement=so_far.placement,
             leaked=len(outcome.leaked) if outcome else 0,
             setup_seconds=so_far.setup_seconds,
+            sharded=sharded,
         )
 
     async def _setup_key(self, spec: AttemptSpec, log_file: IO[bytes]) -> SetupKey | None:
@@ -244,7 +257,17 @@ class LocalExecutor:
             worktree=wt.path,
             sha=spec.sha,
             junit_path=spec.junit_path,
+            tmp_dir=await _scratch(spec),
         )
+        if request.shard is not None and spec.scratch_dir and spec.shard_durations:
+            env.update(
+                sharding.shard_env(
+                    request,
+                    env,
+                    status_file=spec.scratch_dir / SHARD_STATUS,
+                    durations=spec.shard_durations,
+                )
+            )
         key = so_far.setup_key
         leaked: tuple[int, ...] = ()
         if request.setup and key is not None and key != wt.setup_key:
@@ -309,6 +332,30 @@ def _error(
             f"left {len(outcome.leaked)} process(es) running after it ended ({pids}); leak = 'fail'"
         )
     return None
+
+
+def _sharded(spec: AttemptSpec, so_far: _SoFar) -> bool | None:
+    """Whether a shard's runner touched TEST_SHARD_STATUS_FILE (None: not a shard, or it
+    never ran); the log says so when it did not, as Bazel does."""
+    if spec.request.shard is None or spec.scratch_dir is None or so_far.outcome is None:
+        return None
+    sharded = (spec.scratch_dir / SHARD_STATUS).exists()
+    if not sharded:
+        with contextlib.suppress(OSError):
+            so_far.log.write(
+                b"parallel-orch: the runner never touched TEST_SHARD_STATUS_FILE: "
+                b"it did not shard (this shard ran every case)\n"
+            )
+    return sharded
+
+
+async def _scratch(spec: AttemptSpec) -> Path | None:
+    """The attempt's TEST_TMPDIR, made empty, inside its scratch folder."""
+    if spec.scratch_dir is None:
+        return None
+    tmp = spec.scratch_dir / "tmp"
+    await anyio.to_thread.run_sync(functools.partial(tmp.mkdir, parents=True, exist_ok=True))
+    return tmp
 
 
 async def _open_log(spec: AttemptSpec) -> IO[bytes]:

@@ -40,6 +40,9 @@ class AttemptSpec:
     log_path: Path  # where the attempt's output ends up, in the state dir
     junit_path: Path  # where its JUnit file ends up (PARALLEL_ORCH_JUNIT)
     avoid_worktree: str | None = None  # a retry prefers another worktree than this one
+    #: The attempt's own scratch folder, outside any worktree: TEST_TMPDIR, the shard status.
+    scratch_dir: Path | None = None
+    shard_durations: Path | None = None  # a shard's case durations, shared by its siblings
 
     @property
     def test_id(self) -> str:
@@ -69,6 +72,8 @@ class AttemptResult:
     placement: Placement | None = None
     leaked: int = 0  # processes that left the attempt's group and outlived it: killed
     setup_seconds: float | None = None  # of ``duration_seconds``, the worktree's setup
+    #: A shard's runner touched TEST_SHARD_STATUS_FILE (True) or not: it did not shard.
+    sharded: bool | None = None
 
 
 class AttemptHooks(Protocol):

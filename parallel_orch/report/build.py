@@ -22,6 +22,7 @@ from parallel_orch.report.model import (
     TestResult,
 )
 from parallel_orch.report.options import Gates
+from parallel_orch.report.shards import merge_shards
 from parallel_orch.store import (
     AttemptRecord,
     CaseRecord,
@@ -133,6 +134,7 @@ def _attempt(a: AttemptRecord, rows: Sequence[CaseRecord], *, final: bool) -> At
         error=a.error,
         leaked=a.leaked,
         setup_seconds=a.setup_seconds,
+        sharded=a.sharded,
         junit_error=a.junit_error,
         cases=_cases(rows, final=final),
     )
@@ -253,7 +255,7 @@ def report_from(
     for attempt in attempts:
         by_execution[attempt.execution_id].append(attempt)
     by_attempt = _by_attempt(cases)
-    results = [_result(e, by_execution.get(e.id, []), by_attempt) for e in executions]
+    results = merge_shards([_result(e, by_execution.get(e.id, []), by_attempt) for e in executions])
     quarantined = [r.test_id for r in results if r.quarantine]
     totals = count_statuses(results)
     per_category: dict[str, list[TestResult]] = defaultdict(list)

@@ -37,6 +37,8 @@ class AttemptResult(_Frozen):
     error: str | None = None
     leaked: int = 0  # processes it left running outside its group, killed after it
     setup_seconds: float | None = None  # the worktree's setup, before (not in) its duration
+    shard: str | None = None  # "2/4": the shard of its test this attempt ran
+    sharded: bool | None = None  # a shard's runner did (True) or did not (False) shard
     junit_error: str | None = None  # why its JUnit file could not be read
     # Its JUnit cases: all of them for the final attempt, those that did not pass for others.
     cases: tuple[CaseResult, ...] = ()
@@ -67,6 +69,8 @@ class TestResult(_Frozen):
     leaky: bool = False  # an attempt left processes running after it ended (killed)
     quarantine: str | None = None  # why it is quarantined: reported, but gates nothing
     first_error: str | None = None  # what went wrong, in one line: JUnit message or log
+    shards: int = 0  # the shards it ran as (their attempts are its attempts); 0: not sharded
+    notes: tuple[str, ...] = ()  # things a reader should know, e.g. a runner that ignored shards
 
 
 class StatusCounts(_Frozen):

@@ -94,6 +94,27 @@ def _cases(db: Session, session_id: str) -> tuple[CaseRecord, ...]:
     return tuple(CaseRecord(*row) for row in rows)
 
 
+_CASE_TIMES = text(
+    "SELECT c.classname, c.name, c.time FROM cases AS c"
+    " JOIN attempts AS a ON a.id = c.attempt_id JOIN executions AS e ON e.id = a.execution_id"
+    " WHERE (e.test_id = :test_id OR substr(e.test_id, 1, :n) = :prefix)"
+    " AND c.time IS NOT NULL ORDER BY a.id DESC LIMIT :limit"
+)
+CASE_TIMES_LIMIT = 500_000  # rows read for one sharded test's durations
+
+
+def _case_times(db: Session, test_id: str) -> dict[str, float]:
+    prefix = f"{test_id}["
+    rows = db.connection().execute(
+        _CASE_TIMES,
+        {"test_id": test_id, "n": len(prefix), "prefix": prefix, "limit": CASE_TIMES_LIMIT},
+    )
+    found: dict[str, float] = {}
+    for classname, name, seconds in rows:
+        found.setdefault(f"{classname}::{name}", seconds)  # the newest wins
+    return found
+
+
 def _previous(db: Session, session: SessionRecord) -> SessionRecord | None:
     """The newest finished session of the same plan set created before ``session``."""
     row = db.exec(
@@ -206,6 +227,11 @@ class StoreReads:
         :raises AmbiguousSessionError: if the prefix names several; it lists them.
         """
         return await self._read(lambda db: _find_session(db, session_id))
+
+    async def case_durations(self, test_id: str) -> dict[str, float]:
+        """The last recorded duration of each JUnit case of ``test_id`` or its shards,
+        keyed ``classname::name``."""
+        return await self._read(lambda db: _case_times(db, test_id))
 
     async def previous_session(self, session: SessionRecord) -> SessionRecord | None:
         """The session of the same plan set that ran last before ``session``, if any."""

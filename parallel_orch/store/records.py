@@ -86,6 +86,7 @@ class AttemptRecord:
     leaked: int
     junit_error: str | None = None  # why its JUnit file could not be read
     setup_seconds: float | None = None  # of its duration, the worktree's setup
+    sharded: bool | None = None  # a shard whose runner did (True) or did not shard
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ class AttemptEnd:
     junit: JUnitResult | None = None  # its JUnit file, when the request asked for it
     leaked: int = 0
     setup_seconds: float | None = None
+    sharded: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,7 +180,7 @@ def end_attempt(
         "UPDATE attempts SET status = ?, exit_code = ?, completed_at = ?,"
         " duration_seconds = ?, output_tail = ?, error = ?, cases_passed = ?,"
         " cases_failed = ?, cases_errors = ?, cases_skipped = ?, leaked = ?,"
-        " junit_error = ?, setup_seconds = ? WHERE id = ?",
+        " junit_error = ?, setup_seconds = ?, sharded = ? WHERE id = ?",
         (
             end.status.value,
             end.exit_code,
@@ -192,6 +192,7 @@ def end_attempt(
             end.leaked,
             end.junit.error if end.junit else None,
             end.setup_seconds,
+            end.sharded,
             end.attempt_id,
         ),
     )

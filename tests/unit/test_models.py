@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from parallel_orch import ExecutionStatus, SessionStatus, TestRequest
 from parallel_orch.models import session_status_for
-from parallel_orch.worker import safe_name
+from parallel_orch.names import safe_name
 
 E = ExecutionStatus
 

@@ -36,6 +36,7 @@ def upgrade() -> None:
     with op.batch_alter_table("attempts") as batch:
         batch.add_column(sa.Column("junit_error", sa.String(), nullable=True))
         batch.add_column(sa.Column("setup_seconds", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("sharded", sa.Boolean(), nullable=True))
     with op.batch_alter_table("sessions") as batch:
         batch.add_column(
             sa.Column("options_json", sa.String(), nullable=False, server_default="{}")
@@ -48,6 +49,7 @@ def downgrade() -> None:
         batch.drop_column("notify_status")
         batch.drop_column("options_json")
     with op.batch_alter_table("attempts") as batch:
+        batch.drop_column("sharded")
         batch.drop_column("setup_seconds")
         batch.drop_column("junit_error")
     op.drop_index("ix_cases_attempt_id", table_name="cases")

@@ -1,0 +1,140 @@
+"""Sharding inside a suite: a real pytest suite split across worktrees, every case once."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import anyio
+
+from parallel_orch import ParallelTestConfig, TestRequest
+from tests.helpers import GitRepo, orchestrator
+
+CASES = {"tests/test_a.py": 9, "tests/test_b.py": 6}
+
+
+def write_suite(repo: GitRepo, ran: Path, flaky_counter: Path | None = None) -> None:
+    """A small pytest suite whose every case appends its node id to ``ran``."""
+    files = {
+        "tests/conftest.py": (
+            "import os\n"
+            "def pytest_runtest_call(item):\n"
+            f"    with open({str(ran)!r}, 'a') as fh:\n"
+            "        index = os.environ.get('TEST_SHARD_INDEX', '-')\n"
+            "        fh.write(item.nodeid + ' ' + index + '\\n')\n"
+        )
+    }
+    for path, count in CASES.items():
+        body = "".join(f"def test_{n}():\n    pass\n\n" for n in range(count))
+        files[path] = body
+    if flaky_counter is not None:
+        files["tests/test_b.py"] += (
+            "def test_flaky():\n"
+            "    import os\n"
+            f"    p = {str(flaky_counter)!r}\n"
+            "    n = int(open(p).read()) if os.path.exists(p) else 0\n"
+            "    open(p, 'w').write(str(n + 1))\n"
+            "    assert n > 0\n"
+        )
+    repo.commit(files, "suite")
+
+
+def suite_request(**overrides: object) -> TestRequest:
+    values: dict[str, object] = {
+        "id": "suite",
+        "command": f"{sys.executable} -m pytest -q -p no:cacheprovider tests"
+        " --junitxml=$XML_OUTPUT_FILE",
+        "junit": True,
+        "shards": 2,
+    }
+    values.update(overrides)
+    return TestRequest.model_validate(values)
+
+
+def ran_once(ran: Path) -> dict[str, str]:
+    lines = ran.read_text().splitlines()
+    ids = [line.split()[0] for line in lines]
+    assert len(ids) == len(set(ids)), f"a case ran twice: {sorted(ids)}"
+    return dict(line.split() for line in lines)
+
+
+async def test_every_case_runs_exactly_once_across_shards(
+    repo: GitRepo, config: ParallelTestConfig, outside: Path
+) -> None:
+    """Two shards of one suite: each case once, in one of them, and the report shows one test."""
+    ran = outside / "ran"
+    write_suite(repo, ran)
+    async with orchestrator(config) as orch:
+        report = await orch.run_tests([suite_request()])
+
+    shard_of = ran_once(ran)
+    assert len(shard_of) == sum(CASES.values())
+    assert set(shard_of.values()) == {"0", "1"}  # both shards did work
+    (test,) = report.completed_tests
+    assert test.test_id == "suite" and test.status == "passed" and test.shards == 2
+    assert test.cases is not None and test.cases.passed == sum(CASES.values())
+    assert sorted(a.shard or "" for a in test.attempts) == ["1/2", "2/2"]
+    assert test.notes == ()
+    assert report.total_tests == 1
+
+
+async def test_a_failing_shard_is_retried_alone(
+    repo: GitRepo, config: ParallelTestConfig, outside: Path
+) -> None:
+    """The shard with the case that fails once runs twice; the other shard once."""
+    ran = outside / "ran"
+    write_suite(repo, ran, flaky_counter=outside / "flaky")
+    async with orchestrator(config) as orch:
+        report = await orch.run_tests([suite_request(retries=1)])
+
+    (test,) = report.completed_tests
+    assert test.status == "passed" and test.flaky
+    per_shard = sorted(sum(a.shard == s for a in test.attempts) for s in ("1/2", "2/2"))
+    assert per_shard == [1, 2]
+
+
+async def test_a_runner_that_ignores_sharding_is_flagged_not_failed(
+    config: ParallelTestConfig,
+) -> None:
+    """A command that never touches TEST_SHARD_STATUS_FILE passes, and the report says it did
+    not shard."""
+    request = TestRequest(id="plain", command="true", shards=2)
+    async with orchestrator(config) as orch:
+        report = await orch.run_tests([request])
+    (test,) = report.completed_tests
+    assert test.status == "passed"
+    assert len(test.notes) == 2 and "did not shard" in test.notes[0]
+
+
+async def test_shards_auto_is_one_per_worker_and_gets_bazels_variables(
+    config: ParallelTestConfig, outside: Path
+) -> None:
+    """shards = "auto" splits into num_workers shards told their part the Bazel way."""
+    seen = outside / "env"
+    command = (
+        f"echo $TEST_SHARD_INDEX/$TEST_TOTAL_SHARDS $XML_OUTPUT_FILE $TEST_TMPDIR >> {seen}; "
+        'test -d "$TEST_TMPDIR" && touch "$TEST_SHARD_STATUS_FILE"'
+    )
+    async with orchestrator(config) as orch:
+        report = await orch.run_tests([TestRequest(id="t", command=command, shards="auto")])
+    (test,) = report.completed_tests
+    assert test.status == "passed" and test.shards == config.num_workers and test.notes == ()
+    lines = sorted(seen.read_text().splitlines())
+    assert [line.split()[0] for line in lines] == ["0/2", "1/2"]
+    for line in lines:
+        _, junit, tmp = line.split()
+        assert junit.endswith(".xml") and "/junit/" in junit
+        assert not tmp.startswith(str(config.resolved_worktree_dir))  # outside the worktree
+        assert not await anyio.Path(tmp).exists()  # removed after the attempt
+
+
+async def test_a_shard_whose_junit_file_is_missing_says_so(
+    config: ParallelTestConfig,
+) -> None:
+    """junit = true and a shard writes no file: its attempt says why, the test still reports."""
+    command = 'touch "$TEST_SHARD_STATUS_FILE"'
+    async with orchestrator(config) as orch:
+        report = await orch.run_tests([TestRequest(id="t", command=command, shards=2, junit=True)])
+    (test,) = report.completed_tests
+    assert test.status == "passed" and test.cases is None
+    assert all("wrote no JUnit file" in (a.junit_error or "") for a in test.attempts)
