@@ -20,6 +20,7 @@ from pathlib import Path
 import anyio
 
 from parallel_orch import events, gitrepo, sharding
+from parallel_orch.coalesce import Coalescer
 from parallel_orch.events import EventBus
 from parallel_orch.exceptions import DuplicateSubmitError, OrchestratorClosedError, RefError
 from parallel_orch.models import ExecutionStatus, TestRequest
@@ -70,6 +71,9 @@ class Admission:
         self.registry = registry
         self.owner = owner
         self.state_dir = state_dir
+        self._refs: Coalescer[tuple[str, ...], dict[str, str | RefError]] = Coalescer(
+            self._resolve_together
+        )
         self.num_workers = num_workers
         self.spawn = spawn
         self.accepting = False
@@ -191,10 +195,16 @@ class Admission:
             out.extend(shards)
         return out
 
+    async def _resolve_together(
+        self, batches: Sequence[tuple[str, ...]]
+    ) -> list[dict[str, str | RefError]]:
+        """Concurrent submits' refs in one ``git rev-parse``; each gets its own back."""
+        every = list(dict.fromkeys(ref for refs in batches for ref in refs))
+        resolved = await anyio.to_thread.run_sync(gitrepo.resolve_refs, self.repo, every)
+        return [{ref: resolved[ref] for ref in refs} for refs in batches]
+
     async def _resolve(self, requests: Sequence[TestRequest]) -> list[NewExecution]:
-        resolved = await anyio.to_thread.run_sync(
-            gitrepo.resolve_refs, self.repo, [r.ref for r in requests]
-        )
+        resolved = await self._refs.submit(tuple(dict.fromkeys(r.ref for r in requests)))
         out = []
         for request in requests:
             sha = resolved[request.ref]

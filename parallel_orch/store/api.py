@@ -55,7 +55,9 @@ class Store(StoreReads):
         idempotency_key: str | None = None,
         options_json: str = "{}",
     ) -> list[int]:
-        """Commit the session and its requests (pending) in one transaction; execution ids back.
+        """Commit the session and its requests (pending), synced to disk; execution ids back.
+
+        Concurrent calls share one transaction and one fsync (group commit).
 
         :raises DuplicateSubmitError: if ``idempotency_key`` already made a session.
         """
@@ -72,19 +74,19 @@ class Store(StoreReads):
             idempotency_key=idempotency_key,
             options_json=options_json,
         )
-        return await self._writer.write(write, in_thread=True)
+        return await self._writer.write_synced(write)
 
     async def add_executions(
         self, session_id: str, executions: Sequence[NewExecution]
     ) -> list[int]:
-        """Commit more pending requests to an open session."""
+        """Commit more pending requests to an open session, synced to disk (group commit)."""
         write = functools.partial(
             writes.append_executions,
             session_id=session_id,
             executions=executions,
             now=sql_time(utcnow()),
         )
-        return await self._writer.write(write, in_thread=True)
+        return await self._writer.write_synced(write)
 
     async def finish_session(
         self,
