@@ -7,18 +7,23 @@ records callers pass in and get back), :mod:`~.writer` (the one write path),
 :mod:`~.writes` (the SQL of each write) and :mod:`~.api` (:class:`Store`).
 """
 
-from parallel_orch.store.api import DB_FILENAME, Store, open_store
-from parallel_orch.store.records import (
-    AttemptEnd,
-    AttemptRecord,
-    CaseRecord,
-    ExecutionEnd,
-    ExecutionRecord,
-    NewExecution,
-    SessionRecord,
-    SessionSnapshot,
-)
-from parallel_orch.store.tables import utcnow
+from typing import TYPE_CHECKING
+
+from parallel_orch.lazy import exports
+
+if TYPE_CHECKING:
+    from parallel_orch.store.api import DB_FILENAME, Store, open_store
+    from parallel_orch.store.records import (
+        AttemptEnd,
+        AttemptRecord,
+        CaseRecord,
+        ExecutionEnd,
+        ExecutionRecord,
+        NewExecution,
+        SessionRecord,
+        SessionSnapshot,
+        utcnow,
+    )
 
 __all__ = [
     "DB_FILENAME",
@@ -34,3 +39,12 @@ __all__ = [
     "open_store",
     "utcnow",
 ]
+
+_API = ("DB_FILENAME", "Store", "open_store")
+__getattr__ = exports(
+    __name__,
+    {
+        name: "parallel_orch.store.api" if name in _API else "parallel_orch.store.records"
+        for name in __all__
+    },
+)

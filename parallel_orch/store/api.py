@@ -19,9 +19,9 @@ from parallel_orch.store.records import (
     AttemptEnd,
     ExecutionEnd,
     NewExecution,
+    utcnow,
 )
 from parallel_orch.store.schema import create_schema
-from parallel_orch.store.tables import utcnow
 from parallel_orch.store.writer import Writer, on_connect, sql_time
 
 BULK_CASES = 200  # an attempt's cases beyond which their insert runs in a thread

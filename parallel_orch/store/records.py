@@ -8,10 +8,14 @@ the store package.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from parallel_orch.junit import JUnitResult
 from parallel_orch.models import ExecutionStatus, TestRequest
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

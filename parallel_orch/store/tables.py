@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Column, ForeignKey, Integer, String
 from sqlmodel import Field, SQLModel
 
 from parallel_orch.models import ExecutionStatus, SessionStatus
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from parallel_orch.store.records import utcnow
 
 
 class ParallelTestSession(SQLModel, table=True):
