@@ -22,6 +22,7 @@ from parallel_orch.exceptions import ConfigError, StateDirError
 from parallel_orch.report.formats import FORMATS
 from parallel_orch.report.model import ParallelTestReport
 from parallel_orch.report.options import Gates, ReportOptions
+from parallel_orch.report.renderers import markdown
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
@@ -124,13 +125,30 @@ class Outputs:
             _write_atomically(path, report.render(name))
             err_console.print(f"{FORMATS[name].description}: {path}", highlight=False)
         if self.step_summary is not None:
-            try:
-                with self.step_summary.open("a", encoding="utf-8") as fh:
-                    fh.write(report.render("markdown"))
-            except OSError as exc:
-                raise StateDirError(
-                    f"cannot append to ${STEP_SUMMARY_ENV} ({self.step_summary}): {exc.strerror}"
-                ) from exc
+            _append_step_summary(self.step_summary, report)
+
+
+def _append_step_summary(path: Path, report: ParallelTestReport) -> None:
+    """The Markdown summary after what the step wrote there before, in what GitHub's
+    1 MiB limit on a step's summary leaves of it."""
+    try:
+        held = path.stat().st_size if path.exists() else 0
+        gap = "\n" if held else ""  # what came before may not have ended its last line
+        text = markdown.render(report, limit_bytes=markdown.MAX_BYTES - held - len(gap))
+        if not text:
+            err_console.print(
+                f"warning: ${STEP_SUMMARY_ENV} ({path}) already holds {held} bytes of GitHub's"
+                f" {markdown.MAX_BYTES}: the summary was not appended",
+                highlight=False,
+            )
+            return
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(gap + text)
+    except OSError as exc:
+        raise StateDirError(
+            f"cannot append to ${STEP_SUMMARY_ENV} ({path}): {exc.strerror}"
+        ) from exc
+    err_console.print(f"step summary: appended to ${STEP_SUMMARY_ENV}", highlight=False)
 
 
 def _check_writable(path: Path) -> None:

@@ -12,8 +12,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The test environment, with this checkout first on the import path."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL_ORCH_")}
+    """The test environment, with this checkout first on the import path.
+
+    Without ``GITHUB_STEP_SUMMARY`` unless given: under GitHub Actions, every run of
+    the CLI in the suite would append its summary to the job's own.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PARALLEL_ORCH_") and k != "GITHUB_STEP_SUMMARY"
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     env.update(extra or {})
     return env
