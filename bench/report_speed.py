@@ -37,9 +37,9 @@ def _cases(test: int, count: int, fail_every: int) -> tuple[Case, ...]:
         Case(
             classname=f"pkg.mod{test}",
             name=f"test_{n}",
-            status="failed" if fail_every and n % fail_every == 0 else "passed",
+            status="failed" if fail_every and (test + n) % fail_every == 0 else "passed",
             time=0.001 * (n % 17),
-            message="assert 1 == 2" if fail_every and n % fail_every == 0 else None,
+            message="assert 1 == 2" if fail_every and (test + n) % fail_every == 0 else None,
         )
         for n in range(count)
     )

@@ -12,6 +12,7 @@ import json
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,24 +60,41 @@ def _record(cls: type[R], row: SQLModel) -> R:
     return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
 
 
+_TIMES = frozenset({"created_at", "started_at", "completed_at"})
+_FLAGS = frozenset({"flaky", "sharded"})
+
+
+def _plain(db: Session, cls: type[R], table: str, session_id: str, order: str) -> tuple[R, ...]:
+    """A session's rows of ``table`` as ``cls`` records, straight from SQL.
+
+    Tens of thousands of ORM objects cost seconds; rows cost milliseconds.
+    Values come back as SQLAlchemy would give them: naive UTC datetimes, bools.
+    """
+    names = [f.name for f in fields(cls)]
+    query = text(f"SELECT {', '.join(names)} FROM {table} WHERE session_id = :sid ORDER BY {order}")
+    times = [i for i, n in enumerate(names) if n in _TIMES]
+    flags = [i for i, n in enumerate(names) if n in _FLAGS]
+    out = []
+    for row in db.connection().execute(query, {"sid": session_id}):
+        values = list(row)
+        for i in times:
+            if values[i] is not None:
+                values[i] = datetime.fromisoformat(values[i])
+        for i in flags:
+            if values[i] is not None:
+                values[i] = bool(values[i])
+        out.append(cls(*values))
+    return tuple(out)
+
+
 def _snapshot(db: Session, session_id: str) -> SessionSnapshot:
     session = db.get(ParallelTestSession, session_id)
     if session is None:
         raise SessionNotFoundError(f"no session {session_id!r}")
-    executions = db.exec(
-        select(ParallelTestExecution)
-        .where(col(ParallelTestExecution.session_id) == session_id)
-        .order_by(col(ParallelTestExecution.seq))
-    )
-    attempts = db.exec(
-        select(ParallelTestAttempt)
-        .where(col(ParallelTestAttempt.session_id) == session_id)
-        .order_by(col(ParallelTestAttempt.id))
-    )
     return SessionSnapshot(
         session=_session(session),
-        executions=tuple(_record(ExecutionRecord, e) for e in executions),
-        attempts=tuple(_record(AttemptRecord, a) for a in attempts),
+        executions=_plain(db, ExecutionRecord, "executions", session_id, "seq"),
+        attempts=_plain(db, AttemptRecord, "attempts", session_id, "id"),
         cases=_cases(db, session_id),
     )
 
