@@ -134,6 +134,7 @@ def _attempt(a: AttemptRecord, rows: Sequence[CaseRecord], *, final: bool) -> At
         leaked=a.leaked,
         setup_seconds=a.setup_seconds,
         junit_error=a.junit_error,
+        output_tail=a.output_tail if final else "",
         cases=_cases(rows, final=final),
     )
 

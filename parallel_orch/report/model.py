@@ -38,6 +38,7 @@ class AttemptResult(_Frozen):
     leaked: int = 0  # processes it left running outside its group, killed after it
     setup_seconds: float | None = None  # the worktree's setup, before (not in) its duration
     junit_error: str | None = None  # why its JUnit file could not be read
+    output_tail: str = ""  # the final attempt's: the last bytes of its log (log_tail_bytes)
     # Its JUnit cases: all of them for the final attempt, those that did not pass for others.
     cases: tuple[CaseResult, ...] = ()
 
