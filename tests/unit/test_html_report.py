@@ -298,7 +298,20 @@ def test_histogram_is_linear_when_durations_are_close() -> None:
     chart = html_charts.histogram(tests)
     assert not chart.logarithmic
     assert chart.bars[0].low == 0.0 and chart.bars[-1].high == 10.0
-    assert chart.bars[-1].count == 1  # the longest falls in the last bin, not past it
+    assert chart.bars[-1].count == 2  # 9 s and 10 s: the longest is in the last bin, not past it
+
+
+def test_histogram_axis_labels_sit_at_their_bin_edges() -> None:
+    """Each duration on the x axis is drawn where the bin that starts (or ends) there is."""
+    for size in (9, 30, 2_000):
+        chart = html_charts.histogram(synthetic_report(size).completed_tests)
+        slot = (chart.right - chart.left) / len(chart.bars)
+        edges = [b.low for b in chart.bars] + [chart.bars[-1].high]
+        for tick in chart.x_ticks:
+            position = (tick.at - chart.left) / slot
+            assert abs(position - round(position)) < 0.01, (size, position)
+            assert tick.label == edges[round(position)]
+        assert (chart.x_ticks[0].label, chart.x_ticks[-1].label) == (edges[0], edges[-1])
 
 
 def test_empty_session_renders() -> None:

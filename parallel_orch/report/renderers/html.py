@@ -84,8 +84,8 @@ def context(report: ParallelTestReport) -> dict[str, Any]:
     failing = [(i, t) for i, t in enumerate(tests) if t.status in _FAILING]
     return {
         "r": report,
-        "failures": [_failure(i, t, tail=n < MAX_TAILS) for n, (i, t) in enumerate(failing)][
-            :MAX_FAILURES
+        "failures": [
+            _failure(i, t, tail=n < MAX_TAILS) for n, (i, t) in enumerate(failing[:MAX_FAILURES])
         ],
         "failures_total": len(failing),
         "flaky": [t for t in tests if t.flaky],
@@ -204,6 +204,8 @@ def seconds(value: float | None) -> str:
     """A duration for people: ``0.042 s``, ``3.20 s``, ``2 m 05 s``, ``1 h 02 m``."""
     if value is None:
         return "-"
+    if value == 0:
+        return "0 s"
     if value < 1:
         return f"{value:.3f} s"
     if value < 60:

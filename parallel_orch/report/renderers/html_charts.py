@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 from parallel_orch.report.model import TestResult
 
-BINS = 24
+BINS = 24  # at most; fewer for a few tests (twice the square root of their number)
+MIN_BINS = 6
 LOG_RATIO = 100.0  # max / min duration above which the bins are logarithmic
-WIDTH, HEIGHT = 720, 220  # the SVG's user units
-LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 40
+WIDTH, HEIGHT = 560, 210  # the SVG's user units
+LEFT, RIGHT, TOP, BOTTOM = 44, 12, 10, 38
 _FAILING = frozenset({"failed", "timed_out", "error", "interrupted"})
 GROUPS = ("passed", "failing", "other")  # stacked bottom to top
 
@@ -98,6 +99,7 @@ def histogram(tests: Iterable[TestResult], bins: int = BINS) -> Histogram:
     ]
     if not timed:
         return Histogram(bars=(), x_ticks=(), y_ticks=(), logarithmic=False, count=0)
+    bins = min(bins, max(MIN_BINS, round(2 * math.sqrt(len(timed)))))
     bounds, logarithmic = edges([d for d, _ in timed], bins)
     counts = [dict.fromkeys(GROUPS, 0) for _ in bounds[:-1]]
     for duration, group in timed:
@@ -124,10 +126,9 @@ def histogram(tests: Iterable[TestResult], bins: int = BINS) -> Histogram:
                 segments=tuple(segments),
             )
         )
-    quarter = len(counts) / 4
     x_ticks = tuple(
-        Tick(at=round(LEFT + i * quarter * slot, 2), label=bounds[round(i * quarter)])
-        for i in range(5)
+        Tick(at=round(LEFT + edge * slot, 2), label=bounds[edge])
+        for edge in sorted({round(i * len(counts) / 4) for i in range(5)})
     )
     y_ticks = tuple(
         Tick(at=round(HEIGHT - BOTTOM - plot_height * n / tallest, 2), label=n)

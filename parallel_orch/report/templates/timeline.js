@@ -25,6 +25,7 @@
     if (whole < 3600) return Math.floor(whole / 60) + " m " + String(whole % 60).padStart(2, "0") + " s";
     return Math.floor(whole / 3600) + " h " + String(Math.floor(whole % 3600 / 60)).padStart(2, "0") + " m";
   }
+  function tickLabel(t) { return t === 0 ? "0" : t < 60 ? Number(t.toFixed(3)) + " s" : seconds(t); }
   function statusName(index) { return String(data.statuses[index] || "unknown").replace(/[^a-z_]/g, ""); }
   var STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400];
   function step(span, ticks) {  // seconds between ticks: 1-2-5 below a second, clock steps above
@@ -52,7 +53,7 @@
     for (var t = 0; t <= span + every / 1000; t += every) {
       var x = LEFT + t * scale;
       out.push('<line class="grid" x1="' + x + '" x2="' + x + '" y1="' + (TOP - 6) + '" y2="' + (height - BOTTOM) + '"/>');
-      out.push('<text class="tick" x="' + x + '" y="' + (TOP - 10) + '" text-anchor="middle">' + (t === 0 ? "0" : seconds(t)) + '</text>');
+      out.push('<text class="tick" x="' + x + '" y="' + (TOP - 10) + '" text-anchor="middle">' + tickLabel(t) + '</text>');
     }
     var bars = [];
     rows.forEach(function (row, k) {
