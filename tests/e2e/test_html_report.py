@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +132,6 @@ class Opened:
     page: Page
     problems: list[str] = field(default_factory=list)  # console errors and page errors
     requests: list[str] = field(default_factory=list)
-    seconds: float = 0.0  # from navigation to the timeline drawn
 
 
 @pytest.fixture(scope="module")
@@ -179,11 +177,9 @@ def open_page(browser: Browser, path: Path, *, script: bool = True) -> Opened:
     page.on("console", lambda m: opened.problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda error: opened.problems.append(str(error)))
     page.on("request", lambda request: opened.requests.append(request.url))
-    started = time.perf_counter()
     page.goto(path.as_uri())
     if script:
         page.wait_for_selector("#timeline svg")
-    opened.seconds = time.perf_counter() - started
     return opened
 
 

@@ -7,7 +7,7 @@
   var tip = document.getElementById("timeline-tip");
   var pickLine = document.getElementById("timeline-pick");
   var LANE = 24, GAP = 5, LEFT = 74, RIGHT = 14, TOP = 26, BOTTOM = 8;
-  var rows = data.attempts, zoom = 1, picked = -1;
+  var rows = data.attempts, zoom = 1, picked = -1, scale = 1, svg = null, barEls = [], setupEls = {};
   var MAX_HOPS = 300;
   var lanes = {}, attemptsOf = {}, byTest = {}, retried = [];
 
@@ -39,7 +39,8 @@
 
   function draw() {
     var width = Math.max(holder.clientWidth - 2, 480) * zoom;
-    var span = Math.max(data.span, 0.001), scale = (width - LEFT - RIGHT) / span;
+    var span = Math.max(data.span, 0.001);
+    scale = (width - LEFT - RIGHT) / span;
     var height = TOP + data.workers.length * (LANE + GAP) + BOTTOM;
     var out = ['<svg xmlns="http://www.w3.org/2000/svg" width="' + width + '" height="' + height + '">',
       '<defs><pattern id="setup-hatch" width="4" height="4" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">',
@@ -69,29 +70,41 @@
         bars.push('<text class="anum" x="' + (x + setupWidth + 4) + '" y="' + (y + LANE / 2 + 4) + '">' + row[1] + '</text>');
       }
     });
-    hops(retried.length <= MAX_HOPS ? retried : picked >= 0 ? [picked] : [], out, scale);
+    if (retried.length <= MAX_HOPS) out = out.concat(hops(retried, "hop"));
     holder.innerHTML = out.concat(bars, ["</svg>"]).join("");
-    if (picked >= 0) mark(picked, true);
+    svg = holder.firstChild;
+    barEls = svg.querySelectorAll("rect.bar");  // in attempt order: barEls[k]
+    setupEls = {};
+    svg.querySelectorAll("rect.setup").forEach(function (el) { setupEls[el.getAttribute("data-k")] = el; });
+    pin();
   }
 
-  // A dashed hop from each attempt of ``tests`` to its retry: all of them when they are
-  // few, else only the pinned test's.
-  function hops(tests, out, scale) {
+  // A dashed hop from each attempt of ``tests`` to its retry: drawn for every retried test
+  // when they are few, else for the pinned one only.
+  function hops(tests, cls) {
+    var out = [];
     tests.forEach(function (test) {
       var ks = byTest[test] || [];
       for (var i = 1; i < ks.length; i++) {
         var a = rows[ks[i - 1]], b = rows[ks[i]];
         var x1 = LEFT + (a[3] + a[4] + a[5]) * scale, y1 = TOP + lanes[a[2]] * (LANE + GAP) + LANE / 2;
         var x2 = LEFT + b[3] * scale, y2 = TOP + lanes[b[2]] * (LANE + GAP) + LANE / 2;
-        out.push('<path class="hop" d="M' + x1 + " " + y1 + " L" + x2 + " " + y2 + '"/>');
+        out.push('<path class="' + cls + '" d="M' + x1 + " " + y1 + " L" + x2 + " " + y2 + '"/>');
       }
     });
+    return out;
   }
 
-  function mark(test, on) {
-    (byTest[test] || []).forEach(function (k) {
-      holder.querySelectorAll('[data-k="' + k + '"]').forEach(function (el) { el.classList.toggle("picked", on); });
+  // Outline the pinned test's attempts (and draw its hops when not all are drawn).
+  function pin() {
+    svg.querySelectorAll(".picked").forEach(function (el) { el.classList.remove("picked"); });
+    svg.querySelectorAll(".hop.pinned").forEach(function (el) { el.remove(); });
+    if (picked < 0) return;
+    (byTest[picked] || []).forEach(function (k) {
+      barEls[k].classList.add("picked");
+      if (setupEls[k]) setupEls[k].classList.add("picked");
     });
+    if (retried.length > MAX_HOPS) svg.insertAdjacentHTML("beforeend", hops([picked], "hop pinned").join(""));
   }
   function describe(k) {
     var row = rows[k], test = row[0], lines = [];
@@ -125,18 +138,17 @@
   holder.addEventListener("mouseleave", function () { tip.hidden = true; });
   holder.addEventListener("click", function (event) {
     var k = target(event);
-    if (picked >= 0) mark(picked, false);
     picked = k < 0 || rows[k][0] === picked ? -1 : rows[k][0];
+    pin();
     pickLine.replaceChildren();
-    if (retried.length > MAX_HOPS) draw();  // to draw the pinned test's hops
     if (picked < 0) return;
-    mark(picked, true);
     pickLine.appendChild(document.createElement("code")).textContent = data.tests[picked];
     pickLine.appendChild(document.createTextNode(" · " + attemptsOf[picked] + " attempt(s), outlined above"));
     if (document.getElementById("test-" + picked)) {
+      pickLine.appendChild(document.createTextNode(" · "));
       var link = pickLine.appendChild(document.createElement("a"));
       link.href = "#test-" + picked;
-      link.textContent = " · its failure below";
+      link.textContent = "its failure below";
     }
   });
   document.querySelectorAll("[data-zoom]").forEach(function (button) {
