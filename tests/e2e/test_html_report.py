@@ -270,6 +270,14 @@ def test_summary_and_failures_read_with_script_off(session: Session, browser: Br
     assert "known broken, see issue 123" in page.inner_text("#quarantine")
 
 
+def test_report_keeps_the_log_tail_of_final_attempts_only(session: Session) -> None:
+    """Each test's final attempt carries its log tail in the report; earlier ones do not."""
+    [broken] = [t for t in session.report["completed_tests"] if t["test_id"] == "app::broken"]
+    first, final = broken["attempts"]
+    assert first["output_tail"] == ""
+    assert "E   AssertionError: expected 200, got 500" in final["output_tail"]
+
+
 def test_an_installed_wheel_renders_the_page(tmp_path: Path) -> None:
     """A wheel of the project carries the template: the page renders from an install of it."""
     source = tmp_path / "source"
