@@ -10,7 +10,7 @@ WORKERS ?=
 WORKERS_FLAG := $(if $(WORKERS),-j $(WORKERS),)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint bench fuzz clean install daemon submit examples FORCE
+.PHONY: run test test-fast lint bench fuzz clean install daemon submit examples browser FORCE
 
 install: $(STAMP)
 
@@ -28,8 +28,20 @@ run: $(STAMP)
 plans/%: $(STAMP) FORCE
 	$(BIN)/parallel-orch run $@ $(WORKERS_FLAG)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# Headless Chromium for the HTML report's browser tests: Debian's package, installed when it
+# is missing and we are root. Never fails: without it those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the HTML report's browser tests"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	      || echo "note: chromium could not be installed; the browser tests will skip"; \
+	  else \
+	    echo "note: chromium is not installed ('make browser' as root installs it); the browser tests will skip"; \
+	  fi; }
 
 # Local loop: skip the slow end-to-end cases (CI runs them).
 test-fast: $(STAMP)

@@ -142,6 +142,7 @@ def _attempt(a: AttemptRecord, rows: Sequence[CaseRecord], *, final: bool) -> At
         setup_seconds=a.setup_seconds,
         sharded=a.sharded,
         junit_error=a.junit_error,
+        output_tail=a.output_tail if final else "",
         cases=_cases(rows, final=final),
     )
 
