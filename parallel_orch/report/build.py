@@ -126,7 +126,11 @@ def _first_error(
     return lines[-1][:300] if lines else None
 
 
-def _attempt(a: AttemptRecord, rows: Sequence[CaseRecord], *, final: bool) -> AttemptResult:
+def _attempt(
+    a: AttemptRecord, rows: Sequence[CaseRecord], *, final: bool, tail: bool
+) -> AttemptResult:
+    """One attempt; ``tail``: carry its log tail (a failed test's final attempt only, so a
+    chatty passing suite does not make the report megabytes per test)."""
     return AttemptResult.model_construct(  # the store's own rows: no validation
         number=a.number,
         status=a.status,
@@ -142,7 +146,7 @@ def _attempt(a: AttemptRecord, rows: Sequence[CaseRecord], *, final: bool) -> At
         setup_seconds=a.setup_seconds,
         sharded=a.sharded,
         junit_error=a.junit_error,
-        output_tail=a.output_tail if final else "",
+        output_tail=a.output_tail if tail else "",
         cases=_cases(rows, final=final),
     )
 
@@ -162,7 +166,11 @@ def _result(
             skipped=final.cases_skipped or 0,
         )
     durations = [a.duration_seconds for a in attempts if a.duration_seconds is not None]
-    results = tuple(_attempt(a, case_rows.get(a.id, ()), final=a is final) for a in attempts)
+    failed = execution.status != ExecutionStatus.PASSED.value
+    results = tuple(
+        _attempt(a, case_rows.get(a.id, ()), final=a is final, tail=failed and a is final)
+        for a in attempts
+    )
     tail = final.output_tail if final else ""
     last_cases = results[-1].cases if results else ()
     return TestResult.model_construct(  # the store's own rows: no validation

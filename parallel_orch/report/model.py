@@ -40,7 +40,7 @@ class AttemptResult(_Frozen):
     shard: str | None = None  # "2/4": the shard of its test this attempt ran
     sharded: bool | None = None  # a shard's runner did (True) or did not (False) shard
     junit_error: str | None = None  # why its JUnit file could not be read
-    output_tail: str = ""  # the final attempt's: the last bytes of its log (log_tail_bytes)
+    output_tail: str = ""  # a failed test's final attempt: its log's last bytes (log_tail_bytes)
     # Its JUnit cases: all of them for the final attempt, those that did not pass for others.
     cases: tuple[CaseResult, ...] = ()
 
