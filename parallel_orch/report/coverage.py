@@ -8,7 +8,8 @@ ends, the data of every attempt at one commit that left some is combined,
 whatever the attempt's status: a serial run counts every test that ran,
 failing ones included, and lines are a union, so a retry only adds lines
 that really ran. The result is that commit's :class:`CommitCoverage`, with
-paths relative to the repo.
+paths relative to the repo. A session stopped before its end (cancelled,
+interrupted) gets none: stopping stays quick.
 
 A list (``coverage = ["src/pkg"]``) restricts the report to files under those
 paths (relative to the repo) and is given to the command as
@@ -35,6 +36,7 @@ from pathlib import Path
 import anyio
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from parallel_orch.models import SessionStatus
 from parallel_orch.report.model import CommitCoverage
 from parallel_orch.store import ExecutionRecord, SessionRecord, SessionSnapshot
 
@@ -42,6 +44,7 @@ COMBINE_TIMEOUT_SECONDS = 300.0  # for all of a session's commits together
 DATA_FILE = ".coverage"
 SOURCE_ENV = "PARALLEL_ORCH_COVERAGE_SOURCE"
 _CONCURRENT_COMBINES = 4
+_STOPPED = frozenset({SessionStatus.CANCELLED.value, SessionStatus.INTERRUPTED.value})
 _NO_DATA = (
     "no attempt wrote coverage data to $COVERAGE_FILE: run the command under "
     "`coverage run` or `pytest --cov`"
@@ -85,6 +88,8 @@ class CombineJob(_Job):
 
 
 def _coverage_of(execution: ExecutionRecord) -> bool | tuple[str, ...]:
+    if '"coverage":false' in execution.request_json:  # most sessions: no JSON parse per test
+        return False
     value = json.loads(execution.request_json).get("coverage")
     return tuple(value) if isinstance(value, list) else bool(value)
 
@@ -188,10 +193,11 @@ async def combine_session(
     timeout_seconds: float | None = None,
 ) -> tuple[CommitCoverage, ...]:
     """Every commit's coverage for the session, within ``timeout_seconds`` in all
-    (default :data:`COMBINE_TIMEOUT_SECONDS`)."""
+    (default :data:`COMBINE_TIMEOUT_SECONDS`); none for a session stopped before its end
+    (cancelled, interrupted), so that stopping stays quick."""
     if timeout_seconds is None:
         timeout_seconds = COMBINE_TIMEOUT_SECONDS
-    if not any(_coverage_of(e) for e in snapshot.executions):
+    if session.status in _STOPPED or not any(_coverage_of(e) for e in snapshot.executions):
         return ()
     jobs = await anyio.to_thread.run_sync(jobs_for, state_dir, session, snapshot)
     results: dict[str, CommitCoverage] = {}

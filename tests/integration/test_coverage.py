@@ -137,3 +137,16 @@ async def test_combining_is_bounded_in_time(
     [combined] = report.coverage
     assert combined.error == "not combined within 0.001s"
     assert combined.data_files == 2
+
+
+async def test_a_session_stopped_before_its_end_has_no_coverage(
+    coverage_repo: GitRepo, make_config: MakeConfig
+) -> None:
+    """A session cancelled by `max_failures` ends without combining what its attempts wrote."""
+    request = TestRequest(id="fails", command=f"{COVERAGE_RUN} main.py", coverage=True)
+    async with orchestrator(make_config(max_failures=1)) as orch:
+        report = await orch.run_tests([request])
+
+    assert report.status == SessionStatus.CANCELLED
+    assert report.completed_tests[0].attempts[0].exit_code == 1  # it ran, and wrote its data
+    assert report.coverage == ()
