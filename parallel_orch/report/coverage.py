@@ -114,19 +114,19 @@ def jobs_for(
 
     Reads the state dir: call it in a thread.
     """
+    wanted = {e.id: w for e in snapshot.executions if e.sha and (w := _coverage_of(e))}
     attempts: dict[int, list[AttemptData]] = {}
     for attempt in snapshot.attempts:
-        if attempt.worktree:  # it ran somewhere
-            stem = Path(attempt.log_path).stem
+        if attempt.execution_id in wanted and attempt.worktree:  # it ran somewhere
+            stem = Path(attempt.log_path).stem  # the attempt's files share it
             files = _data_files(data_file(state_dir, session.id, stem).parent)
             attempts.setdefault(attempt.execution_id, []).append(
                 AttemptData(worktree=attempt.worktree, files=files)
             )
     by_sha: dict[str, list[tuple[ExecutionRecord, bool | tuple[str, ...]]]] = {}
     for execution in snapshot.executions:
-        wanted = _coverage_of(execution)
-        if wanted and execution.sha and execution.id in attempts:
-            by_sha.setdefault(execution.sha, []).append((execution, wanted))
+        if execution.id in attempts and execution.sha:
+            by_sha.setdefault(execution.sha, []).append((execution, wanted[execution.id]))
     jobs = []
     for sha, executions in by_sha.items():
         lists = [w for _, w in executions]
