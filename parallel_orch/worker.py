@@ -22,6 +22,7 @@ from parallel_orch.executors.protocol import AttemptResult, AttemptSpec, Executo
 from parallel_orch.models import ExecutionStatus
 from parallel_orch.names import safe_name
 from parallel_orch.queue import QueueItem, TestQueue
+from parallel_orch.report import coverage
 from parallel_orch.sessions import Running, SessionRegistry, SessionState, Spawn
 from parallel_orch.settle import Settler
 from parallel_orch.store import AttemptEnd, utcnow
@@ -101,6 +102,11 @@ class ExecutionWorker:
             worker=self.index,
             log_path=self.state_dir / "logs" / item.session_id / f"{name}.log",
             junit_path=self.state_dir / "junit" / item.session_id / f"{name}.xml",
+            coverage_file=(
+                coverage.data_file(self.state_dir, item.session_id, name)
+                if item.request.coverage
+                else None
+            ),
             avoid_worktree=item.avoid_worktree,
             scratch_dir=self.state_dir / "scratch" / item.session_id / name,
             shard_durations=(

@@ -37,6 +37,7 @@ from parallel_orch.executors.protocol import (
 )
 from parallel_orch.junit import JUnitResult
 from parallel_orch.models import ExecutionStatus, TestRequest
+from parallel_orch.report import coverage
 from parallel_orch.setup import SetupKey
 from parallel_orch.store import utcnow
 from parallel_orch.worktree import Worktree, validate_worktree_dir
@@ -61,6 +62,7 @@ def attempt_env(
     sha: str,
     junit_path: Path,
     tmp_dir: Path | None = None,
+    coverage_file: Path | None = None,
 ) -> dict[str, str]:
     """The inherited environment minus our own settings, the request's env, then ours.
 
@@ -69,6 +71,9 @@ def attempt_env(
     the venv's included, and with ``PYTHONDONTWRITEBYTECODE`` every import
     would compile from source); the pool spares the worktree's ``__pycache__``
     folders between attempts at the same commit instead.
+    A request with ``coverage`` on gets ``COVERAGE_FILE`` = ``coverage_file``
+    (outside the worktree), and its source list, if any, in
+    ``PARALLEL_ORCH_COVERAGE_SOURCE`` (see :mod:`parallel_orch.report.coverage`).
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env.update(request.env)
@@ -84,6 +89,10 @@ def attempt_env(
     )
     if tmp_dir is not None:
         env["TEST_TMPDIR"] = str(tmp_dir)
+    if request.coverage and coverage_file is not None:
+        env["COVERAGE_FILE"] = str(coverage_file)
+        if isinstance(request.coverage, tuple):
+            env[coverage.SOURCE_ENV] = coverage.source_env(worktree, request.coverage)
     return env
 
 
@@ -258,6 +267,7 @@ class LocalExecutor:
             sha=spec.sha,
             junit_path=spec.junit_path,
             tmp_dir=await _scratch(spec),
+            coverage_file=spec.coverage_file,
         )
         if request.shard is not None and spec.scratch_dir and spec.shard_durations:
             env.update(
@@ -365,7 +375,9 @@ async def _open_log(spec: AttemptSpec) -> IO[bytes]:
 
     :raises StateDirError: if the log cannot be written.
     """
-    folders = (spec.log_path.parent, spec.junit_path.parent)
+    folders = [spec.log_path.parent, spec.junit_path.parent]
+    if spec.coverage_file is not None:
+        folders.append(spec.coverage_file.parent)
     try:
         if not all(f.is_dir() for f in folders):  # stats: cheaper than a hop to a thread
             await anyio.to_thread.run_sync(_make_dirs, *folders)

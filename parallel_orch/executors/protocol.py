@@ -10,7 +10,8 @@ Cancelling the awaited ``run`` stops the attempt wherever it runs: its
 processes are killed before the cancellation propagates. An executor may run
 the spec on another machine with its own clone and worktree pool; the spec
 names the commit by SHA and carries the whole request, so nothing else is
-needed there, and the log and JUnit files come back to the paths it names.
+needed there, and the log, JUnit and coverage files come back to the paths it
+names.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class AttemptSpec:
     worker: int  # the worker slot, 0..N-1: PARALLEL_ORCH_WORKER, for ports and temp dirs
     log_path: Path  # where the attempt's output ends up, in the state dir
     junit_path: Path  # where its JUnit file ends up (PARALLEL_ORCH_JUNIT)
+    coverage_file: Path | None = None  # COVERAGE_FILE, when the request collects coverage
     avoid_worktree: str | None = None  # a retry prefers another worktree than this one
     #: The attempt's own scratch folder, outside any worktree: TEST_TMPDIR, the shard status.
     scratch_dir: Path | None = None

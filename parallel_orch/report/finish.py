@@ -1,6 +1,7 @@
 """A session's final report: built from the store, compared, judged by its gates.
 
-The report of a session that has ended is this, stored with it. ``report
+The report of a session that has ended is this, stored with it; its coverage
+is combined once, here (:mod:`parallel_orch.report.coverage`). ``report
 SESSION --min-pass-rate ...`` judges a stored one again by other gates.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from parallel_orch.exceptions import SessionNotFoundError
-from parallel_orch.report import build
+from parallel_orch.report import build, coverage
 from parallel_orch.report.compare import compare
 from parallel_orch.report.gates import judge
 from parallel_orch.report.model import ParallelTestReport
@@ -66,9 +67,13 @@ def judged(
 async def final_report(
     store: Store, session: SessionRecord, snapshot: SessionSnapshot
 ) -> ParallelTestReport:
-    """The report of ``session`` (with its final status) from ``snapshot``, compared and judged."""
+    """The report of ``session`` (with its final status) from ``snapshot``, with its coverage
+    combined per commit, compared and judged."""
     options = options_of(session)
     report = build.report_from(session, snapshot.executions, snapshot.attempts, snapshot.cases)
+    state_dir = store.path.parent  # the store's file lives in the state dir
+    combined = await coverage.combine_session(state_dir, session, snapshot)
+    report = report.model_copy(update={"coverage": combined})
     try:
         baseline = await baseline_of(store, session, options.compare_to)
     except SessionNotFoundError as exc:

@@ -152,6 +152,8 @@ class CommitCoverage(_Frozen):
     statements: int
     missing: int
     files: tuple[FileCoverage, ...] = ()
+    data_files: int = 0  # the attempts' data files it combines
+    warnings: tuple[str, ...] = ()  # coverage.py's, e.g. a data file it could not read
     error: str | None = None  # why it could not be combined
 
 

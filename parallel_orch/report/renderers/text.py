@@ -62,6 +62,9 @@ def renderable(report: ParallelTestReport) -> Group:
             f"\ncases: {cases.passed} passed, {cases.failed} failed, "
             f"{cases.errors} errors, {cases.skipped} skipped"
         )
+    for line, style in _coverage_lines(report):
+        summary.append("\n")
+        summary.append(line, style=style)
     summary.append(
         f"\n{report.duration_seconds:.2f}s wall on {report.num_workers} workers"
         f", speedup {report.speedup:.2f}x, utilisation {report.worker_utilisation:.0%}"
@@ -90,6 +93,29 @@ def _categories(report: ParallelTestReport) -> Table:
             str(c.flaky),
         )
     return cats
+
+
+def _coverage_lines(report: ParallelTestReport) -> list[tuple[str, str]]:
+    """One line per commit: its combined coverage, or why there is none."""
+    lines = []
+    for c in report.coverage:
+        files = _count(c.data_files, "data file")
+        if c.error is not None:
+            lines.append((f"coverage at {c.sha[:12]}: none: {c.error} ({files})", "yellow"))
+            continue
+        warned = f", {_count(len(c.warnings), 'warning')}" if c.warnings else ""
+        lines.append(
+            (
+                f"coverage {c.percent:.1f}% at {c.sha[:12]}: {c.statements} statements, "
+                f"{c.missing} missed, {_count(len(c.files), 'file')} ({files}{warned})",
+                "",
+            )
+        )
+    return lines
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _flags(test: TestResult) -> list[str]:
