@@ -17,11 +17,11 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from parallel_orch.cli.app import err_console
+from parallel_orch.cli.app import err_console, validation_problems
 from parallel_orch.exceptions import ConfigError, StateDirError
 from parallel_orch.report.formats import FORMATS
 from parallel_orch.report.model import ParallelTestReport
-from parallel_orch.report.options import Gates, ReportOptions
+from parallel_orch.report.options import FLAG_SPELLING, Gates, ReportOptions
 from parallel_orch.report.renderers import markdown
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
@@ -219,12 +219,9 @@ def gates_from_flags(
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     try:
-        return Gates(**values, categories=categories)
+        return Gates.model_validate({**values, "categories": categories}, context=FLAG_SPELLING)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'gate'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"bad gate: {problems}") from None
+        raise ConfigError(f"bad gate: {validation_problems(exc)}") from None
 
 
 def warn_unknown_categories(gates: Gates, categories: set[str]) -> None:

@@ -22,25 +22,32 @@ def _gated(report: ParallelTestReport, category: str | None = None) -> list[Test
     ]
 
 
-def _rate(tests: list[TestResult]) -> float | None:
-    if not tests:
-        return None
-    return sum(t.status == ExecutionStatus.PASSED.value for t in tests) / len(tests)
-
-
 def _pass_rate(name: str, tests: list[TestResult], target: float, what: str) -> GateResult:
-    actual = _rate(tests)
-    if actual is None:
+    if not tests:
         return GateResult(
             name=name, target=target, actual=None, passed=True, reason=f"no {what} ran"
         )
+    passed_count = sum(t.status == ExecutionStatus.PASSED.value for t in tests)
+    actual = passed_count / len(tests)
     passed = actual >= target
     reason = (
-        f"{what}: {actual:.1%} passed {'>=' if passed else '<'} {target:.1%} ({len(tests)} tests)"
+        f"{what}: {passed_count}/{len(tests)} passed ({_percent(actual, target)})"
+        f" {'>=' if passed else '<'} {target * 100:g}%"
     )
     return GateResult(
         name=name, target=target, actual=round(actual, 4), passed=passed, reason=reason
     )
+
+
+def _percent(rate: float, target: float) -> str:
+    """``rate`` as a percentage with one decimal, or as many more (up to four) as it takes
+    not to read as equal to ``target`` when it is not: 99.95 %, not 100.0 %."""
+    for digits in range(1, 4):
+        if (round(rate * 100, digits) == round(target * 100, digits)) == (rate == target):
+            break
+    else:
+        digits = 4
+    return f"{rate * 100:.{digits}f}%"
 
 
 def judge(report: ParallelTestReport, gates: Gates) -> tuple[GateResult, ...]:

@@ -6,12 +6,23 @@ and stored with the session, so that a report rebuilt later is judged the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 _NAMED = {"min_pass_rate", "categories", "max_flaky", "max_duration", "min_coverage"}
 _NAMED |= {"no_new_failures"}
+
+#: What each gate's value may be, as a check and as the rule a user is told.
+_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "min_pass_rate": (lambda v: 0 <= v <= 1, "a pass rate is between 0 and 1"),
+    "max_flaky": (lambda v: v >= 0, "a number of flaky tests is 0 or more"),
+    "max_duration": (lambda v: v > 0, "a wall time is more than 0 seconds"),
+    "min_coverage": (lambda v: 0 <= v <= 100, "a coverage is 0 to 100 (percent)"),
+}
+#: Validation context that names gates as the command line spells them.
+FLAG_SPELLING = {"spelling": "flags"}
 
 
 class Gates(BaseModel):
@@ -22,11 +33,11 @@ class Gates(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_pass_rate: float | None = Field(default=None, ge=0, le=1)
+    min_pass_rate: float | None = None  # 0 to 1
     categories: dict[str, float] = Field(default_factory=dict)  # category -> minimum pass rate
-    max_flaky: int | None = Field(default=None, ge=0)
-    max_duration: float | None = Field(default=None, gt=0)  # seconds of wall time
-    min_coverage: float | None = Field(default=None, ge=0, le=100)  # percent
+    max_flaky: int | None = None
+    max_duration: float | None = None  # seconds of wall time
+    min_coverage: float | None = None  # percent
     no_new_failures: bool = False  # against the comparison's baseline
 
     @model_validator(mode="before")
@@ -42,10 +53,22 @@ class Gates(BaseModel):
         return named
 
     @model_validator(mode="after")
-    def _rates(self) -> Gates:
-        for name, rate in self.categories.items():
-            if not 0 <= rate <= 1:
-                raise ValueError(f"gate {name}={rate}: a pass rate is between 0 and 1")
+    def _in_range(self, info: ValidationInfo) -> Gates:
+        """Each value within its rule; the error names it as flags or config spell it."""
+        flags = (info.context or {}).get("spelling") == "flags"
+        given: list[tuple[str, str, float]] = [
+            (f"--{key.replace('_', '-')} " if flags else f"{key} = ", key, value)
+            for key in _RULES
+            if (value := getattr(self, key)) is not None
+        ]
+        given += [
+            (f"--gate {name}=" if flags else f"{name} = ", "min_pass_rate", rate)
+            for name, rate in self.categories.items()
+        ]
+        for label, rule, value in given:
+            check, text = _RULES[rule]
+            if not check(value):
+                raise ValueError(f"{label}{value}: {text}")
         return self
 
     @property
