@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from parallel_orch.exceptions import ConfigError, RepoError
 from parallel_orch.gitrepo import toplevel
-from parallel_orch.report.options import Gates, ReportOptions
+from parallel_orch.report.options import Gates, ReportOptions, check_notify_url
 
 STATE_DIR_NAME = ".parallel-orch"
 PYPROJECT_TABLE = "parallel-orch"
@@ -70,6 +70,11 @@ class ParallelTestConfig(BaseSettings):
     quarantine: dict[str, str] = Field(default_factory=dict)  # test id -> why quarantined
     notify_url: str | None = None  # POST each session's report JSON here when it ends
 
+    @field_validator("notify_url")
+    @classmethod
+    def _webhook(cls, url: str | None) -> str | None:
+        return check_notify_url(url) if url is not None else None
+
     @field_validator("quarantine", mode="before")
     @classmethod
     def _quarantine_list(cls, value: Any) -> Any:
@@ -111,9 +116,17 @@ class ParallelTestConfig(BaseSettings):
         root = self.plans_root if self.plans_root is not None else Path("plans")
         return (self.repo / root.expanduser()).resolve()
 
-    def report_options(self) -> ReportOptions:
-        """How sessions are judged and sent unless a submit says otherwise."""
-        return ReportOptions(gates=self.gates, notify_url=self.notify_url)
+    def report_options(self, given: ReportOptions | None = None) -> ReportOptions:
+        """How a session is judged and sent: ``given``, with this configuration's gates
+        where it gives none and its webhook where it names none."""
+        if given is None:
+            return ReportOptions(gates=self.gates, notify_url=self.notify_url)
+        return given.model_copy(
+            update={
+                "gates": given.gates if given.gates.any else self.gates,
+                "notify_url": given.notify_url or self.notify_url,
+            }
+        )
 
     @property
     def resolved_state_dir(self) -> Path:

@@ -5,7 +5,7 @@ A request's path: :mod:`~parallel_orch.plans` -> :mod:`~parallel_orch.admission`
 :mod:`~parallel_orch.worker` -> :mod:`~parallel_orch.executors` ->
 :mod:`~parallel_orch.settle` (the store, a retry or the end) ->
 :mod:`~parallel_orch.sessions` (the session's end and its
-:mod:`~parallel_orch.report`).
+:mod:`~parallel_orch.report`) -> :mod:`~parallel_orch.notify` (its webhook).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from parallel_orch.admission import Admission, Admitted
 from parallel_orch.config import ParallelTestConfig
 from parallel_orch.events import EventBus
 from parallel_orch.executors.protocol import Executor
+from parallel_orch.notify import Notifier, NotifyPolicy
 from parallel_orch.queue import TestQueue
 from parallel_orch.retry import RetryPolicy
 from parallel_orch.sessions import SessionRegistry, SessionState, Spawn
@@ -49,12 +50,15 @@ class Engine:
         retry_policy: RetryPolicy,
         spawn: Spawn,
         resume: bool,
+        notify_policy: NotifyPolicy | None = None,
     ) -> Engine:
         """Open the store and the executor on ``stack``, wire the parts to them, and
         recover the sessions a dead process left (resumed ones when ``resume``)."""
         store = await stack.enter_async_context(open_store(config.resolved_state_dir))
         await executor.open()
         stack.push_async_callback(executor.close)
+        # Closed after the sessions' ends (and their deliveries) are recorded, before the store.
+        notifier = await stack.enter_async_context(Notifier(store, notify_policy))
         registry = SessionRegistry(
             store,
             queue,
@@ -62,6 +66,7 @@ class Engine:
             max_failures=config.max_failures,
             kill_grace_seconds=config.kill_grace_seconds,
             spawn=spawn,
+            notify=notifier.send,
         )
         stack.push_async_callback(registry.close_leftovers)
         admission = Admission(

@@ -21,6 +21,7 @@ def summarize(session: SessionRecord, counts: dict[str, int]) -> SessionSummary:
         failed=sum(counts.get(s.value, 0) for s in FAILURE_STATUSES),
         counts=counts,
         plan_paths=list(session.plan_paths),
+        notify_status=session.notify_status,
     )
 
 

@@ -32,6 +32,7 @@ from parallel_orch.exceptions import OrchestratorClosedError
 from parallel_orch.executors.local import LocalExecutor
 from parallel_orch.executors.protocol import Executor
 from parallel_orch.models import ExecutionStatus, TestRequest
+from parallel_orch.notify import NotifyPolicy
 from parallel_orch.plans import load_plans
 from parallel_orch.queue import TestQueue
 from parallel_orch.report import ParallelTestReport, load_report
@@ -46,6 +47,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
     """Runs TestRequests on N workers in pooled worktrees; see the module docstring.
 
     :param executor: where attempts run; by default in this machine's worktree pool.
+    :param notify_policy: how hard a webhook delivery tries (``notify_url``).
     """
 
     def __init__(
@@ -55,8 +57,10 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         retry_policy: RetryPolicy | None = None,
         resume: bool = False,
         executor: Executor | None = None,
+        notify_policy: NotifyPolicy | None = None,
     ) -> None:
         self.config = config or ParallelTestConfig()
+        self.notify_policy = notify_policy
         self.retry_policy = retry_policy or RetryPolicy(
             max_retries=self.config.max_retries_per_test
         )
@@ -112,6 +116,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
             retry_policy=self.retry_policy,
             spawn=self._spawn,
             resume=self.resume,
+            notify_policy=self.notify_policy,
         )
 
     async def start(self) -> None:
@@ -213,7 +218,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         Returns once all are committed and as many queued as there is room for
         (the rest follow as room frees up). Requests whose ref does not resolve
         are ``error``. A second call with an ``idempotency_key`` gets the first's id.
-        ``options`` (gates, baseline, webhook) default to the config's."""
+        ``options`` (gates, baseline, webhook) are completed from the config's."""
         if self._tg is None:
             raise OrchestratorClosedError("the orchestrator is not accepting work (shutting down?)")
         return await self._running.admission.create_session(
@@ -223,7 +228,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
             session_id=session_id,
             keep_open=keep_open,
             idempotency_key=idempotency_key,
-            options=options or self.config.report_options(),
+            options=self.config.report_options(options),
         )
 
     async def submit_test(self, request: TestRequest) -> str:
@@ -333,15 +338,22 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
 
     def get_status(self) -> dict[str, Any]:
         """A snapshot: workers, queue, executor and running sessions (from memory)."""
-        engine = None if self._closed else self._engine
-        return {
-            "accepting": engine is not None and engine.admission.accepting,
-            "num_workers": self.config.num_workers,
-            "queued": len(self.queue),
-            "workers": [w.status() for w in self.workers],
-            "pool": self._engine.executor.status() if self._engine else {},
-            "sessions": engine.registry.status(self.queue.waiting_counts()) if engine else [],
-        }
+        return _status(self, self._engine, closed=self._closed)
+
+
+def _status(
+    orch: ParallelTestOrchestrator, opened: Engine | None, *, closed: bool
+) -> dict[str, Any]:
+    """:meth:`ParallelTestOrchestrator.get_status`; the pool's even once closed."""
+    engine = None if closed else opened
+    return {
+        "accepting": engine is not None and engine.admission.accepting,
+        "num_workers": orch.config.num_workers,
+        "queued": len(orch.queue),
+        "workers": [w.status() for w in orch.workers],
+        "pool": opened.executor.status() if opened else {},
+        "sessions": engine.registry.status(orch.queue.waiting_counts()) if engine else [],
+    }
 
 
 def _quarantined(requests: Sequence[TestRequest], listed: dict[str, str]) -> list[TestRequest]:

@@ -2,7 +2,8 @@
 
 :class:`SessionRegistry` owns both: it counts a session's executions down to
 its end, stops it on ``max_failures`` or when asked, records its end with its
-report, and tells whoever waits when no session is left.
+report (then has the webhook told, when it has one), and tells whoever waits when no
+session is left.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from parallel_orch.events import EventBus
 from parallel_orch.models import ExecutionStatus, SessionStatus, session_status_for
 from parallel_orch.queue import TestQueue
 from parallel_orch.report import ParallelTestReport
-from parallel_orch.report.finish import final_report
+from parallel_orch.report.finish import final_report, options_of
 from parallel_orch.store import ExecutionRecord, Store, utcnow
 
 log = logging.getLogger(__name__)
 
 Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
+Notify = Callable[[str, str, str], None]
 
 
 @dataclass(eq=False)
@@ -65,6 +67,8 @@ class SessionRegistry:
     """Sessions running here and their attempts in flight; see the module docstring.
 
     :param spawn: runs a coroutine function in the orchestrator's task group.
+    :param notify: ``notify(session_id, url, report_json)`` starts the webhook's delivery
+        of a recorded report, in the background.
     """
 
     def __init__(
@@ -76,8 +80,10 @@ class SessionRegistry:
         max_failures: int | None,
         kill_grace_seconds: float,
         spawn: Spawn,
+        notify: Notify | None = None,
     ) -> None:
         self.store = store
+        self.notify = notify
         self.queue = queue
         self.bus = bus
         self.max_failures = max_failures
@@ -182,12 +188,13 @@ class SessionRegistry:
             status = _status(snapshot.executions, stopping)
         session = replace(snapshot.session, status=status.value, completed_at=utcnow())
         report = await final_report(self.store, session, snapshot)
+        report_json = report.model_dump_json()
         await self.store.finish_session(
-            session_id,
-            status,
-            completed_at=session.completed_at,
-            report_json=report.model_dump_json(),
+            session_id, status, completed_at=session.completed_at, report_json=report_json
         )
+        url = options_of(session).notify_url
+        if url is not None and self.notify is not None:  # recorded first: the end never waits
+            self.notify(session_id, url, report_json)
         return report
 
     # -- stopping -----------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -90,10 +91,9 @@ def run(
         state_dir=state_dir,
         max_failures=max_failures,
         preserve_failed_worktrees=True if keep_worktrees else None,
-        notify_url=notify_url,
     )
     flags = o.ReportFlags.parse(locals(), base=config.gates)
-    options = flags.options().model_copy(update={"notify_url": config.notify_url})
+    options = config.report_options(flags.options())
     _run_plans(config, list(paths or [Path("plans")]), ref, quiet, flags.outputs, options)
 
 
@@ -111,9 +111,12 @@ def _run_plans(
         raise PlanError("no tests found", path=", ".join(str(p) for p in plan_paths))
     o.warn_unknown_categories(options.gates, {r.category for r in requests})
     outputs.check()
-    report = run_async(_run, config, requests, [str(p) for p in plan_paths], quiet, options)
-    print_report(report, console)
-    outputs.write(report)
+
+    def show(report: ParallelTestReport) -> None:
+        print_report(report, console)
+        outputs.write(report)
+
+    report = run_async(_run, config, requests, [str(p) for p in plan_paths], quiet, options, show)
     raise typer.Exit(exit_code(report))
 
 
@@ -123,16 +126,21 @@ async def _run(
     plan_paths: list[str],
     quiet: bool,
     options: ReportOptions,
+    show: Callable[[ParallelTestReport], None],
 ) -> ParallelTestReport:
-    async with ParallelTestOrchestrator(config) as orch, anyio.create_task_group() as tg:
-        stream = orch.events()
-        tg.start_soon(
-            functools.partial(progress.show, quiet=quiet), stream, console, config.num_workers
-        )
-        tg.start_soon(_stop_on_signals, orch, tg.cancel_scope)
-        session_id = await orch.create_session(requests, plan_paths=plan_paths, options=options)
-        report = await orch.wait_for_session(session_id)
-        tg.cancel_scope.cancel()
+    """Run the session, ``show`` its report, then close: a webhook delivery under way
+    is waited for (within its own time limit) after the report is out."""
+    async with ParallelTestOrchestrator(config) as orch:
+        async with anyio.create_task_group() as tg:
+            stream = orch.events()
+            tg.start_soon(
+                functools.partial(progress.show, quiet=quiet), stream, console, config.num_workers
+            )
+            tg.start_soon(_stop_on_signals, orch, tg.cancel_scope)
+            session_id = await orch.create_session(requests, plan_paths=plan_paths, options=options)
+            report = await orch.wait_for_session(session_id)
+            tg.cancel_scope.cancel()
+        show(report)
     return report
 
 

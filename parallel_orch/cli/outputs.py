@@ -21,7 +21,12 @@ from parallel_orch.cli.app import err_console, validation_problems
 from parallel_orch.exceptions import ConfigError, StateDirError
 from parallel_orch.report.formats import FORMATS
 from parallel_orch.report.model import ParallelTestReport
-from parallel_orch.report.options import FLAG_SPELLING, Gates, ReportOptions
+from parallel_orch.report.options import (
+    FLAG_SPELLING,
+    Gates,
+    ReportOptions,
+    check_notify_url,
+)
 from parallel_orch.report.renderers import markdown
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
@@ -251,7 +256,7 @@ class ReportFlags:
     def parse(cls, flags: dict[str, Any], base: Gates | None = None) -> ReportFlags:
         """From a command's parameters (its ``locals()``), gates on top of ``base``.
 
-        :raises ConfigError: (exit 2) for a bad gate spec.
+        :raises ConfigError: (exit 2) for a bad gate spec or webhook URL.
         """
         outputs = Outputs.from_flags(
             **{k: flags.get(k) for k in _OUTPUT_FLAGS},
@@ -262,7 +267,13 @@ class ReportFlags:
             **{k: flags.get(k) for k in _GATE_FLAGS},
             no_new_failures=bool(flags.get("no_new_failures")),
         )
-        return cls(outputs, gates, flags.get("compare_to"), flags.get("notify_url"))
+        notify_url = flags.get("notify_url")
+        if notify_url is not None:
+            try:
+                check_notify_url(notify_url)
+            except ValueError as exc:
+                raise ConfigError(f"--notify-url {exc}") from None
+        return cls(outputs, gates, flags.get("compare_to"), notify_url)
 
     @property
     def judged(self) -> bool:

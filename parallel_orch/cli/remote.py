@@ -233,8 +233,10 @@ async def _status(socket: Path, session: str | None) -> p.SessionSummary | p.Dae
 def _print_summary(summary: p.SessionSummary) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no tests"
     took = f" in {summary.duration_seconds:.1f}s" if summary.duration_seconds is not None else ""
+    webhook = f"; webhook {summary.notify_status}" if summary.notify_status else ""
     console.print(
-        f"session {summary.session_id}: {summary.status}{took} ({summary.total} tests: {counts})",
+        f"session {summary.session_id}: {summary.status}{took} ({summary.total} tests: "
+        f"{counts}){webhook}",
         highlight=False,
         markup=False,
     )

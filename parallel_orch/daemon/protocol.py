@@ -218,6 +218,7 @@ class SessionSummary(_Model):
     failed: int  # failed, timed out or error
     counts: dict[str, int]  # execution status -> how many
     plan_paths: list[str] = Field(default_factory=list)
+    notify_status: str | None = None  # how the webhook's delivery of its report went
 
 
 class WorkerStatus(_Model):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 _NAMED = {"min_pass_rate", "categories", "max_flaky", "max_duration", "min_coverage"}
 _NAMED |= {"no_new_failures"}
@@ -84,3 +85,27 @@ class ReportOptions(BaseModel):
     gates: Gates = Field(default_factory=Gates)
     compare_to: str | None = None  # a session id; default the previous of the same plan set
     notify_url: str | None = None  # POST the report's JSON here when the session ends
+
+    @field_validator("notify_url")
+    @classmethod
+    def _webhook(cls, url: str | None) -> str | None:
+        return check_notify_url(url) if url is not None else None
+
+
+def check_notify_url(url: str) -> str:
+    """``url`` if a report can be POSTed to it: ``http://`` or ``https://`` with a host.
+
+    :raises ValueError: saying what is wrong with it.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- parsing the port is what checks it
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{url!r}: a webhook is an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError(f"{url!r} names no host")
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise ValueError(f"{url!r} has spaces or control characters in it")
+    return url
