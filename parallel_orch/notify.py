@@ -190,7 +190,7 @@ class Notifier(AsyncContextManagerMixin):
                     # The first failure is a warning: it says why a CLI waits at its exit.
                     log.log(
                         logging.WARNING if tries == 1 else logging.INFO,
-                        "session %s: webhook %s: %s; trying again for up to %gs",
+                        "session %s: webhook %s: %s; trying again for up to %.0fs",
                         session_id,
                         where(url),
                         outcome,
