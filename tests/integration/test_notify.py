@@ -15,8 +15,9 @@ from parallel_orch.models import TestRequest
 from parallel_orch.notify import NotifyPolicy
 from parallel_orch.report.options import ReportOptions
 from parallel_orch.retry import RetryPolicy
-from parallel_orch.store import open_store
+from parallel_orch.store import NewExecution, open_store
 from tests.helpers import GitRepo, MakeConfig
+from tests.integration.test_recovery import dead_owner_token
 from tests.webhook import dead_url, webhook_server
 
 REQUESTS = [TestRequest(id="a", command="true"), TestRequest(id="b", command="true")]
@@ -208,3 +209,27 @@ async def test_closing_waits_for_a_delivery_under_way(make_config: MakeConfig) -
                 report = await orch.run_tests(REQUESTS)
             status = await notify_status(config, report.session_id)
     assert status == "delivered: HTTP 200 after 1 try"
+
+
+async def test_a_session_a_dead_process_left_is_posted_when_marked_interrupted(
+    repo: GitRepo, make_config: MakeConfig
+) -> None:
+    """The next orchestrator ends a dead owner's session, and its webhook hears of it."""
+    with webhook_server() as server:
+        config = make_config()
+        async with open_store(config.resolved_state_dir) as store:
+            await store.create_session(
+                "deadbeef0002",
+                num_workers=1,
+                repo=str(repo.path),
+                plan_paths=[],
+                plan_key="k",
+                owner=dead_owner_token(),
+                executions=[NewExecution(TestRequest(id="a", command="true"), repo.head())],
+                options_json=ReportOptions(notify_url=server.url).model_dump_json(),
+            )
+        async with orchestrator(config, NotifyPolicy.zero_wait()):
+            pass
+        [got] = server.wait_for(1)
+    assert (got.json()["session_id"], got.json()["status"]) == ("deadbeef0002", "interrupted")
+    assert await notify_status(config, "deadbeef0002") == "delivered: HTTP 200 after 1 try"
