@@ -4,8 +4,8 @@ A delivery starts after the session's end and report are recorded, runs in a
 task of its own (other sessions and their ends never wait for it), is retried
 with backoff under :class:`NotifyPolicy`, and ends with its outcome in the
 store (``notify_status``) and in the log. It never changes the session.
-Closing the :class:`Notifier` waits for deliveries under way, each bounded by
-the policy's total time; cancelled ones are recorded ``abandoned``.
+Closing the :class:`Notifier` (a CLI's exit, a daemon's stop) waits a bounded
+time for deliveries under way; those it cuts short are recorded ``abandoned``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class NotifyPolicy:
     ``min(max_wait_seconds, initial_seconds * base ** (n - 1))``. A delivery
     makes at most ``max_tries`` tries, each cut off after ``timeout_seconds``,
     and gives up once ``max_total_seconds`` have passed since its first try.
-    Retried: no answer (refused, reset, timed out), 5xx, 408 and 429.
+    Retried: no answer (refused, reset, timed out), 5xx, 408 and 429. Closing
+    the notifier waits ``drain_seconds`` at most for deliveries still trying.
     """
 
     max_tries: int = 5
@@ -54,6 +55,7 @@ class NotifyPolicy:
     max_wait_seconds: float = 8.0
     timeout_seconds: float = 10.0
     max_total_seconds: float = 30.0
+    drain_seconds: float = 15.0  # closing waits this long for deliveries under way
 
     @classmethod
     def zero_wait(cls, max_tries: int = 5) -> NotifyPolicy:
@@ -148,6 +150,8 @@ class Notifier(AsyncContextManagerMixin):
         self.store = store
         self.policy = policy or NotifyPolicy()
         self._tg: TaskGroup | None = None
+        self._under_way = 0  # deliveries started and not ended
+        self._idle = anyio.Event()  # set when the last one under way ends
         self._limiter = CapacityLimiter(MAX_CONCURRENT_DELIVERIES)
         self._headers = {
             "Content-Type": "application/json",
@@ -161,7 +165,11 @@ class Notifier(AsyncContextManagerMixin):
             try:
                 yield self
             finally:
-                self._tg = None  # nothing new; those under way end within their bound
+                self._tg = None  # nothing new
+                with anyio.move_on_after(self.policy.drain_seconds):
+                    while self._under_way:
+                        await self._idle.wait()
+                tg.cancel_scope.cancel()  # those still trying are recorded abandoned
 
     def send(self, session_id: str, url: str, report_json: str) -> None:
         """Deliver ``report_json`` to ``url`` in the background.
@@ -170,13 +178,23 @@ class Notifier(AsyncContextManagerMixin):
         """
         if self._tg is None:
             raise RuntimeError("the notifier is closed")
-        self._tg.start_soon(self.deliver, session_id, url, report_json.encode())
+        self._under_way += 1
+        self._idle = anyio.Event()
+        self._tg.start_soon(self._deliver_one, session_id, url, report_json.encode())
+
+    async def _deliver_one(self, session_id: str, url: str, body: bytes) -> None:
+        try:
+            await self.deliver(session_id, url, body)
+        finally:
+            self._under_way -= 1
+            if not self._under_way:
+                self._idle.set()
 
     async def deliver(self, session_id: str, url: str, body: bytes) -> str:
         """Try until delivered or the policy gives up; record and return how it went."""
         headers = {**self._headers, "X-Parallel-Orch-Session": session_id}
         await self._record(session_id, "pending")
-        tries, outcome, status = 0, Outcome(error="not tried"), None
+        tries, outcome, status = 0, None, None  # outcome: of the last try that ended
         try:
             with anyio.move_on_after(self.policy.max_total_seconds) as total:
                 started = anyio.current_time()
@@ -198,11 +216,12 @@ class Notifier(AsyncContextManagerMixin):
                     )
                     await anyio.sleep(wait)
             limit = self.policy.max_total_seconds if total.cancelled_caught else None
-            status = _status(outcome, tries, time_limit=limit)
+            status = _status(outcome or Outcome(error="no answer"), tries, time_limit=limit)
             return status
         finally:  # cancelled (a forced stop): say so, then let the cancellation go on
             if status is None:
-                status = f"abandoned: stopped after {_tries(tries)} (last: {outcome})"
+                last = f" (last: {outcome})" if outcome is not None else ""
+                status = f"abandoned: stopped at try {tries}{last}"
             with anyio.CancelScope(shield=True):
                 await self._finish(session_id, url, status)
 

@@ -233,3 +233,20 @@ async def test_a_session_a_dead_process_left_is_posted_when_marked_interrupted(
         [got] = server.wait_for(1)
     assert (got.json()["session_id"], got.json()["status"]) == ("deadbeef0002", "interrupted")
     assert await notify_status(config, "deadbeef0002") == "delivered: HTTP 200 after 1 try"
+
+
+async def test_closing_waits_a_bounded_time_then_records_the_delivery_abandoned(
+    make_config: MakeConfig,
+) -> None:
+    """A delivery still trying when the orchestrator closes gets ``drain_seconds``, then is
+    cut short and recorded so."""
+    policy = NotifyPolicy(timeout_seconds=20.0, drain_seconds=0.5)
+    with webhook_server(hold=True) as server:
+        config = make_config(notify_url=server.url)
+        async with orchestrator(config, policy) as orch:
+            report = await orch.run_tests(REQUESTS)
+            await anyio.to_thread.run_sync(server.wait_for, 1)
+            started = time.monotonic()
+        took = time.monotonic() - started
+    assert 0.4 < took < 3.0
+    assert await notify_status(config, report.session_id) == "abandoned: stopped at try 1"
