@@ -51,6 +51,25 @@ def test_a_bad_gate_or_webhook_is_exit_two_in_one_line_before_anything_runs(
     assert not (repo.path / ".parallel-orch").exists()
 
 
+def test_a_bad_gate_in_the_environment_is_exit_two_and_a_good_one_judges(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    """``PARALLEL_ORCH_GATES__MIN_PASS_RATE=2`` is refused in one line before anything runs;
+    ``=1`` judges the run."""
+    write_plan(
+        repo.path, "suite.toml", f'[[test]]\nid = "x"\nrun = "touch {tmp_path}/ran; false"\n'
+    )
+    bad = run_cli(["run", "plans"], cwd=repo.path, env={"PARALLEL_ORCH_GATES__MIN_PASS_RATE": "2"})
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [
+        "error: invalid configuration: gates: min_pass_rate = 2.0: a pass rate is between 0 and 1"
+    ]
+    assert not (tmp_path / "ran").exists()
+    good = run_cli(["run", "plans"], cwd=repo.path, env={"PARALLEL_ORCH_GATES__MIN_PASS_RATE": "1"})
+    assert good.returncode == 1
+    assert "gate failed: min_pass_rate: tests: 0/1 passed (0.0%) < 100%" in good.stdout
+
+
 def test_a_failed_gate_exits_one_with_its_reason_though_every_test_passed(repo: GitRepo) -> None:
     """All tests pass, the wall-time gate fails: exit 1, the reason printed and in the JSON."""
     write_plan(repo.path, "suite.toml", PASSING)
