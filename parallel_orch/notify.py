@@ -10,6 +10,7 @@ time for deliveries under way; those it cuts short are recorded ``abandoned``.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import logging
 import urllib.error
@@ -112,14 +113,16 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
+@functools.cache
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(_NoRedirects)  # when first needed: it costs an import
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout_seconds: float) -> Outcome:
     """One POST of ``body`` (blocking: call it in a thread); never raises for the network."""
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with _OPENER.open(request, timeout=timeout_seconds) as response:
+        with _opener().open(request, timeout=timeout_seconds) as response:
             return Outcome(status=response.status)
     except urllib.error.HTTPError as exc:
         exc.close()
