@@ -106,7 +106,10 @@ def _run_plans(
     options: ReportOptions,
 ) -> None:
     """Load, check, run, report: the body of ``run``."""
-    requests = with_default_ref(load_plans(plan_paths, default_timeout=config.default_timeout), ref)
+    loaded = load_plans(
+        plan_paths, root=config.resolved_plans_root, default_timeout=config.default_timeout
+    )
+    requests = with_default_ref(loaded, ref)
     if not requests:
         raise PlanError("no tests found", path=", ".join(str(p) for p in plan_paths))
     o.warn_unknown_categories(options.gates, {r.category for r in requests})

@@ -176,20 +176,22 @@ class DaemonService:
             await submitted.wait()
 
     async def _requests(self, params: p.SubmitParams) -> tuple[list[TestRequest], list[str]]:
-        """The requests of a submit, and its plan paths relative to the repo."""
+        """The requests of a submit, and its plan paths (absolute, resolved)."""
         plan_paths: list[str] = []
         if params.paths is not None:
             files = [self._inside_repo(raw) for raw in params.paths]
-            plan_paths = [f.relative_to(self.orch.repo).as_posix() or "." for f in files]
-            timeout = self.orch.config.default_timeout
+            plan_paths = [str(f) for f in files]
+            config = self.orch.config
+            root, timeout = config.resolved_plans_root, config.default_timeout
             requests = await anyio.to_thread.run_sync(
-                lambda: load_plans(files, default_timeout=timeout)
+                lambda: load_plans(files, root=root, default_timeout=timeout)
             )
         else:
             requests = list(params.requests or ())
             _check_unique(requests)
         if not requests:
-            raise RpcError(ErrorCode.PLAN_ERROR, f"no tests found in {', '.join(plan_paths)}")
+            named = ", ".join(params.paths or ())
+            raise RpcError(ErrorCode.PLAN_ERROR, f"no tests found in {named}")
         return with_default_ref(requests, params.ref), plan_paths
 
     def _inside_repo(self, raw: str) -> Path:
