@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
-from parallel_orch import events, listing
+from parallel_orch import events, history, listing
 from parallel_orch.daemon import protocol as p
 from parallel_orch.daemon.protocol import ErrorCode, Method, RpcError
 from parallel_orch.events import Event, EventType
@@ -111,6 +111,11 @@ class DaemonService:
             return [s.model_dump(mode="json") for s in await self.sessions(params.limit)]
         if isinstance(params, p.ShutdownParams):
             return self.shutdown(now=params.now)
+        if isinstance(params, p.HistoryParams):
+            found = await history.executions(self.orch.store, params.test_id, params.limit)
+            return [e.model_dump(mode="json") for e in found]
+        if isinstance(params, p.FlakyParams):
+            return await history.flaky(self.orch.store, params.sessions)
         if isinstance(params, p.SessionParams):
             if isinstance(params, p.ReportParams):
                 return await self.orch.report(params.session_id, options=params.options)

@@ -94,6 +94,18 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class OutcomeRecord:
+    """How one execution of a test went, as flakiness reads it."""
+
+    test_id: str
+    session_id: str
+    sha: str | None
+    status: str
+    flaky: bool
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class CaseRecord:
     """One case of an attempt's JUnit file."""
 
