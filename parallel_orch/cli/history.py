@@ -27,6 +27,18 @@ from parallel_orch.history import FlakyTests, HistoryEntry
 from parallel_orch.store import open_store
 
 SHORT_SHA = 10  # characters of a commit SHA in tables
+HISTORY_COLUMNS = (
+    "session",
+    "when",
+    "test",
+    "status",
+    "duration",
+    "ref",
+    "sha",
+    "flaky",
+    "attempts",
+)
+FLAKY_COLUMNS = ("test", "flake rate", "flakes", "retried to pass", "mixed at a commit", "last")
 
 DaemonSocketOpt = Annotated[
     Path | None, typer.Option("--socket", help="Ask this daemon instead of reading the store.")
@@ -65,17 +77,7 @@ def history_command(
         )
         return
     table = Table()
-    for column in (
-        "session",
-        "when",
-        "test",
-        "status",
-        "duration",
-        "ref",
-        "sha",
-        "flaky",
-        "attempts",
-    ):
+    for column in HISTORY_COLUMNS:
         table.add_column(column)
     for e in entries:
         table.add_row(
@@ -128,7 +130,7 @@ def flaky_command(
         console.print(f"no flaky tests in {window}", markup=False, highlight=False)
         return
     table = Table(title=f"flaky tests in {window}")
-    for column in ("test", "flake rate", "flakes", "retried to pass", "mixed at a commit", "last"):
+    for column in FLAKY_COLUMNS:
         table.add_column(column)
     for t in found.tests:
         table.add_row(
