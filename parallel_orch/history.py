@@ -18,8 +18,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
-from parallel_orch.models import ExecutionStatus
-from parallel_orch.store import ExecutionRecord, OutcomeRecord, Store
+from parallel_orch.store import ExecutionRecord, OutcomeCounts, Store
 
 DEFAULT_SESSIONS = 20  # sessions `flaky` looks back over
 DEFAULT_LIMIT = 20  # executions `history` lists
@@ -102,8 +101,8 @@ async def executions(store: Store, test_id: str, limit: int = DEFAULT_LIMIT) -> 
 
 async def flaky(store: Store, sessions: int = DEFAULT_SESSIONS) -> FlakyTests:
     """Tests that flaked in the newest ``sessions`` sessions, flakiest first."""
-    counted, outcomes = await store.recent_outcomes(sessions)
-    return FlakyTests(sessions=counted, tests=rank(outcomes))
+    counted, counts = await store.outcome_counts(sessions)
+    return FlakyTests(sessions=counted, tests=rank(counts))
 
 
 def base_id(test_id: str) -> str:
@@ -112,31 +111,41 @@ def base_id(test_id: str) -> str:
     return plan + sep + _VARIANT.sub("", name)
 
 
-def rank(outcomes: Iterable[OutcomeRecord]) -> list[FlakyTest]:
-    """The tests among ``outcomes`` (oldest first) that flaked, flakiest first."""
-    by_test: dict[str, list[OutcomeRecord]] = {}
-    for outcome in outcomes:
-        by_test.setdefault(base_id(outcome.test_id), []).append(outcome)
+def rank(counts: Iterable[OutcomeCounts]) -> list[FlakyTest]:
+    """The tests among ``counts`` (per test id and commit) that flaked, flakiest first."""
+    by_test: dict[str, dict[str | None, list[OutcomeCounts]]] = {}
+    for count in counts:
+        by_sha = by_test.setdefault(base_id(count.test_id), {})
+        by_sha.setdefault(count.sha, []).append(count)  # variants of one test at one commit
     found = [t for t in (_judge(k, v) for k, v in by_test.items()) if t is not None]
     return sorted(found, key=lambda t: (-t.flake_rate, -t.flakes, t.test_id))
 
 
-def _judge(test_id: str, runs: list[OutcomeRecord]) -> FlakyTest | None:
-    passed = ExecutionStatus.PASSED.value
-    passed_at = {r.sha for r in runs if r.status == passed}
-    mixed = [r for r in runs if r.status != passed and r.sha in passed_at]
-    flakes = [r for r in runs if r.flaky or (r.status != passed and r.sha in passed_at)]
+def _judge(test_id: str, by_sha: dict[str | None, list[OutcomeCounts]]) -> FlakyTest | None:
+    runs = flagged = mixed_failures = 0
+    mixed_shas: list[str] = []
+    latest: list[tuple[datetime, str]] = []
+    for sha, counts in by_sha.items():
+        passed, failed = sum(c.passed for c in counts), sum(c.failed for c in counts)
+        runs += passed + failed
+        flagged += sum(c.flagged for c in counts)
+        latest += [c.last_flagged for c in counts if c.last_flagged is not None]
+        if passed and failed and sha is not None:
+            mixed_failures += failed
+            mixed_shas.append(sha)
+            latest += [c.last_failed for c in counts if c.last_failed is not None]
+    flakes = flagged + mixed_failures
     if not flakes:
         return None
-    last = flakes[-1]
+    last_at, last_session = max(latest) if latest else (None, "")
     return FlakyTest(
         test_id=test_id,
-        runs=len(runs),
-        flakes=len(flakes),
-        flake_rate=round(len(flakes) / len(runs), 4),
-        flagged=sum(r.flaky for r in runs),
-        mixed_failures=len(mixed),
-        mixed_shas=sorted({r.sha for r in mixed if r.sha is not None}),
-        last_flake_session=last.session_id,
-        last_flake_at=last.completed_at,
+        runs=runs,
+        flakes=flakes,
+        flake_rate=round(flakes / runs, 4),
+        flagged=flagged,
+        mixed_failures=mixed_failures,
+        mixed_shas=sorted(mixed_shas),
+        last_flake_session=last_session,
+        last_flake_at=last_at,
     )

@@ -15,7 +15,7 @@ from sqlalchemy import func, or_, text
 from sqlmodel import Session, col, select
 
 from parallel_orch.models import ExecutionStatus
-from parallel_orch.store.records import ExecutionRecord, OutcomeRecord
+from parallel_orch.store.records import ExecutionRecord, OutcomeCounts
 from parallel_orch.store.tables import ParallelTestExecution, ParallelTestSession
 
 #: Statuses that say how the test itself went; error, skipped and cancelled say nothing of it.
@@ -45,27 +45,39 @@ def executions_of(db: Session, test_id: str, limit: int) -> list[ExecutionRecord
     return [ExecutionRecord(**{name: getattr(row, name) for name in names}) for row in rows]
 
 
+_FAILING = f"e.status != '{ExecutionStatus.PASSED.value}'"
+#: Per test id and commit; the latest failure and flaky pass as "<completed_at> <session>"
+#: (times are stored as fixed-width text, so the greatest string is the latest).
 _OUTCOMES = text(
-    "SELECT e.test_id, e.session_id, e.sha, e.status, e.flaky, e.completed_at"
+    "SELECT e.test_id, e.sha,"
+    f" sum(NOT ({_FAILING})), sum({_FAILING}), sum(e.flaky),"
+    f" max(CASE WHEN {_FAILING} THEN e.completed_at || ' ' || e.session_id END),"
+    " max(CASE WHEN e.flaky THEN e.completed_at || ' ' || e.session_id END)"
     " FROM executions AS e"
     " WHERE e.session_id IN (SELECT id FROM sessions ORDER BY created_at DESC LIMIT :sessions)"
-    f" AND e.status IN ({', '.join(repr(s) for s in OUTCOME_STATUSES)})"
-    " ORDER BY e.completed_at, e.id"
+    f" AND +e.status IN ({', '.join(repr(s) for s in OUTCOME_STATUSES)})"
+    " GROUP BY e.test_id, e.sha"
 )
 
 
-def recent_outcomes(db: Session, sessions: int) -> tuple[int, list[OutcomeRecord]]:
-    """How many sessions the last ``sessions`` are (fewer in a young store), and the
-    executions in them that ended with an outcome of the test's own, oldest first."""
+def outcome_counts(db: Session, sessions: int) -> tuple[int, list[OutcomeCounts]]:
+    """How many sessions the last ``sessions`` are (fewer in a young store), and per test
+    id and commit how its executions in them went (those that passed, failed or timed out).
+
+    Summed in SQL: a window of 20 sessions of 20,000 tests is 400,000 executions.
+    """
     recent = select(ParallelTestSession.id).limit(sessions).subquery()
     counted = db.exec(select(func.count()).select_from(recent)).one()
     rows = db.connection().execute(_OUTCOMES, {"sessions": sessions})
     return counted, [
-        OutcomeRecord(test_id, session_id, sha, status, bool(flaky), _time(completed))
-        for test_id, session_id, sha, status, flaky, completed in rows
+        OutcomeCounts(test_id, sha, passed, failed, flagged, _latest(failed_at), _latest(flaky_at))
+        for test_id, sha, passed, failed, flagged, failed_at, flaky_at in rows
     ]
 
 
-def _time(value: str | datetime | None) -> datetime | None:
-    """A time column read as plain SQL (text), as the ORM reads it: naive UTC."""
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
+def _latest(value: str | None) -> tuple[datetime, str] | None:
+    """``"<date> <time> <session id>"`` as the time (naive UTC, as the ORM reads it) and id."""
+    if value is None:
+        return None
+    day, clock, session_id = value.split(" ", 2)
+    return datetime.fromisoformat(f"{day} {clock}"), session_id

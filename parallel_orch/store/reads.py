@@ -28,7 +28,7 @@ from parallel_orch.store.records import (
     AttemptRecord,
     CaseRecord,
     ExecutionRecord,
-    OutcomeRecord,
+    OutcomeCounts,
     SessionRecord,
     SessionSnapshot,
 )
@@ -324,7 +324,7 @@ class StoreReads:
         session, newest first."""
         return await self._read(lambda db: across.executions_of(db, test_id, limit))
 
-    async def recent_outcomes(self, sessions: int = 20) -> tuple[int, list[OutcomeRecord]]:
-        """How many sessions the newest ``sessions`` are, and their executions that passed,
-        failed or timed out, oldest first."""
-        return await self._read(lambda db: across.recent_outcomes(db, sessions))
+    async def outcome_counts(self, sessions: int = 20) -> tuple[int, list[OutcomeCounts]]:
+        """How many sessions the newest ``sessions`` are, and per test id and commit how
+        many of its executions in them passed, failed (or timed out) and were flaky."""
+        return await self._read(lambda db: across.outcome_counts(db, sessions))

@@ -94,15 +94,16 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class OutcomeRecord:
-    """How one execution of a test went, as flakiness reads it."""
+class OutcomeCounts:
+    """How one test id went at one commit, summed over a window of sessions."""
 
     test_id: str
-    session_id: str
     sha: str | None
-    status: str
-    flaky: bool
-    completed_at: datetime | None
+    passed: int
+    failed: int  # failed or timed out
+    flagged: int  # passed after failing: flaky
+    last_failed: tuple[datetime, str] | None  # when and in which session, the latest
+    last_flagged: tuple[datetime, str] | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,51 +5,79 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from parallel_orch.history import HistoryEntry, base_id, iso_z, rank
-from parallel_orch.store import OutcomeRecord
+from parallel_orch.store import OutcomeCounts
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901)
+A, B = "a" * 40, "b" * 40
 
 
-def outcome(
-    test_id: str, n: int, status: str, sha: str = "a" * 40, flaky: bool = False
-) -> OutcomeRecord:
-    return OutcomeRecord(test_id, f"s{n}", sha, status, flaky, T0 + timedelta(minutes=n))
+def at(minute: int) -> tuple[datetime, str]:
+    """A time and the session of that minute."""
+    return T0 + timedelta(minutes=minute), f"s{minute}"
+
+
+def counts(
+    test_id: str,
+    sha: str = A,
+    *,
+    passed: int = 0,
+    failed: int = 0,
+    flagged: int = 0,
+    last_failed: int | None = None,
+    last_flagged: int | None = None,
+) -> OutcomeCounts:
+    return OutcomeCounts(
+        test_id,
+        sha,
+        passed,
+        failed,
+        flagged,
+        at(last_failed) if last_failed is not None else None,
+        at(last_flagged) if last_flagged is not None else None,
+    )
 
 
 def test_mixed_outcomes_at_one_commit_are_flakes_and_a_fix_is_not() -> None:
     """Fail/pass at one SHA ranks as flaky; fail at one SHA then pass at the next does not."""
-    outcomes = [
-        outcome("u::flip", 1, "failed"),
-        outcome("u::flip", 2, "passed"),
-        outcome("u::flip", 3, "timed_out"),
-        outcome("u::flip", 4, "passed"),
-        outcome("u::fixed", 1, "failed", sha="a" * 40),
-        outcome("u::fixed", 2, "passed", sha="b" * 40),
-        outcome("u::broken", 1, "failed"),
-    ]
-    (flip,) = rank(outcomes)
-    assert (flip.test_id, flip.runs, flip.flakes, flip.flake_rate) == ("u::flip", 4, 2, 0.5)
-    assert (flip.mixed_failures, flip.mixed_shas, flip.flagged) == (2, ["a" * 40], 0)
-    assert (flip.last_flake_session, flip.last_flake_at) == ("s3", T0 + timedelta(minutes=3))
+    ranked = rank(
+        [
+            counts("u::flip", A, passed=2, failed=2, last_failed=3),
+            counts("u::flip", B, passed=1),
+            counts("u::fixed", A, failed=1, last_failed=1),
+            counts("u::fixed", B, passed=1),
+            counts("u::broken", A, failed=3, last_failed=5),
+        ]
+    )
+    assert [t.test_id for t in ranked] == ["u::flip"]
+    (flip,) = ranked
+    assert (flip.runs, flip.flakes, flip.flake_rate) == (5, 2, 0.4)
+    assert (flip.mixed_failures, flip.mixed_shas, flip.flagged) == (2, [A], 0)
+    assert (flip.last_flake_at, flip.last_flake_session) == at(3)
 
 
 def test_a_retried_pass_counts_and_ranking_is_by_rate() -> None:
-    """An execution flagged flaky is a flake; tests come flakiest first."""
-    outcomes = [outcome("u::rare", n, "passed", flaky=n == 1) for n in range(1, 5)]
-    outcomes += [outcome("u::often", 1, "passed", flaky=True), outcome("u::often", 2, "passed")]
-    ranked = rank(outcomes)
+    """An execution flagged flaky is a flake; tests come flakiest first; the latest flake
+    of either kind is named."""
+    ranked = rank(
+        [
+            counts("u::rare", passed=4, flagged=1, last_flagged=1),
+            counts("u::often", A, passed=2, flagged=1, last_flagged=2),
+            counts("u::often", B, passed=1, failed=1, last_failed=9),
+        ]
+    )
     assert [(t.test_id, t.flake_rate, t.flagged) for t in ranked] == [
         ("u::often", 0.5, 1),
         ("u::rare", 0.25, 1),
     ]
+    assert ranked[0].last_flake_session == "s9"
 
 
 def test_matrix_and_repeat_variants_count_as_their_test() -> None:
     """`x#1` passing and `x#2` failing at the same commit make `x` flaky."""
     assert base_id("unit/core::cli@feature/x#2") == "unit/core::cli"
     assert base_id("we@ird::t#3") == "we@ird::t"
-    (test,) = rank([outcome("u::x#1", 1, "passed"), outcome("u::x#2", 1, "failed")])
-    assert (test.test_id, test.runs, test.flakes) == ("u::x", 2, 1)
+    (test,) = rank([counts("u::x#1", passed=1), counts("u::x#2", failed=1, last_failed=1)])
+    assert (test.test_id, test.runs, test.flakes, test.mixed_shas) == ("u::x", 2, 1, [A])
 
 
 def test_times_in_json_are_iso_8601_with_z() -> None:
@@ -64,7 +92,7 @@ def test_times_in_json_are_iso_8601_with_z() -> None:
         completed_at=T0,
         duration_seconds=1.0,
         ref="HEAD",
-        sha="a" * 40,
+        sha=A,
         flaky=False,
         attempts=1,
         error=None,
