@@ -116,8 +116,7 @@ def flaky_command(
     as_json: JsonOpt = False,
     socket: DaemonSocketOpt = None,
 ) -> None:
-    """Tests ranked by flake rate over the newest sessions: retried to a pass, or both
-    passed and failed at the same commit."""
+    """Tests ranked by flake rate over recent sessions (retried to pass, or mixed at a commit)."""
     if socket is not None:
         found = run_async(_daemon_flaky, socket, sessions)
     else:
