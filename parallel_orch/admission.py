@@ -115,7 +115,8 @@ class Admission:
         session_id = session_id or uuid.uuid4().hex[:12]
         requests = await self._split(session_id, requests)
         new = await self._resolve(requests)
-        plan_paths = await anyio.to_thread.run_sync(canonical_plan_paths, self.repo, plan_paths)
+        if plan_paths:  # resolving touches the disk: off the loop
+            plan_paths = await anyio.to_thread.run_sync(canonical_plan_paths, self.repo, plan_paths)
         history = await self.store.history(r.id for r in requests)
         key = plan_key(plan_paths, [r.id for r in requests])
         try:
