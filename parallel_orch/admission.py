@@ -33,8 +33,23 @@ DEFAULT_EXPECTED_SECONDS = 1.0  # expected duration when the store has no histor
 CLOSED = "the orchestrator is not accepting work (shutting down?)"
 
 
+def canonical_plan_paths(repo: Path, plan_paths: Iterable[str | Path]) -> list[str]:
+    """Plan paths spelled one way: resolved (relative ones against the current directory),
+    then relative to ``repo`` when inside it (``.`` for the repo itself), else absolute;
+    sorted, each once. ``plans``, ``./plans/`` and ``/abs/repo/plans`` are all ``plans``.
+    """
+    spelled: set[str] = set()
+    for raw in plan_paths:
+        path = Path(raw).expanduser().resolve()
+        spelled.add(path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path))
+    return sorted(spelled)
+
+
 def plan_key(plan_paths: Iterable[str], request_ids: Iterable[str]) -> str:
-    """Groups sessions of the same plan set, for comparisons with the previous session."""
+    """Groups sessions of the same plan set, for comparisons with the previous session.
+
+    Give it :func:`canonical_plan_paths`: the key is of the paths as given.
+    """
     material = json.dumps([sorted(plan_paths), sorted(request_ids)])
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
@@ -100,6 +115,8 @@ class Admission:
         session_id = session_id or uuid.uuid4().hex[:12]
         requests = await self._split(session_id, requests)
         new = await self._resolve(requests)
+        if plan_paths:  # resolving touches the disk: off the loop
+            plan_paths = await anyio.to_thread.run_sync(canonical_plan_paths, self.repo, plan_paths)
         history = await self.store.history(r.id for r in requests)
         key = plan_key(plan_paths, [r.id for r in requests])
         try:

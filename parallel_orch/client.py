@@ -37,6 +37,7 @@ from parallel_orch.daemon.paths import socket_path_for
 from parallel_orch.daemon.protocol import ErrorCode
 from parallel_orch.events import Event
 from parallel_orch.exceptions import OrchError
+from parallel_orch.history import FlakyTests, HistoryEntry
 from parallel_orch.models import TestRequest
 from parallel_orch.report import ParallelTestReport
 from parallel_orch.report.options import ReportOptions
@@ -240,6 +241,15 @@ class DaemonClient(AsyncContextManagerMixin):
     async def sessions(self, limit: int = 20) -> list[p.SessionSummary]:
         rows = await self.call("sessions", {"limit": limit})
         return [p.SessionSummary.model_validate(row) for row in rows]
+
+    async def history(self, test_id: str, limit: int = 20) -> list[HistoryEntry]:
+        """The newest executions of a test (and its ``@ref`` / ``#n`` variants), newest first."""
+        rows = await self.call("history", {"test_id": test_id, "limit": limit})
+        return [HistoryEntry.model_validate(row) for row in rows]
+
+    async def flaky(self, sessions: int = 20) -> FlakyTests:
+        """Tests that flaked in the newest ``sessions`` sessions, flakiest first."""
+        return FlakyTests.model_validate(await self.call("flaky", {"sessions": sessions}))
 
     async def report(
         self, session_id: str, *, options: ReportOptions | None = None

@@ -218,7 +218,8 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         Returns once all are committed and as many queued as there is room for
         (the rest follow as room frees up). Requests whose ref does not resolve
         are ``error``. A second call with an ``idempotency_key`` gets the first's id.
-        ``options`` (gates, baseline, webhook) are completed from the config's."""
+        ``options`` (gates, baseline, webhook) are completed from the config's. ``plan_paths``
+        (absolute or from the cwd) and test ids name the plan set, however spelled."""
         if self._tg is None:
             raise OrchestratorClosedError("the orchestrator is not accepting work (shutting down?)")
         return await self._running.admission.create_session(
@@ -261,9 +262,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         """Run requests, or the plans in files and directories, as one session; its report."""
         requests, paths = _requests_and_paths(requests_or_paths)
         if paths:
-            requests += await anyio.to_thread.run_sync(
-                lambda: load_plans(paths, default_timeout=self.config.default_timeout)
-            )
+            requests += await anyio.to_thread.run_sync(_load_plans, paths, self.config)
         session_id = await self.create_session(
             requests, plan_paths=[str(p) for p in paths], priority=priority
         )
@@ -354,6 +353,13 @@ def _status(
         "pool": opened.executor.status() if opened else {},
         "sessions": engine.registry.status(orch.queue.waiting_counts()) if engine else [],
     }
+
+
+def _load_plans(paths: list[str | Path], config: ParallelTestConfig) -> list[TestRequest]:
+    """Plans into requests, ids relative to the config's plans root."""
+    return load_plans(
+        paths, root=config.resolved_plans_root, default_timeout=config.default_timeout
+    )
 
 
 def _quarantined(requests: Sequence[TestRequest], listed: dict[str, str]) -> list[TestRequest]:

@@ -104,41 +104,64 @@ class _PlanFile(BaseModel):
     test: list[_PlanTest] = Field(default_factory=list)
 
 
-def discover(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
-    """Plan files under ``paths`` as ``(file, plan_dir)`` pairs, sorted per directory.
+def discover(
+    paths: Iterable[str | Path], *, root: str | Path | None = None
+) -> list[tuple[Path, str]]:
+    """Plan files under ``paths``, each with its name: what its test ids start with.
+
+    A file under ``root`` (the plans root) is named by its path relative to
+    ``root``, however it was reached; any other file by its path relative to
+    the directory given (a file given itself: its stem). Names drop the suffix.
+    A file reached twice (``plans`` and ``plans/unit``) is listed once.
 
     :raises PlanError: if a path does not exist or is not a plan file.
     """
-    found: list[tuple[Path, Path]] = []
+    top = Path(root).resolve() if root is not None else None
+    found: dict[Path, tuple[Path, str]] = {}
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
+            real = path.resolve()
             files = sorted(p for p in path.rglob("*") if p.suffix in PLAN_SUFFIXES and p.is_file())
-            found.extend((f, path) for f in files if f.suffix == ".toml" or _has_front_matter(f))
+            for file in files:
+                if file.suffix == ".toml" or _has_front_matter(file):
+                    below = file.relative_to(path)
+                    found.setdefault(real / below, (file, _name(real / below, top, below)))
         elif path.is_file():
             if path.suffix not in PLAN_SUFFIXES:
                 raise PlanError("not a plan file (expected .toml or .md)", path=str(path))
-            found.append((path, path.parent))
+            real = path.resolve()
+            found.setdefault(real, (path, _name(real, top, Path(path.name))))
         else:
             raise PlanError("no such plan file or directory", path=str(path))
-    return found
+    return list(found.values())
+
+
+def _name(real: Path, root: Path | None, given: Path) -> str:
+    """``real`` relative to ``root`` when under it, else ``given``; without the suffix."""
+    relative = real.relative_to(root) if root is not None and real.is_relative_to(root) else given
+    return relative.with_suffix("").as_posix()
 
 
 def load_plans(
     paths: Sequence[str | Path] | str | Path,
     *,
+    root: str | Path | None = None,
     default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> list[TestRequest]:
     """Load plan files and directories (recursively, sorted) into requests.
 
+    :param root: the plans root: test ids of plans under it are relative to it
+        whatever path reached them (see :func:`discover`); the orchestrator, the
+        CLI and the daemon pass ``ParallelTestConfig.resolved_plans_root``.
     :raises PlanError: on the first invalid plan; nothing is returned then.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
     requests: list[TestRequest] = []
     seen: dict[str, Path] = {}
-    for file, plan_dir in discover(paths):
-        for request in load_plan_file(file, plan_dir, default_timeout=default_timeout):
+    for file, prefix in discover(paths, root=root):
+        for request in load_plan_file(file, prefix, default_timeout=default_timeout):
             if request.id in seen:
                 raise PlanError(
                     f"duplicate test id {request.id!r} (also defined in {seen[request.id]})",
@@ -151,9 +174,9 @@ def load_plans(
 
 
 def load_plan_file(
-    file: Path, plan_dir: Path, *, default_timeout: float = DEFAULT_TIMEOUT_SECONDS
+    file: Path, prefix: str, *, default_timeout: float = DEFAULT_TIMEOUT_SECONDS
 ) -> list[TestRequest]:
-    """Requests defined by one plan file; ids are prefixed with its path under ``plan_dir``."""
+    """Requests defined by one plan file; ids are ``<prefix>::<id>``."""
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -165,7 +188,6 @@ def load_plan_file(
         raise _plan_error(file, text, exc) from None
     if not plan.test:
         raise PlanError("plan defines no tests (add a [[test]] table)", path=str(file))
-    prefix = file.relative_to(plan_dir).with_suffix("").as_posix()
     out: list[TestRequest] = []
     ids: set[str] = set()
     for index, test in enumerate(plan.test):

@@ -2,13 +2,14 @@
 
 :mod:`~.app` holds the app, its shared options and exit codes;
 :mod:`~.local` the commands that run here (`run`, `sessions`, `show`);
+:mod:`~.history` a test across sessions (`history`, `flaky`);
 :mod:`~.remote` the daemon and the commands that talk to it.
 """
 
-from parallel_orch.cli import local, remote
+from parallel_orch.cli import history, local, remote
 from parallel_orch.cli.app import app, exit_code_for
 
-__all__ = ["app", "exit_code_for", "local", "main", "remote"]
+__all__ = ["app", "exit_code_for", "history", "local", "main", "remote"]
 
 
 def main() -> None:

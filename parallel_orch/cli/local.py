@@ -106,7 +106,10 @@ def _run_plans(
     options: ReportOptions,
 ) -> None:
     """Load, check, run, report: the body of ``run``."""
-    requests = with_default_ref(load_plans(plan_paths, default_timeout=config.default_timeout), ref)
+    loaded = load_plans(
+        plan_paths, root=config.resolved_plans_root, default_timeout=config.default_timeout
+    )
+    requests = with_default_ref(loaded, ref)
     if not requests:
         raise PlanError("no tests found", path=", ".join(str(p) for p in plan_paths))
     o.warn_unknown_categories(options.gates, {r.category for r in requests})
@@ -161,7 +164,7 @@ async def _stop_on_signals(orch: ParallelTestOrchestrator, scope: anyio.CancelSc
                     return
 
 
-def _store_dir(repo: Path | None, state_dir: Path | None) -> Path:
+def store_dir(repo: Path | None, state_dir: Path | None) -> Path:
     config = make_config(repo=repo, state_dir=state_dir, num_workers=1)
     path = config.resolved_state_dir
     if not (path / DB_FILENAME).exists():
@@ -184,7 +187,7 @@ def sessions(
     if socket is not None:
         rows = run_async(_daemon_sessions, socket, limit)
     else:
-        rows = run_async(_sessions, _store_dir(repo, state_dir), limit)
+        rows = run_async(_sessions, store_dir(repo, state_dir), limit)
     if as_json:
         print_json(rows)
         return
@@ -249,7 +252,7 @@ def show(
     outputs = flags.outputs
     outputs.check()
     options = flags.options() if flags.judged else None
-    report = run_async(_load_report, _store_dir(repo, state_dir), session, options)
+    report = run_async(_load_report, store_dir(repo, state_dir), session, options)
     if as_json:
         typer.echo(report.render("json"), nl=False)
     else:

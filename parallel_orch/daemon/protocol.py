@@ -44,6 +44,8 @@ class Method(StrEnum):
     CANCEL = "cancel"
     WATCH = "watch"
     SHUTDOWN = "shutdown"
+    HISTORY = "history"
+    FLAKY = "flaky"
 
 
 class ErrorCode(IntEnum):
@@ -173,6 +175,15 @@ class ShutdownParams(_Params):
     now: bool = False
 
 
+class HistoryParams(_Params):
+    test_id: str = Field(min_length=1)
+    limit: int = Field(default=20, ge=1, le=1000)
+
+
+class FlakyParams(_Params):
+    sessions: int = Field(default=20, ge=1, le=1000)  # how many of the newest to look at
+
+
 PARAMS: dict[Method, type[_Params]] = {
     Method.PING: NoParams,
     Method.SUBMIT: SubmitParams,
@@ -182,6 +193,8 @@ PARAMS: dict[Method, type[_Params]] = {
     Method.CANCEL: SessionParams,
     Method.WATCH: SessionParams,
     Method.SHUTDOWN: ShutdownParams,
+    Method.HISTORY: HistoryParams,
+    Method.FLAKY: FlakyParams,
 }
 
 

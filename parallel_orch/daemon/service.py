@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
-from parallel_orch import events, listing
+from parallel_orch import events, history, listing
 from parallel_orch.daemon import protocol as p
 from parallel_orch.daemon.protocol import ErrorCode, Method, RpcError
 from parallel_orch.events import Event, EventType
@@ -111,6 +111,11 @@ class DaemonService:
             return [s.model_dump(mode="json") for s in await self.sessions(params.limit)]
         if isinstance(params, p.ShutdownParams):
             return self.shutdown(now=params.now)
+        if isinstance(params, p.HistoryParams):
+            found = await history.executions(self.orch.store, params.test_id, params.limit)
+            return [e.model_dump(mode="json") for e in found]
+        if isinstance(params, p.FlakyParams):
+            return await history.flaky(self.orch.store, params.sessions)
         if isinstance(params, p.SessionParams):
             if isinstance(params, p.ReportParams):
                 return await self.orch.report(params.session_id, options=params.options)
@@ -176,20 +181,22 @@ class DaemonService:
             await submitted.wait()
 
     async def _requests(self, params: p.SubmitParams) -> tuple[list[TestRequest], list[str]]:
-        """The requests of a submit, and its plan paths relative to the repo."""
+        """The requests of a submit, and its plan paths (absolute, resolved)."""
         plan_paths: list[str] = []
         if params.paths is not None:
             files = [self._inside_repo(raw) for raw in params.paths]
-            plan_paths = [f.relative_to(self.orch.repo).as_posix() or "." for f in files]
-            timeout = self.orch.config.default_timeout
+            plan_paths = [str(f) for f in files]
+            config = self.orch.config
+            root, timeout = config.resolved_plans_root, config.default_timeout
             requests = await anyio.to_thread.run_sync(
-                lambda: load_plans(files, default_timeout=timeout)
+                lambda: load_plans(files, root=root, default_timeout=timeout)
             )
         else:
             requests = list(params.requests or ())
             _check_unique(requests)
         if not requests:
-            raise RpcError(ErrorCode.PLAN_ERROR, f"no tests found in {', '.join(plan_paths)}")
+            named = ", ".join(params.paths or ())
+            raise RpcError(ErrorCode.PLAN_ERROR, f"no tests found in {named}")
         return with_default_ref(requests, params.ref), plan_paths
 
     def _inside_repo(self, raw: str) -> Path:

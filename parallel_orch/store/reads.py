@@ -23,10 +23,12 @@ from sqlmodel import Session, SQLModel, col, select
 
 from parallel_orch.exceptions import AmbiguousSessionError, SessionNotFoundError, StoreError
 from parallel_orch.models import ExecutionStatus, SessionStatus
+from parallel_orch.store import history as across
 from parallel_orch.store.records import (
     AttemptRecord,
     CaseRecord,
     ExecutionRecord,
+    OutcomeCounts,
     SessionRecord,
     SessionSnapshot,
 )
@@ -316,3 +318,13 @@ class StoreReads:
         if not ids:
             return {}
         return await self._read(lambda db: _history(db, ids))
+
+    async def test_history(self, test_id: str, limit: int = 20) -> list[ExecutionRecord]:
+        """The newest executions of ``test_id`` (and its ``@ref`` / ``#n`` variants) in any
+        session, newest first."""
+        return await self._read(lambda db: across.executions_of(db, test_id, limit))
+
+    async def outcome_counts(self, sessions: int = 20) -> tuple[int, list[OutcomeCounts]]:
+        """How many sessions the newest ``sessions`` are, and per test id and commit how
+        many of its executions in them passed, failed (or timed out) and were flaky."""
+        return await self._read(lambda db: across.outcome_counts(db, sessions))

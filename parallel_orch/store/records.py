@@ -94,6 +94,19 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class OutcomeCounts:
+    """How one test id went at one commit, summed over a window of sessions."""
+
+    test_id: str
+    sha: str | None
+    passed: int
+    failed: int  # failed or timed out
+    flagged: int  # passed after failing: flaky
+    last_failed: tuple[datetime, str] | None  # when and in which session, the latest
+    last_flagged: tuple[datetime, str] | None
+
+
+@dataclass(frozen=True, slots=True)
 class CaseRecord:
     """One case of an attempt's JUnit file."""
 
