@@ -48,9 +48,13 @@ def canonical_plan_paths(repo: Path, plan_paths: Iterable[str | Path]) -> list[s
 def plan_key(plan_paths: Iterable[str], request_ids: Iterable[str]) -> str:
     """Groups sessions of the same plan set, for comparisons with the previous session.
 
-    Give it :func:`canonical_plan_paths`: the key is of the paths as given.
+    Give it :func:`canonical_plan_paths`: the key is of the paths as given. The
+    tests in those plans are not part of it, so a test added to or removed from
+    a plan shows as added or removed against the last session. Requests given
+    inline (no plan paths) are keyed by their ids.
     """
-    material = json.dumps([sorted(plan_paths), sorted(request_ids)])
+    paths = sorted(plan_paths)
+    material = json.dumps(["plans", paths] if paths else ["requests", sorted(request_ids)])
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 

@@ -213,3 +213,19 @@ async def test_compare_to_picks_another_baseline_and_a_stored_report_can_be_reju
     assert against_green.gates[0].reason == f"1 new failure(s) since {green.session_id}: t"
     assert [g.passed for g in rejudged_red.gates] == [False]
     assert exit_code(rejudged_red) == 1
+
+
+async def test_a_test_added_to_a_plan_shows_as_added_against_the_last_session(
+    repo: GitRepo, config: ParallelTestConfig
+) -> None:
+    """The plan set is its plans, not their tests: a new test is `added`, a gone one `removed`."""
+    plans = repo.path / "plans"
+    plans.mkdir()
+    (plans / "a.toml").write_text('[[test]]\nid = "old"\nrun = "true"\n')
+    async with orchestrator(config) as orch:
+        await orch.run_tests([plans])
+        (plans / "a.toml").write_text('[[test]]\nid = "new"\nrun = "true"\n')
+        second = await orch.run_tests([plans])
+    assert second.comparison is not None
+    assert second.comparison.tests.added == ("a::new",)
+    assert second.comparison.tests.removed == ("a::old",)
