@@ -34,12 +34,17 @@ class Figure:
 
     name: str
     value: float
-    unit: str = "x"  # "x" for ratios, "s" or "ms" for times
+    unit: str = "x"  # "x" for ratios, "s" or "ms" for times, "count" for a whole number
     target: str = ""  # e.g. "<= 1.30"
     met: bool | None = None  # None: no target
 
     def render(self) -> str:
-        value = f"{self.value:.3f}" if self.unit == "x" else f"{self.value:.1f} {self.unit}"
+        if self.unit == "x":
+            value = f"{self.value:.3f}"
+        elif self.unit == "count":
+            value = f"{self.value:.0f}"
+        else:
+            value = f"{self.value:.1f} {self.unit}"
         if self.met is None:
             return f"{self.name}: {value}"
         verdict = "met" if self.met else "MISSED"
