@@ -78,6 +78,17 @@ def load() -> str:
     return ", ".join(f"{value:.2f}" for value in os.getloadavg()) + f" on {os.cpu_count()} cores"
 
 
+def autogroup_note() -> None:
+    """Say whether the kernel shares the CPU by session (autogroup): under other load, each of
+    our attempts (a session of its own) then gets a share (see bench/README.md)."""
+    try:
+        enabled = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return
+    if enabled:
+        note("sched_autogroup_enabled=1: under other load the CPU is shared by session")
+
+
 def header(title: str) -> None:
     print(f"\n== {title} ==", flush=True)
 

@@ -33,6 +33,7 @@ from bench.cli_process import package_bytecode, python_envs, run_cli
 from bench.common import (
     Figure,
     Span,
+    autogroup_note,
     bench_main,
     fmt_spans,
     fresh_dir,
@@ -54,20 +55,19 @@ BASELINE_SCRIPT = (
     'sh -c \'wt="$BENCH_BASE/wt$BENCH_SLOT"; '
     'git -C "$wt" reset -q --hard "$BENCH_SHA" && git -C "$wt" clean -ffdxq && bash -c true\' sh'
 )
-#: The same work as two shell loops, one per pre-made worktree, each doing its half.
-LOOPS_SCRIPT = """
-half() {{
-    wt="$BENCH_BASE/wt$1"; i=0
-    while [ "$i" -lt "$2" ]; do
-        git -C "$wt" reset -q --hard "$BENCH_SHA" && git -C "$wt" clean -ffdxq && bash -c true \\
-            || exit 1
-        i=$((i + 1))
-    done
-}}
-half 0 {first} & first=$!
-half 1 {second} & second=$!
-wait "$first" && wait "$second"
-"""
+#: One worker's share of the same work: a loop over its half of the tests in its worktree.
+LOOP = (
+    'wt="$BENCH_BASE/wt$1"; i=0; while [ "$i" -lt "$2" ]; do '
+    'git -C "$wt" reset -q --hard "$BENCH_SHA" && git -C "$wt" clean -ffdxq && bash -c true '
+    "|| exit 1; i=$((i + 1)); done"
+)
+#: Two such loops at once, in the benchmark's session as the engine's git work is (with the
+#: kernel's autogroup scheduling a session is what shares a loaded CPU; see bench/README.md).
+LOOPS_SCRIPT = (
+    f"bash -c '{LOOP}' loop 0 {{first}} & first=$!; "
+    f"bash -c '{LOOP}' loop 1 {{second}} & second=$!; "
+    'wait "$first" && wait "$second"'
+)
 
 
 def requests(count: int, sha: str) -> list[TestRequest]:
@@ -182,6 +182,7 @@ def run(quick: bool) -> list[Figure]:
         f"repo: {files} files, 1 commit; {tests} tests of `true`, {WORKERS} workers, "
         f"{rounds} rounds"
     )
+    autogroup_note()
     ours, baseline = anyio.run(measure_sides, repo, work, sha, tests, rounds)
     in_process = ratio(ours, baseline)
     note(f"parallel-orch run_tests : {fmt_spans(ours)}  ({per_test(ours, tests)})")

@@ -9,11 +9,17 @@ attempt in a clean pooled worktree, two ways:
   -q <file>`` without a shell; against ``xargs -P2`` running the same
   commands in the repo itself (no isolation at all), fed longest file first
   (the order our queue takes from history; so the ratio is about isolation,
-  not ordering). Target: at most 1.05x.
+  not ordering), each under ``setsid`` as each of our attempts is in a
+  session of its own (with the kernel's autogroup scheduling a session is
+  what gets a share of a loaded CPU; on an idle machine it changes
+  nothing). Target: at most 1.05x.
 - **Sharded**: ONE plan test, pytest over every file with
   ``--junitxml="$XML_OUTPUT_FILE"``, ``junit = true``, ``shards = 2``;
   against ``pytest -n 2`` (pytest-xdist) over the same files. Target: at
-  most 0.8x. Each sharded run's case totals (summed over its shards, as the
+  most 0.8x. Its workers share one session (they cannot be given their
+  own), so on a loaded machine with autogroup our two shards get twice its
+  share of the CPU: only an idle machine's wall ratio means anything (the
+  CPU ratio is printed beside it). Each sharded run's case totals (summed over its shards, as the
   report shows them) are checked against one serial pytest run's.
 
 Both run in two environments, every side of a comparison in the same one:
@@ -39,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.cli_process import CliRun, PyEnv, python_envs, run_cli
-from bench.common import Figure, Span, bench_main, fmt_spans, note
+from bench.common import Figure, Span, autogroup_note, bench_main, fmt_spans, note
 from bench.suite_project import (
     PROJECT,
     VERSION,
@@ -108,6 +114,7 @@ class Bench:
             note(f"  case totals DIFFER: shards {fmt_counts(counts)}")
             note(f"                      serial {fmt_counts(self.serial)}")
             return False
+        note(f"  case totals over {test.shards} shards = the serial run's: {fmt_counts(counts)}")
         return True
 
 
@@ -138,11 +145,12 @@ def measure_env(bench: Bench, rounds: int) -> Sides:
         f"{sum(durations.values()):.1f} s in all, longest {longest:.1f} s"
     )
     warm = bench.ours(sharded, "sharded-warm")
-    note(f"warm-up, sharded: {warm.span.wall:.1f} s (no case durations yet: split by count)")
+    note(f"warm-up, sharded: {warm.span.wall:.1f} s (records the case durations shards split by)")
     xdist_script = project.pytest("-n", str(WORKERS), *project.files)
     note(f"warm-up, pytest -n {WORKERS}: {bench.shell(xdist_script, 'xdist-warm').wall:.1f} s")
     by_length = sorted(project.files, key=lambda f: -durations.get(Path(f).stem, 0.0))
-    xargs_script = f"xargs -P {WORKERS} -n 1 {project.pytest()}"
+    # Each file in its own session, as each of our attempts is (see autogroup_note).
+    xargs_script = f"xargs -P {WORKERS} -n 1 setsid --wait {project.pytest()}"
     sides = Sides()
 
     def run_per_file(n: int) -> None:
@@ -228,6 +236,7 @@ def run(quick: bool) -> list[Figure]:
         f"{PROJECT} {VERSION}: {len(project.files)} test files, {WORKERS} workers, "
         f"{rounds} round(s) per environment, through `parallel-orch run`"
     )
+    autogroup_note()
     serial, span = serial_totals(project, envs[0].env)
     note(f"one serial pytest run [{envs[0].label}]: {span.wall:.1f} s; {fmt_counts(serial)}")
     out: list[Figure] = []
