@@ -34,12 +34,17 @@ class Figure:
 
     name: str
     value: float
-    unit: str = "x"  # "x" for ratios, "s" or "ms" for times
+    unit: str = "x"  # "x" for ratios, "s" or "ms" for times, "count" for a whole number
     target: str = ""  # e.g. "<= 1.30"
     met: bool | None = None  # None: no target
 
     def render(self) -> str:
-        value = f"{self.value:.3f}" if self.unit == "x" else f"{self.value:.1f} {self.unit}"
+        if self.unit == "x":
+            value = f"{self.value:.3f}"
+        elif self.unit == "count":
+            value = f"{self.value:.0f}"
+        else:
+            value = f"{self.value:.1f} {self.unit}"
         if self.met is None:
             return f"{self.name}: {value}"
         verdict = "met" if self.met else "MISSED"
@@ -71,6 +76,17 @@ def run_benchmark(title: str, run: Callable[[bool], list[Figure]], quick: bool) 
 def load() -> str:
     """The 1, 5 and 15 minute load averages: other work on the machine skews every figure."""
     return ", ".join(f"{value:.2f}" for value in os.getloadavg()) + f" on {os.cpu_count()} cores"
+
+
+def autogroup_note() -> None:
+    """Say whether the kernel shares the CPU by session (autogroup): under other load, each of
+    our attempts (a session of its own) then gets a share (see bench/README.md)."""
+    try:
+        enabled = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return
+    if enabled:
+        note("sched_autogroup_enabled=1: under other load the CPU is shared by session")
 
 
 def header(title: str) -> None:

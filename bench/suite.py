@@ -1,346 +1,255 @@
-"""A real suite: mpmath's own tests, one plan test per test file, against no isolation.
+"""A real suite: mpmath's tests through our CLI, per file against xargs, sharded against xdist.
 
-mpmath (pure Python, no network, 38 test files in its sdist) is downloaded
-from PyPI as an sdist, unpacked and committed into a git repo under
-``bench/.work/suite``; its test dependencies go into a separate venv there.
-Each test file is one request, ``<venv>/bin/python -m pytest -q <file>``
-without a shell, run by parallel-orch on 2 workers, each attempt in a clean
-pooled worktree. A first, untimed session fills the history (so the second
-is ordered longest first) and warms the pool.
+The suite (``bench/suite_project.py``: mpmath from its PyPI sdist in a git
+repo, its test requirements in a venv) is run through ``parallel-orch run``
+as a user runs it (a new process, from start to exit), 2 workers, each
+attempt in a clean pooled worktree, two ways:
 
-Baselines, timed in the same run:
+- **Per file**: one plan test per test file, ``<venv>/bin/python -m pytest
+  -q <file>`` without a shell; against ``xargs -P2`` running the same
+  commands in the repo itself (no isolation at all), fed longest file first
+  (the order our queue takes from history; so the ratio is about isolation,
+  not ordering), each under ``setsid`` as each of our attempts is in a
+  session of its own (with the kernel's autogroup scheduling a session is
+  what gets a share of a loaded CPU; on an idle machine it changes
+  nothing). Target: at most 1.05x.
+- **Sharded**: ONE plan test, pytest over every file with
+  ``--junitxml="$XML_OUTPUT_FILE"``, ``junit = true``, ``shards = 2``;
+  against ``pytest -n 2`` (pytest-xdist) over the same files. Target: at
+  most 0.8x. Its workers share one session (they cannot be given their
+  own), so on a loaded machine with autogroup our two shards get twice its
+  share of the CPU: only an idle machine's wall ratio means anything (the
+  CPU ratio is printed beside it). Each sharded run's case totals (summed over its shards, as the
+  report shows them) are checked against one serial pytest run's.
 
-- ``xargs -P2`` running the same per-file commands in the unpacked repo,
-  with no isolation at all, fed longest file first (the order our queue
-  uses once it knows the durations; so the ratio isolates the cost of
-  isolation, not a scheduling difference). The repo's bytecode is compiled
-  beforehand, as a checkout used before would have it; ours loses its
-  ``__pycache__`` to the clean between attempts, which is part of the price.
-- ``pytest -n 2`` (pytest-xdist) over the same files in one process tree.
-
-A fourth side, for the analysis: ours again with ``PYTHONPYCACHEPREFIX``
-pointing outside the worktrees (its own warm-up first), so the clean between
-attempts no longer throws the bytecode away.
-
-Full mode runs two rounds in ABCD DCBA order, so a drift in machine load
-weighs on all sides alike; the ratios are of the summed walls. CPU
-(this process, its threads and every child) is printed beside the walls: on a
-shared machine it is the steadier figure.
-``PYTHONDONTWRITEBYTECODE`` is dropped from the environment (Python's default).
+Both run in two environments, every side of a comparison in the same one:
+with ``PYTHONDONTWRITEBYTECODE=1`` (as these machines set it; measured
+first, on a fresh repo and pool, so no bytecode of the project exists) and
+without it (Python's default: bytecode is written and read). In each, ours
+is warmed by an untimed session of each plan (it fills the pool, the
+history and the case durations that balance the shards) and the baselines
+by an untimed ``pytest -n 2`` in the repo. Full mode runs two rounds per
+environment in ABCD DCBA order against drift; ratios are of summed walls,
+and CPU (this process and every child) is printed beside them.
 
 Some files are left out: the ones needing ``pexpect`` and a terminal, and
 the slowest (minutes each serially). Quick mode also leaves out the files
 that take more than a few seconds.
-
-Target: ours / xargs <= 1.05.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tarfile
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import anyio
+from bench.cli_process import CliRun, PyEnv, python_envs, run_cli
+from bench.common import Figure, Span, autogroup_note, bench_main, fmt_spans, note
+from bench.suite_project import (
+    PROJECT,
+    VERSION,
+    SuiteProject,
+    fmt_counts,
+    plan_per_file,
+    plan_sharded,
+    prepare,
+    serial_totals,
+    shell,
+)
+from parallel_orch.models import JUnitCounts
+from parallel_orch.report import ParallelTestReport, TestResult
 
-from bench.common import (
-    WORK_DIR,
-    Figure,
-    Span,
-    bench_main,
-    commit_all,
-    fmt_spans,
-    git,
-    measure,
-    note,
-    run_shell,
-    use_git_identity,
-)
-from parallel_orch import ParallelTestConfig, ParallelTestOrchestrator, RetryPolicy, TestRequest
-from parallel_orch.report import ParallelTestReport
-
-PROJECT = "mpmath"
-VERSION = "1.4.1"
-#: The suite's own test requirements (its ``tests`` extra, less the optional plotting and
-#: notebook ones, whose tests skip), pinned so every run measures the same thing.
-SUITE_REQUIREMENTS = (
-    "pytest==9.2.0",
-    "pytest-xdist==3.8.0",
-    "pytest-timeout==2.4.0",
-    "hypothesis==6.170.15",
-    "packaging==26.3",
-)
-TESTS_DIR = "mpmath/tests"
-#: Left out always: interactive (pexpect and a terminal), or minutes long serially.
-EXCLUDED = frozenset(
-    {
-        "test_cli.py",  # pexpect
-        "test_demos.py",  # pexpect
-        "test_torture.py",  # ~200 s
-        "test_extra_gamma.py",  # ~190 s
-        "test_format.py",  # ~85 s
-        "test_functions2.py",  # ~35 s
-        "test_extra_zeta.py",  # ~25 s
-    }
-)
-#: Left out in quick mode too: the files over ~3 s serially.
-QUICK_EXCLUDED = frozenset(
-    {
-        "test_calculus.py",
-        "test_elliptic.py",
-        "test_quad.py",
-        "test_basic_ops.py",
-        "test_gammazeta.py",
-        "test_convert.py",
-    }
-)
 WORKERS = 2
-TARGET_RATIO = 1.05
-
-
-def suite_dir() -> Path:
-    path = WORK_DIR / "suite"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def fetch_sdist(root: Path) -> Path:
-    """The project's sdist from PyPI, downloaded once into ``root/dist``."""
-    dist = root / "dist"
-    sdist = dist / f"{PROJECT}-{VERSION}.tar.gz"
-    if not sdist.exists():
-        note(f"downloading the {PROJECT}=={VERSION} sdist")
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "-q",
-                "--no-binary",
-                ":all:",
-                "--no-deps",
-                f"{PROJECT}=={VERSION}",
-                "-d",
-                str(dist),
-            ],
-            check=True,
-        )
-    return sdist
-
-
-def ensure_venv(root: Path) -> Path:
-    """A venv with the suite's test requirements, built once; its python."""
-    venv = root / "venv"
-    python = venv / "bin" / "python"
-    stamp = venv / ".bench-requirements"
-    wanted = "\n".join(SUITE_REQUIREMENTS)
-    if stamp.exists() and stamp.read_text() == wanted:
-        return python
-    note("creating the suite's venv")
-    shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            *SUITE_REQUIREMENTS,
-        ],
-        check=True,
-    )
-    stamp.write_text(wanted)
-    return python
-
-
-def make_repo(root: Path, sdist: Path) -> Path:
-    """The unpacked sdist committed into a fresh git repo ``root/repo``."""
-    repo = root / "repo"
-    shutil.rmtree(repo, ignore_errors=True)
-    unpacked = root / "unpacked"
-    shutil.rmtree(unpacked, ignore_errors=True)
-    with tarfile.open(sdist) as tar:
-        tar.extractall(unpacked, filter="data")
-    (unpacked / f"{PROJECT}-{VERSION}").rename(repo)
-    unpacked.rmdir()
-    use_git_identity()
-    git(repo, "init", "-q", "-b", "main")
-    (repo / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n.hypothesis/\n")
-    commit_all(repo, f"{PROJECT} {VERSION} sdist")
-    return repo
-
-
-def test_files(repo: Path, quick: bool) -> list[str]:
-    excluded = EXCLUDED | QUICK_EXCLUDED if quick else EXCLUDED
-    files = sorted((repo / TESTS_DIR).glob("test_*.py"))
-    return [f"{TESTS_DIR}/{f.name}" for f in files if f.name not in excluded]
-
-
-def requests(
-    python: Path, files: Sequence[str], env: dict[str, str] | None = None
-) -> list[TestRequest]:
-    return [
-        TestRequest(
-            id=Path(f).stem,
-            command=(str(python), "-m", "pytest", "-q", f),
-            ref="HEAD",
-            env=env or {},
-        )
-        for f in files
-    ]
+PER_FILE_TARGET = 1.05
+SHARDED_TARGET = 0.8
 
 
 @dataclass
 class Sides:
-    """The measured spans of each side, one per round."""
+    """The measured spans of each side, one per round, and the sharded runs' case checks."""
 
-    ours: list[Span] = field(default_factory=list)
-    cached: list[Span] = field(default_factory=list)  # ours, bytecode kept outside worktrees
+    per_file: list[Span] = field(default_factory=list)
     xargs: list[Span] = field(default_factory=list)
+    sharded: list[Span] = field(default_factory=list)
     xdist: list[Span] = field(default_factory=list)
+    totals_differ: int = 0  # sharded runs whose case totals are not the serial run's
 
 
-def _baseline(script: str, repo: Path, log: Path, stdin: str = "") -> None:
-    _, code = run_shell(script, cwd=repo, env={}, stdin=stdin, log=log)
-    if code != 0:
-        note(f"  warning: `{script[:40]}...` exited {code} (see {log})")
+@dataclass(frozen=True, slots=True)
+class Bench:
+    """One environment's sides, ready to run."""
 
+    project: SuiteProject
+    pyenv: PyEnv
+    serial: JUnitCounts
+    slug: str
 
-async def _measure(
-    repo: Path, root: Path, python: Path, files: Sequence[str], rounds: int
-) -> tuple[Sides, ParallelTestReport]:
-    """Warm-up sessions, then rounds of the four sides, in ABCD DCBA order against drift."""
-    config = ParallelTestConfig(
-        repo=repo,
-        num_workers=WORKERS,
-        state_dir=root / "state",
-        worktree_base_dir=root / "worktrees",
-    )
-    sides = Sides()
-    async with ParallelTestOrchestrator(config, retry_policy=RetryPolicy.zero_wait()) as orch:
-        note("parallel-orch: warm-up session (untimed) ...")
-        warm = await orch.run_tests(requests(python, files))
-        durations = {t.test_id: t.duration_seconds or 0.0 for t in warm.completed_tests}
-        note(
-            f"  warm-up: {warm.duration_seconds:.1f} s; files took {sum(durations.values()):.1f} s "
-            f"in all, longest {max(durations.values()):.1f} s"
+    def ours(self, plan: Path, name: str) -> CliRun:
+        root = self.project.root
+        return run_cli(
+            ["run", str(plan), "-j", str(WORKERS), "-q", "--state-dir", str(root / "state")],
+            cwd=self.project.repo,
+            env=self.pyenv.env,
+            log=root / "logs" / f"{self.slug}-{name}.log",
+            report=root / "reports" / f"{self.slug}-{name}.json",
         )
-        # The variant: bytecode goes to a folder outside the worktrees (a subtree per
-        # worktree, as the prefix mirrors absolute paths), so cleaning does not drop it.
-        cached_env = {"PYTHONPYCACHEPREFIX": str(root / "pycache")}
-        note("parallel-orch with PYTHONPYCACHEPREFIX: warm-up session (untimed) ...")
-        await orch.run_tests(requests(python, files, cached_env))
-        by_length = sorted(files, key=lambda f: -durations.get(Path(f).stem, 0.0))
-        xargs_input = "".join(f"{f}\n" for f in by_length)
-        xargs_script = f"xargs -P {WORKERS} -n 1 {python} -m pytest -q"
-        xdist_script = f"{python} -m pytest -q -n {WORKERS} " + " ".join(files)
 
-        async def ours() -> None:
-            with measure() as span:
-                report = await orch.run_tests(requests(python, files))
-            sides.ours.append(span)
-            if report.tests_passed != len(files):
-                note(
-                    f"  warning: {report.tests_passed} of {len(files)} passed: "
-                    f"{list(report.failed_tests)}"
-                )
+    def shell(self, script: str, name: str, stdin: str = "") -> Span:
+        log = self.project.root / "logs" / f"{self.slug}-{name}.log"
+        return shell(script, cwd=self.project.repo, env=self.pyenv.env, log=log, stdin=stdin)
 
-        async def cached() -> None:
-            with measure() as span:
-                report = await orch.run_tests(requests(python, files, cached_env))
-            sides.cached.append(span)
-            if report.tests_passed != len(files):
-                note(f"  warning: {report.tests_passed} of {len(files)} passed")
+    def check_sharded(self, run: CliRun) -> bool:
+        """Whether the sharded run's case totals are the serial run's; notes what is off."""
+        test = _sharded_test(run.report)
+        if test is None:
+            note("  warning: no sharded test in the report")
+            return False
+        for text in test.notes:  # e.g. a shard whose runner did not shard
+            note(f"  warning: {text}")
+        if test.status != "passed":
+            note(f"  warning: the sharded test {test.status}")
+        counts = None if test.cases is None else JUnitCounts(**test.cases.model_dump())
+        if counts != self.serial:
+            note(f"  case totals DIFFER: shards {fmt_counts(counts)}")
+            note(f"                      serial {fmt_counts(self.serial)}")
+            return False
+        note(f"  case totals over {test.shards} shards = the serial run's: {fmt_counts(counts)}")
+        return True
 
-        async def xargs() -> None:
-            log = root / "logs" / f"xargs-{len(sides.xargs)}.log"
-            with measure() as span:
-                await anyio.to_thread.run_sync(_baseline, xargs_script, repo, log, xargs_input)
-            sides.xargs.append(span)
 
-        async def xdist() -> None:
-            log = root / "logs" / f"xdist-{len(sides.xdist)}.log"
-            with measure() as span:
-                await anyio.to_thread.run_sync(_baseline, xdist_script, repo, log)
-            sides.xdist.append(span)
+def _sharded_test(report: ParallelTestReport | None) -> TestResult | None:
+    if report is None:
+        return None
+    return next((t for t in report.completed_tests if t.shards), None)
 
-        for index in range(rounds):
-            order = (ours, cached, xargs, xdist)
-            if index % 2:
-                order = order[::-1]
-            for side in order:
-                await side()
-            note(
-                f"  round {index + 1}: walls: ours {sides.ours[-1].wall:.1f} s, "
-                f"with PYTHONPYCACHEPREFIX {sides.cached[-1].wall:.1f} s, "
-                f"xargs {sides.xargs[-1].wall:.1f} s, "
-                f"pytest -n {WORKERS} {sides.xdist[-1].wall:.1f} s"
-            )
-    return sides, warm
+
+def _durations(report: ParallelTestReport | None) -> dict[str, float]:
+    """Each test file's duration, by file stem, from a per-file session's report."""
+    if report is None:
+        return {}
+    return {
+        t.test_id.rsplit("::", 1)[-1]: t.duration_seconds or 0.0 for t in report.completed_tests
+    }
+
+
+def measure_env(bench: Bench, rounds: int) -> Sides:
+    """Warm-ups (untimed), then rounds of the four sides in ABCD DCBA order."""
+    project = bench.project
+    per_file, sharded = plan_per_file(project), plan_sharded(project, WORKERS)
+    warm = bench.ours(per_file, "per-file-warm")
+    durations = _durations(warm.report)
+    longest = max(durations.values(), default=0.0)
+    note(
+        f"warm-up, per file: {warm.span.wall:.1f} s; files took "
+        f"{sum(durations.values()):.1f} s in all, longest {longest:.1f} s"
+    )
+    warm = bench.ours(sharded, "sharded-warm")
+    note(f"warm-up, sharded: {warm.span.wall:.1f} s (records the case durations shards split by)")
+    xdist_script = project.pytest("-n", str(WORKERS), *project.files)
+    note(f"warm-up, pytest -n {WORKERS}: {bench.shell(xdist_script, 'xdist-warm').wall:.1f} s")
+    by_length = sorted(project.files, key=lambda f: -durations.get(Path(f).stem, 0.0))
+    # Each file in its own session, as each of our attempts is (see autogroup_note).
+    xargs_script = f"xargs -P {WORKERS} -n 1 setsid --wait {project.pytest()}"
+    sides = Sides()
+
+    def run_per_file(n: int) -> None:
+        sides.per_file.append(bench.ours(per_file, f"per-file-{n}").span)
+
+    def run_xargs(n: int) -> None:
+        stdin = "".join(f"{f}\n" for f in by_length)
+        sides.xargs.append(bench.shell(xargs_script, f"xargs-{n}", stdin))
+
+    def run_sharded(n: int) -> None:
+        run = bench.ours(sharded, f"sharded-{n}")
+        sides.sharded.append(run.span)
+        sides.totals_differ += not bench.check_sharded(run)
+
+    def run_xdist(n: int) -> None:
+        sides.xdist.append(bench.shell(xdist_script, f"xdist-{n}"))
+
+    for n in range(rounds):
+        order: Sequence[Callable[[int], None]] = (run_per_file, run_xargs, run_sharded, run_xdist)
+        for side in order if n % 2 == 0 else order[::-1]:
+            side(n)
+        note(
+            f"round {n + 1}: per file {sides.per_file[-1].wall:.1f} s, "
+            f"xargs {sides.xargs[-1].wall:.1f} s, shards=2 {sides.sharded[-1].wall:.1f} s, "
+            f"pytest -n {WORKERS} {sides.xdist[-1].wall:.1f} s"
+        )
+    return sides
+
+
+def ratio(ours: Sequence[Span], other: Sequence[Span], attr: str) -> float:
+    mine: float = sum(getattr(s, attr) for s in ours)
+    theirs: float = sum(getattr(s, attr) for s in other)
+    return mine / theirs
+
+
+def figures(label: str, sides: Sides, rounds: int) -> list[Figure]:
+    note(f"[{label}]")
+    note(f"  per file, ours : {fmt_spans(sides.per_file)}")
+    note(f"  xargs -P{WORKERS}      : {fmt_spans(sides.xargs)}")
+    note(f"  shards=2, ours : {fmt_spans(sides.sharded)}")
+    note(f"  pytest -n {WORKERS}    : {fmt_spans(sides.xdist)}")
+    per_file = ratio(sides.per_file, sides.xargs, "wall")
+    sharded = ratio(sides.sharded, sides.xdist, "wall")
+    name = f"suite [{label}]"
+    return [
+        Figure(
+            f"{name}: per file / xargs -P{WORKERS}, wall",
+            per_file,
+            target=f"<= {PER_FILE_TARGET}",
+            met=per_file <= PER_FILE_TARGET,
+        ),
+        Figure(
+            f"{name}: per file / xargs -P{WORKERS}, CPU", ratio(sides.per_file, sides.xargs, "cpu")
+        ),
+        Figure(
+            f"{name}: shards=2 / pytest -n {WORKERS}, wall",
+            sharded,
+            target=f"<= {SHARDED_TARGET}",
+            met=sharded <= SHARDED_TARGET,
+        ),
+        Figure(
+            f"{name}: shards=2 / pytest -n {WORKERS}, CPU", ratio(sides.sharded, sides.xdist, "cpu")
+        ),
+        Figure(
+            f"{name}: per file / pytest -n {WORKERS}, wall",
+            ratio(sides.per_file, sides.xdist, "wall"),
+        ),
+        Figure(
+            f"{name}: sharded runs with case totals other than serial",
+            sides.totals_differ,
+            unit="count",
+            target=f"== 0 of {rounds}",
+            met=sides.totals_differ == 0,
+        ),
+    ]
 
 
 def run(quick: bool) -> list[Figure]:
     rounds = 1 if quick else 2
-    root = suite_dir()
-    sdist = fetch_sdist(root)
-    python = ensure_venv(root)
-    repo = make_repo(root, sdist)
-    for scratch in ("state", "worktrees", "logs", "pycache"):
-        shutil.rmtree(root / scratch, ignore_errors=True)
-    (root / "logs").mkdir()
-    files = test_files(repo, quick)
-    # Python's default: bytecode is written. Some sandboxes turn that off for everything.
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    # The no-isolation side runs in a checkout that has been used before: compiled already.
-    subprocess.run([str(python), "-m", "compileall", "-q", PROJECT], cwd=repo, check=True)
-    note(f"{PROJECT} {VERSION}: {len(files)} test files, {WORKERS} workers, {rounds} round(s)")
-
-    sides, warm = anyio.run(_measure, repo, root, python, files, rounds)
-    durations = [t.duration_seconds or 0.0 for t in warm.completed_tests]
-    lower = max(sum(durations) / WORKERS, max(durations))
-    note(f"parallel-orch (warm)       : {fmt_spans(sides.ours)}")
-    note(f"ours, PYTHONPYCACHEPREFIX   : {fmt_spans(sides.cached)}")
-    note(f"xargs -P{WORKERS}, no isolation  : {fmt_spans(sides.xargs)}")
-    note(f"pytest -n {WORKERS}                : {fmt_spans(sides.xdist)}")
-    note(f"max(sum/{WORKERS}, longest)        : {lower:.2f} s (the warm-up's file durations)")
-
-    def ratio(ours: list[Span], other: list[Span], attr: str) -> float:
-        mine: float = sum(getattr(s, attr) for s in ours)
-        theirs: float = sum(getattr(s, attr) for s in other)
-        return mine / theirs
-
-    wall_ratio = ratio(sides.ours, sides.xargs, "wall")
-    return [
-        Figure(
-            "suite: ours / xargs no isolation, wall",
-            wall_ratio,
-            target=f"<= {TARGET_RATIO}",
-            met=wall_ratio <= TARGET_RATIO,
-        ),
-        Figure("suite: ours / xargs no isolation, CPU", ratio(sides.ours, sides.xargs, "cpu")),
-        Figure(
-            "suite: ours with PYTHONPYCACHEPREFIX / xargs, wall",
-            ratio(sides.cached, sides.xargs, "wall"),
-        ),
-        Figure(
-            "suite: ours with PYTHONPYCACHEPREFIX / xargs, CPU",
-            ratio(sides.cached, sides.xargs, "cpu"),
-        ),
-        Figure(f"suite: ours / pytest -n {WORKERS}, wall", ratio(sides.ours, sides.xdist, "wall")),
-        Figure(f"suite: ours / pytest -n {WORKERS}, CPU", ratio(sides.ours, sides.xdist, "cpu")),
-    ]
+    project = prepare(quick)
+    envs = python_envs()
+    note(
+        f"{PROJECT} {VERSION}: {len(project.files)} test files, {WORKERS} workers, "
+        f"{rounds} round(s) per environment, through `parallel-orch run`"
+    )
+    autogroup_note()
+    serial, span = serial_totals(project, envs[0].env)
+    note(f"one serial pytest run [{envs[0].label}]: {span.wall:.1f} s; {fmt_counts(serial)}")
+    out: list[Figure] = []
+    for pyenv in envs:
+        note(f"-- environment: {pyenv.label} --")
+        slug = re.sub(r"[^a-z0-9]+", "-", pyenv.label.lower()).strip("-")
+        sides = measure_env(Bench(project, pyenv, serial, slug), rounds)
+        out += figures(pyenv.label, sides, rounds)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    bench_main("a real suite (mpmath) against xargs and pytest-xdist", run, argv)
+    bench_main("a real suite (mpmath): per file against xargs, sharded against xdist", run, argv)
 
 
 if __name__ == "__main__":

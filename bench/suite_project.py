@@ -1,0 +1,223 @@
+"""The real suite `bench/suite.py` runs: mpmath from its PyPI sdist, in a git repo, with a venv.
+
+mpmath (pure Python, no network, 38 test files in its sdist) is downloaded
+once as an sdist, unpacked and committed into a fresh git repo under
+``bench/.work/suite/repo`` on every run; its test requirements go into a
+venv there, built once and reused while the pins are unchanged.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import WORK_DIR, Span, commit_all, git, measure, note, use_git_identity
+from parallel_orch import junit
+from parallel_orch.models import JUnitCounts
+
+PROJECT = "mpmath"
+VERSION = "1.4.1"
+#: The suite's own test requirements (its ``tests`` extra, less the optional plotting and
+#: notebook ones, whose tests skip), pinned so every run measures the same thing.
+SUITE_REQUIREMENTS = (
+    "pytest==9.2.0",
+    "pytest-xdist==3.8.0",
+    "pytest-timeout==2.4.0",
+    "hypothesis==6.170.15",
+    "packaging==26.3",
+)
+TESTS_DIR = "mpmath/tests"
+#: Left out always: interactive (pexpect and a terminal), or minutes long serially.
+EXCLUDED = frozenset(
+    {
+        "test_cli.py",  # pexpect
+        "test_demos.py",  # pexpect
+        "test_torture.py",  # ~200 s
+        "test_extra_gamma.py",  # ~190 s
+        "test_format.py",  # ~85 s
+        "test_functions2.py",  # ~35 s
+        "test_extra_zeta.py",  # ~25 s
+    }
+)
+#: Left out in quick mode too: the files over ~3 s serially.
+QUICK_EXCLUDED = frozenset(
+    {
+        "test_calculus.py",
+        "test_elliptic.py",
+        "test_quad.py",
+        "test_basic_ops.py",
+        "test_gammazeta.py",
+        "test_convert.py",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteProject:
+    """Where everything is: the scratch root, the repo, the suite's python, its test files."""
+
+    root: Path
+    repo: Path
+    python: Path
+    files: tuple[str, ...]  # relative to the repo
+
+    def pytest(self, *args: str) -> str:
+        """A shell command running the suite's pytest with ``args``."""
+        return " ".join([str(self.python), "-m", "pytest", "-q", *args])
+
+
+def prepare(quick: bool) -> SuiteProject:
+    """The sdist and venv (made once), a fresh repo, the test files; scratch dirs wiped."""
+    root = WORK_DIR / "suite"
+    root.mkdir(parents=True, exist_ok=True)
+    sdist = fetch_sdist(root)
+    python = ensure_venv(root)
+    repo = make_repo(root, sdist)
+    for scratch in ("state", "repo.worktrees", "logs", "reports", "plans"):
+        shutil.rmtree(root / scratch, ignore_errors=True)
+    for made in ("logs", "reports", "plans"):
+        (root / made).mkdir()
+    return SuiteProject(root, repo, python, tuple(test_files(repo, quick)))
+
+
+def fetch_sdist(root: Path) -> Path:
+    """The project's sdist from PyPI, downloaded once into ``root/dist``."""
+    dist = root / "dist"
+    sdist = dist / f"{PROJECT}-{VERSION}.tar.gz"
+    if not sdist.exists():
+        note(f"downloading the {PROJECT}=={VERSION} sdist")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-binary",
+                ":all:",
+                "--no-deps",
+                f"{PROJECT}=={VERSION}",
+                "-d",
+                str(dist),
+            ],
+            check=True,
+        )
+    return sdist
+
+
+def ensure_venv(root: Path) -> Path:
+    """A venv with the suite's test requirements, built once; its python."""
+    venv = root / "venv"
+    python = venv / "bin" / "python"
+    stamp = venv / ".bench-requirements"
+    wanted = "\n".join(SUITE_REQUIREMENTS)
+    if stamp.exists() and stamp.read_text() == wanted:
+        return python
+    note("creating the suite's venv")
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            *SUITE_REQUIREMENTS,
+        ],
+        check=True,
+    )
+    stamp.write_text(wanted)
+    return python
+
+
+def make_repo(root: Path, sdist: Path) -> Path:
+    """The unpacked sdist committed into a fresh git repo ``root/repo`` (no bytecode in it)."""
+    repo = root / "repo"
+    shutil.rmtree(repo, ignore_errors=True)
+    unpacked = root / "unpacked"
+    shutil.rmtree(unpacked, ignore_errors=True)
+    with tarfile.open(sdist) as tar:
+        tar.extractall(unpacked, filter="data")
+    (unpacked / f"{PROJECT}-{VERSION}").rename(repo)
+    unpacked.rmdir()
+    use_git_identity()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n.hypothesis/\n")
+    commit_all(repo, f"{PROJECT} {VERSION} sdist")
+    return repo
+
+
+def test_files(repo: Path, quick: bool) -> list[str]:
+    excluded = EXCLUDED | QUICK_EXCLUDED if quick else EXCLUDED
+    files = sorted((repo / TESTS_DIR).glob("test_*.py"))
+    return [f"{TESTS_DIR}/{f.name}" for f in files if f.name not in excluded]
+
+
+def shell(script: str, *, cwd: Path, env: Mapping[str, str], log: Path, stdin: str = "") -> Span:
+    """Run a bash script in exactly ``env`` (nothing added or dropped); its wall and CPU."""
+    with log.open("wb") as out, measure() as span:
+        done = subprocess.run(
+            ["bash", "-c", script],
+            cwd=cwd,
+            env=dict(env),
+            input=stdin.encode(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if done.returncode != 0:
+        note(f"warning: `{script[:60]}...` exited {done.returncode} (see {log})")
+    return span
+
+
+def serial_totals(project: SuiteProject, env: Mapping[str, str]) -> tuple[JUnitCounts, Span]:
+    """One serial pytest run of every file: its JUnit case totals (read as the report reads
+    them), and its wall."""
+    xml = project.root / "reports" / "serial.xml"
+    span = shell(
+        project.pytest(*project.files, f"--junitxml={xml}"),
+        cwd=project.repo,
+        env=env,
+        log=project.root / "logs" / "serial.log",
+    )
+    counts = junit.parse(xml).counts
+    if counts is None:
+        raise RuntimeError(f"the serial run wrote no readable JUnit file ({xml})")
+    return counts, span
+
+
+def fmt_counts(counts: JUnitCounts | None) -> str:
+    if counts is None:
+        return "none"
+    return (
+        f"{counts.passed} passed, {counts.failed} failed, {counts.errors} errors, "
+        f"{counts.skipped} skipped"
+    )
+
+
+def plan_per_file(project: SuiteProject) -> Path:
+    """One plan test per file, run without a shell: ``<python> -m pytest -q <file>``."""
+    lines = []
+    for f in project.files:
+        argv = ", ".join(f'"{a}"' for a in (str(project.python), "-m", "pytest", "-q", f))
+        lines.append(f'[[test]]\nid = "{Path(f).stem}"\nrun = [{argv}]\n')
+    path = project.root / "plans" / "per_file.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def plan_sharded(project: SuiteProject, shards: int) -> Path:
+    """One plan test: pytest over every file, JUnit to ``$XML_OUTPUT_FILE``, ``shards = N``."""
+    command = project.pytest(*project.files, '--junitxml="$XML_OUTPUT_FILE"')
+    path = project.root / "plans" / "sharded.toml"
+    path.write_text(
+        f"[[test]]\nid = \"suite\"\nrun = '{command}'\njunit = true\nshards = {shards}\n"
+    )
+    return path
