@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +10,10 @@ from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from parallel_orch.exceptions import ConfigError, RepoError
+from parallel_orch.exceptions import RepoError
 from parallel_orch.gitrepo import toplevel
+from parallel_orch.pyproject import STATE_DIR_NAME, pyproject_table
 from parallel_orch.report.options import Gates, ReportOptions, check_notify_url
-
-STATE_DIR_NAME = ".parallel-orch"
-PYPROJECT_TABLE = "parallel-orch"
 
 
 class _PyprojectSource(PydanticBaseSettingsSource):
@@ -24,18 +21,7 @@ class _PyprojectSource(PydanticBaseSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings], repo: Path | None) -> None:
         super().__init__(settings_cls)
-        self._data: dict[str, Any] = {}
-        if repo is None:
-            return
-        path = repo / "pyproject.toml"
-        if not path.is_file():
-            return
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read [tool.{PYPROJECT_TABLE}]: {exc}") from exc
-        table = doc.get("tool", {}).get(PYPROJECT_TABLE, {})
-        self._data = {k.replace("-", "_"): v for k, v in table.items()}
+        self._data: dict[str, Any] = pyproject_table(repo)
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
