@@ -65,7 +65,7 @@ retries = 2
 
 [[test]]
 id = "always"
-run = 'echo "boom on attempt $PARALLEL_ORCH_ATTEMPT"; printf "bell\\a escape \\033[31m red\\n"; exit 3'
+run = 'echo "boom on attempt $PARALLEL_ORCH_ATTEMPT"; printf "bell\\a esc\\033[31m red\\n"; exit 3'
 retries = 2
 
 [[test]]
@@ -89,6 +89,16 @@ run = "{python} -m pytest -q -p no:cacheprovider tests --junitxml=$PARALLEL_ORCH
 env = { PYTEST_DISABLE_PLUGIN_AUTOLOAD = "1" }
 junit = true
 retries = 1
+
+[[test]]
+id = "copy"
+run = 'cat junit/same.xml > "$PARALLEL_ORCH_JUNIT"'
+junit = true
+
+[[test]]
+id = "again"
+run = 'cat junit/same.xml > "$PARALLEL_ORCH_JUNIT"'
+junit = true
 
 [[test]]
 id = "matrix"
@@ -181,10 +191,10 @@ def test_junitparser_finds_the_reports_totals(session: Session) -> None:
         "errors": report.tests_errored + report.tests_interrupted + cases.errors,
         "skipped": report.tests_skipped + report.tests_cancelled + len(quarantined) + cases.skipped,
     }
-    assert counted == expected == {"tests": 18, "failures": 3, "errors": 1, "skipped": 2}
+    assert counted == expected == {"tests": 22, "failures": 3, "errors": 1, "skipped": 2}
     root = ET.parse(session.path).getroot()
     assert {k: int(root.get(k, "-1")) for k in counted} == counted
-    assert len(root) == report.total_tests == 11
+    assert len(root) == report.total_tests == 13
 
 
 def test_a_flaky_test_passes_with_one_flaky_failure_per_failed_attempt(session: Session) -> None:
@@ -219,7 +229,7 @@ def test_a_test_failing_every_attempt_has_a_failure_then_a_rerun_failure_each(
     ]
     out = case.findtext("system-out") or ""
     assert "boom on attempt 3" in out
-    assert "bell escape [31m red" in out  # the BEL and ESC that XML 1.0 forbids are gone
+    assert "bell esc[31m red" in out  # the BEL and ESC that XML 1.0 forbids are gone
     assert "\x07" not in session.path.read_text(encoding="utf-8")
 
 
@@ -273,14 +283,27 @@ def test_a_matrix_with_repeats_keeps_every_case_name_distinct(session: Session) 
     """Four runs of the same two cases: eight distinct names, each naming its ref and run."""
     root = ET.parse(session.path).getroot()
     pairs = [(c.get("classname"), c.get("name")) for c in root.iter("testcase")]
-    assert len(pairs) == len(set(pairs)) == 18
-    matrix = sorted(name or "" for cls, name in pairs if cls == "m.T")
+    assert len(pairs) == len(set(pairs)) == 22
+    matrix = sorted(name or "" for cls, name in pairs if cls == "m.T" and "@" in (name or ""))
     assert matrix == sorted(
         f"{case}@{ref}#{n}"
         for case in ("same", "other")
         for ref in ("main", "feature")
         for n in (1, 2)
     )
+
+
+def test_the_same_cases_in_two_tests_get_distinct_names(session: Session) -> None:
+    """Two tests reporting the same cases: the second's names say which test they are from."""
+    names = {
+        test_id: sorted(c.get("name") or "" for c in session.suite(test_id).iter("testcase"))
+        for test_id in ("::copy", "::again")
+    }
+    plain, renamed = sorted(names.values(), key=lambda n: "[" in n[0])
+    assert plain == ["other", "same"]
+    (test_id,) = [t for t, n in names.items() if n == renamed]
+    full_id = next(t.test_id for t in session.report.completed_tests if t.test_id.endswith(test_id))
+    assert renamed == [f"other [{full_id}]", f"same [{full_id}]"]
 
 
 def properties(suite: ET.Element) -> dict[str, str]:
@@ -305,7 +328,7 @@ def test_timestamps_are_iso_8601_in_utc(session: Session) -> None:
     """The root and each suite that ran have an ISO 8601 timestamp with its UTC offset."""
     root = ET.parse(session.path).getroot()
     stamps = [root.get("timestamp")] + [s.get("timestamp") for s in root if s.get("timestamp")]
-    assert len(stamps) == 11  # the bad ref never ran: no timestamp of its own
+    assert len(stamps) == 13  # the bad ref never ran: no timestamp of its own
     for stamp in stamps:
         assert stamp is not None
         assert datetime.fromisoformat(stamp).utcoffset() is not None
