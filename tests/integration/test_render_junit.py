@@ -211,6 +211,7 @@ def test_a_flaky_test_passes_with_one_flaky_failure_per_failed_attempt(session: 
     ).attempts
     assert f"log: {first.log_path}" in trace
     assert suite.get("failures") == suite.get("errors") == "0"
+    assert children(only_case(session.suite("::ok"))) == []  # a pass: no log tail either
 
 
 def test_a_test_failing_every_attempt_has_a_failure_then_a_rerun_failure_each(
@@ -348,3 +349,32 @@ async def test_cancelled_tests_are_skipped_with_the_reason(make_config: MakeConf
     skipped = only_case(later).find("skipped")
     assert skipped is not None and (skipped.get("message") or "").startswith("cancelled")
     assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("2", "1", "1")
+
+
+async def test_an_outcome_no_case_shows_gets_a_testcase_of_its_own(make_config: MakeConfig) -> None:
+    """Cases all passed but the test failed, or an attempt crashed before writing cases: the
+    execution's own testcase says so beside the cases."""
+    write = (  # one passing case, in a class named after the test
+        """printf '<testsuite><testcase classname="%s" name="fine"/></testsuite>' """
+        '"$PARALLEL_ORCH_TEST_ID" > "$PARALLEL_ORCH_JUNIT"'
+    )
+    requests = [
+        TestRequest(id="exits", command=f"{write}; echo coverage too low; exit 2", junit=True),
+        TestRequest(
+            id="crash",
+            command=f'[ "$PARALLEL_ORCH_ATTEMPT" = 1 ] && exit 9; {write}',
+            junit=True,
+            retries=1,
+        ),
+    ]
+    async with orchestrator(make_config()) as orch:
+        report = await orch.run_tests(requests)
+    suites = {s.get("name"): s for s in ET.fromstring(report.render("junit"))}
+    exits = [(c.get("name"), children(c)) for c in suites["exits"].iter("testcase")]
+    assert exits == [("fine", []), ("exits", ["failure", "system-out"])]
+    assert suites["exits"].get("failures") == "1"
+    crash = [(c.get("name"), children(c)) for c in suites["crash"].iter("testcase")]
+    assert crash == [("fine", []), ("crash", ["flakyFailure"])]
+    (marker,) = suites["crash"].iter("flakyFailure")
+    assert marker.get("message") == "failed: exit code 9"
+    assert suites["crash"].get("failures") == "0"
