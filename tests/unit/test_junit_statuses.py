@@ -9,7 +9,7 @@ from typing import Any
 
 from parallel_orch import ParallelTestReport
 from parallel_orch.report.build import REPORT_TAIL_CHARS, report_tail
-from parallel_orch.report.model import AttemptResult, TestResult
+from parallel_orch.report.model import AttemptResult, CaseCounts, CaseResult, TestResult
 
 STARTED = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -118,3 +118,22 @@ def test_the_report_keeps_a_bounded_tail_from_a_line_start() -> None:
     assert len(kept) <= REPORT_TAIL_CHARS
     assert kept.startswith("line ") and lines.endswith(kept)
     assert report_tail("short\n") == "short\n"
+
+
+def test_a_quarantined_suites_failing_cases_are_skipped_once() -> None:
+    """Quarantined with parsed cases: the failing case is skipped with the reason, and no
+    testcase of the execution's own repeats it."""
+    final = attempt(1, "failed").model_copy(
+        update={
+            "cases": (
+                CaseResult(classname="k", name="good", status="passed"),
+                CaseResult(classname="k", name="bad", status="failed", message="boom"),
+            )
+        }
+    )
+    root = render(
+        execution("q", "failed", final, quarantine="tracked in #7", cases=CaseCounts(passed=1))
+    )
+    cases = {c.get("name"): [(e.tag, e.get("message")) for e in c] for c in root.iter("testcase")}
+    assert cases == {"good": [], "bad": [("skipped", "quarantined: tracked in #7: boom")]}
+    assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("2", "0", "1")

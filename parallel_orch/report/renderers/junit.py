@@ -153,10 +153,9 @@ def _suite(parent: Any, test: TestResult, session_id: str, names: Names) -> Tall
     variant = _variant(test.test_id)
     for case in cases:
         before = earlier.get((case.classname, case.name), []) if earlier else []
-        kind = _case(suite, test, case, variant, before, names)
-        tally.count(kind)
+        tally.count(_case(suite, test, case, variant, before, names))
         shown.update(a.number for a, _ in before)
-        failing = failing or kind in _RERUN
+        failing = failing or _KIND.get(case.status) in _RERUN  # quarantined or not
     passed = test.status == "passed"
     unshown = any(
         a.number not in shown for a in test.attempts[:-1] if _KIND.get(a.status) in _RERUN
@@ -215,12 +214,12 @@ def _case(
     names: Names,
 ) -> str | None:
     """One inner case of the final attempt; what it counts as."""
-    name = names.unique(case.classname, case.name + variant, test.test_id)
+    classname = clean(case.classname)
     element = etree.SubElement(
         suite,
         "testcase",
-        name=clean(name),
-        classname=clean(case.classname),
+        name=names.unique(classname, clean(case.name + variant), test.test_id),
+        classname=classname,
         time=_seconds(case.time),
     )
     if case.file:
@@ -253,8 +252,8 @@ def _execution_case(suite: Any, test: TestResult, names: Names, tail: str | None
     element = etree.SubElement(
         suite,
         "testcase",
-        name=clean(names.unique(classname, test.test_id, test.test_id)),
-        classname=clean(classname),
+        name=names.unique(classname, test.test_id, test.test_id),
+        classname=classname,
         time=_seconds(test.duration_seconds),
     )
     kind = _KIND.get(test.status)
