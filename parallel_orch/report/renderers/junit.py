@@ -77,6 +77,8 @@ _FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 
 def clean(text: str) -> str:
     """``text`` without the characters XML 1.0 forbids."""
+    if text.isascii() and text.isprintable():  # most names and paths: nothing to look for
+        return text
     return _FORBIDDEN.sub("", text)
 
 
