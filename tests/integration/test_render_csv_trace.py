@@ -31,6 +31,12 @@ HOSTILE_CASES = (
     "</testsuite>"
 )
 
+# A sharded suite: each shard reports its own case.
+SPLIT = (
+    'touch "$TEST_SHARD_STATUS_FILE"; printf \'<testsuite><testcase classname="s" name="%s"/>'
+    '</testsuite>\' "part$TEST_SHARD_INDEX" > "$PARALLEL_ORCH_JUNIT"'
+)
+
 
 @dataclass(frozen=True)
 class Rendered:
@@ -49,7 +55,7 @@ class Rendered:
 
 @pytest.fixture
 async def rendered(make_config: MakeConfig) -> Rendered:
-    """A finished session of eight tests on two workers."""
+    """A finished session of nine tests (one in two shards) on two workers."""
     config = make_config(num_workers=2)
     write_junit = f'printf %s {shlex.quote(HOSTILE_CASES)} > "$PARALLEL_ORCH_JUNIT"; exit 1'
     requests = [
@@ -61,6 +67,7 @@ async def rendered(make_config: MakeConfig) -> Rendered:
         TestRequest(id="formula", command=f"echo {shlex.quote(FORMULA)}; exit 1"),
         TestRequest(id="cases", command=write_junit, junit=True),
         TestRequest(id="fine", command="true", category="other"),
+        TestRequest(id="split", command=SPLIT, shards=2, junit=True),
     ]
     async with orchestrator(config) as orch:
         return Rendered(await orch.run_tests(requests))
@@ -70,7 +77,7 @@ def test_csv_has_one_row_per_execution_with_its_facts(rendered: Rendered) -> Non
     """Every execution is a row with the named columns, and the values the report has."""
     rows = rendered.rows("csv")
     assert tuple(rows[0]) == EXECUTION_COLUMNS
-    assert len(rows) == rendered.report.total_tests == 8
+    assert len(rows) == rendered.report.total_tests == 9
     flaky = rendered.row("flaky")
     assert (flaky["status"], flaky["flaky"], flaky["attempts"]) == ("passed", "true", "2")
     result = rendered.result("flaky")
@@ -95,7 +102,7 @@ def test_csv_cells_that_read_as_formulas_get_an_apostrophe(rendered: Rendered) -
     """An error line, case name or message starting with = + - @ is text in a spreadsheet."""
     assert rendered.result("formula").first_error == FORMULA
     assert rendered.row("formula")["first_error"] == "'" + FORMULA
-    cases = {r["name"]: r for r in rendered.rows("csv-cases")}
+    cases = {r["name"]: r for r in rendered.rows("csv-cases") if r["test_id"] == "cases"}
     assert set(cases) == {"ok", "'=1+2", "'-minus"}
     assert cases["'=1+2"]["message"] == "'@SUM(A1:A9)"
     assert cases["'-minus"]["message"] == "'+plus"
@@ -103,11 +110,13 @@ def test_csv_cells_that_read_as_formulas_get_an_apostrophe(rendered: Rendered) -
 
 
 def test_csv_cases_has_one_row_per_case_of_final_attempts(rendered: Rendered) -> None:
-    """The case table: test id, class, name, file, status, time, message of each case."""
+    """The case table: test id, class, name, file, status, time, message of each case, from
+    each shard's final attempt too."""
     rows = rendered.rows("csv-cases")
     assert tuple(rows[0]) == CASE_COLUMNS
-    finals = [t.attempts[-1] for t in rendered.report.completed_tests if t.attempts]
-    assert len(rows) == sum(len(a.cases) for a in finals) == 3
+    assert len(rows) == 5  # three of one test, one of each shard of another
+    split = sorted((r["test_id"], r["name"]) for r in rows if r["classname"] == "s")
+    assert split == [("split", "part0"), ("split", "part1")]
     ok = next(r for r in rows if r["name"] == "ok")
     assert (ok["test_id"], ok["classname"], ok["status"], ok["time"]) == (
         "cases",
@@ -130,18 +139,26 @@ def test_trace_has_one_slice_per_attempt_on_its_workers_track(rendered: Rendered
     events = trace_events(rendered.report)
     attempts = [e for e in events if e["ph"] == "X" and e["cat"] == "attempt"]
     expected = {
-        (t.test_id, a.number, a.status, a.worker)
+        (t.test_id, a.shard, a.number, a.status, a.worker)
         for t in rendered.report.completed_tests
         for a in t.attempts
     }
     names = {
         e["tid"]: e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"
     }
+    worker = {tid: int(name.split()[-1]) for tid, name in names.items()}
     found = {
-        (e["name"], e["args"]["attempt"], e["args"]["status"], int(names[e["tid"]].split()[-1]))
+        (
+            e["name"],
+            e["args"].get("shard"),
+            e["args"]["attempt"],
+            e["args"]["status"],
+            worker[e["tid"]],
+        )
         for e in attempts
     }
-    assert len(attempts) == len(expected) == 9
+    assert len(attempts) == len(expected) == 11
+    assert sorted(e["args"]["shard"] for e in attempts if e["name"] == "split") == ["1/2", "2/2"]
     assert found == expected
     assert sorted(names.values()) == ["worker 0", "worker 1"]
     assert all(e["ts"] >= 0 and e["dur"] >= 0 for e in attempts)

@@ -378,3 +378,33 @@ async def test_an_outcome_no_case_shows_gets_a_testcase_of_its_own(make_config: 
     (marker,) = suites["crash"].iter("flakyFailure")
     assert marker.get("message") == "failed: exit code 9"
     assert suites["crash"].get("failures") == "0"
+
+
+SHARD_RUN = """\
+touch "$TEST_SHARD_STATUS_FILE"
+case="a$TEST_SHARD_INDEX"; result=""; code=0
+if [ "$TEST_SHARD_INDEX" = 1 ] && [ "$PARALLEL_ORCH_ATTEMPT" = 1 ]; then
+  result='<failure message="first try"/>'; code=1
+fi
+printf '<testsuite><testcase classname="s" name="%s">%s</testcase></testsuite>' \\
+  "$case" "$result" > "$PARALLEL_ORCH_JUNIT"
+exit $code
+"""
+
+
+async def test_a_sharded_test_is_one_suite_with_every_shards_cases(
+    make_config: MakeConfig,
+) -> None:
+    """Two shards, the second flaky: one suite holding both shards' cases, the retried
+    case with its flakyFailure, and the shard count as a property."""
+    request = TestRequest(id="sharded", command=SHARD_RUN, shards=2, junit=True, retries=1)
+    async with orchestrator(make_config()) as orch:
+        report = await orch.run_tests([request])
+    (suite,) = ET.fromstring(report.render("junit"))
+    assert suite.get("name") == "sharded"
+    cases = {c.get("name"): children(c) for c in suite.iter("testcase")}
+    assert cases == {"a0": [], "a1": ["flakyFailure"]}
+    (flaky,) = suite.iter("flakyFailure")
+    assert flaky.get("message") == "first try"
+    assert (suite.get("tests"), suite.get("failures")) == ("2", "0")
+    assert properties(suite)["shards"] == "2"

@@ -8,7 +8,7 @@ apostrophe (OWASP's advice against CSV injection), which spreadsheets show as
 text; numbers we format ourselves are left alone. Empty cells are absent
 values; booleans are ``true`` / ``false``. Durations are in seconds over all
 attempts (``setup_seconds``: the worktree setups, which ran before them);
-worker, worktree and log are the final attempt's.
+worker, worktree and log are the final attempt's (a sharded test's last).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import csv
 import io
 from collections.abc import Iterable
 
-from parallel_orch.report.model import ParallelTestReport, TestResult
+from parallel_orch.report.model import AttemptResult, ParallelTestReport, TestResult
 
 EXECUTION_COLUMNS = (
     "test_id",
@@ -95,13 +95,21 @@ def _execution_row(test: TestResult) -> list[str]:
     ]
 
 
+def final_attempts(test: TestResult) -> list[AttemptResult]:
+    """The last attempt of each execution: the test's own, or each of its shards'."""
+    last: dict[str | None, AttemptResult] = {}
+    for attempt in test.attempts:
+        last[attempt.shard] = attempt
+    return list(last.values())
+
+
 def render(report: ParallelTestReport) -> str:
     """One row per execution: its verdict, where it ran (final attempt), its JUnit counts."""
     return _table(EXECUTION_COLUMNS, (_execution_row(t) for t in report.completed_tests))
 
 
 def render_cases(report: ParallelTestReport) -> str:
-    """One row per JUnit case of each execution's final attempt."""
+    """One row per JUnit case of each execution's final attempt (each shard's, if sharded)."""
     rows = (
         [
             text(test.test_id),
@@ -113,7 +121,7 @@ def render_cases(report: ParallelTestReport) -> str:
             text(case.message),
         ]
         for test in report.completed_tests
-        if test.attempts
-        for case in test.attempts[-1].cases
+        for final in final_attempts(test)
+        for case in final.cases
     )
     return _table(CASE_COLUMNS, rows)

@@ -7,7 +7,8 @@ Inside it are the cases of the final attempt's own JUnit file when it was
 parsed, else one ``<testcase>`` for the execution itself. That testcase is also
 written beside parsed cases that do not carry the execution's outcome: the test
 did not pass but no case failed (a crash, a timeout, an exit code of its own),
-or it passed after an attempt whose failure no case shows.
+or it passed after an attempt whose failure no case shows. A sharded test's
+shards are executions of their own in its suite, each with its cases.
 
 Retries follow Maven Surefire's conventions (``surefire-test-report-3.0.xsd``),
 which those reporters know. A test that passed after failing (flaky) passes,
@@ -65,12 +66,8 @@ _TYPE = {"timed_out": "timeout"}  # the ``type`` of a failure; otherwise the sta
 _RERUN = {FAILURE: "rerunFailure", ERROR: "rerunError"}
 _FLAKY = {FAILURE: "flakyFailure", ERROR: "flakyError"}
 # Surefire's order of a testcase's children.
-_ORDER = {
-    tag: n
-    for n, tag in enumerate(
-        (FAILURE, "rerunFailure", "flakyFailure", SKIPPED, ERROR, "rerunError", "flakyError")
-    )
-}
+_SUREFIRE = (FAILURE, "rerunFailure", "flakyFailure", SKIPPED, ERROR, "rerunError", "flakyError")
+_ORDER = {tag: n for n, tag in enumerate(_SUREFIRE)}
 # Everything XML 1.0 allows: tab, newline, carriage return and the rest minus surrogates.
 _FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -143,30 +140,49 @@ def render(report: ParallelTestReport) -> str:
     return xml.decode("utf-8")
 
 
+@dataclass(frozen=True, slots=True)
+class Run:
+    """The attempts of one execution: the test's own, or one shard's of a sharded test."""
+
+    test_id: str
+    status: str
+    attempts: tuple[AttemptResult, ...]
+    what: str  # what went wrong, in one line, when it did
+    error: str | None
+    duration_seconds: float | None
+
+
+def runs(test: TestResult) -> list[Run]:
+    """``test``'s executions: itself, or each of its shards (whose attempts are its own)."""
+    if not test.shards or not test.attempts:
+        whole = (test.status, test.attempts, _what(test), test.error, test.duration_seconds)
+        return [Run(test.test_id, *whole)]
+    by_shard: dict[str, list[AttemptResult]] = defaultdict(list)
+    for attempt in test.attempts:
+        by_shard[attempt.shard or ""].append(attempt)
+    found = []
+    for label, attempts in by_shard.items():
+        final, prefix = attempts[-1], f"[{label}] "
+        what = test.first_error or ""
+        what = what[len(prefix) :] if what.startswith(prefix) else _describe(final)
+        durations = [a.duration_seconds for a in attempts if a.duration_seconds is not None]
+        seconds = sum(durations) if durations else None
+        run_id = f"{test.test_id}[{label}]"
+        found.append(Run(run_id, final.status, tuple(attempts), what, final.error, seconds))
+    return found
+
+
 def _suite(parent: Any, test: TestResult, session_id: str, names: Names) -> Tally:
     suite = etree.SubElement(parent, "testsuite", name=clean(test.test_id))
-    final = test.attempts[-1] if test.attempts else None
-    _properties(suite, test, final, session_id)
+    _properties(suite, test, session_id)
     tally = Tally()
-    cases = final.cases if final is not None else ()
-    earlier = _earlier_failures(test.attempts[:-1])
-    shown: set[int] = set()  # earlier attempts whose failure a case shows
-    failing = False
-    variant = _variant(test.test_id)
-    for case in cases:
-        before = earlier.get((case.classname, case.name), []) if earlier else []
-        tally.count(_case(suite, test, case, variant, before, names))
-        shown.update(a.number for a, _ in before)
-        failing = failing or _KIND.get(case.status) in _RERUN  # quarantined or not
-    passed = test.status == "passed"
-    unshown = any(
-        a.number not in shown for a in test.attempts[:-1] if _KIND.get(a.status) in _RERUN
-    )
-    tail = final.output_tail if final is not None else None
-    if not cases or (not passed and not failing) or (passed and unshown):
-        tally.count(_execution_case(suite, test, names, tail))
-    elif tail:
-        etree.SubElement(suite, "system-out").text = clean(tail)
+    tails = []
+    for run in runs(test):
+        tail = _run(suite, test, run, names, tally)
+        if tail:
+            tails.append(f"[{run.test_id}]\n{tail}" if test.shards else tail)
+    if tails:
+        etree.SubElement(suite, "system-out").text = clean("\n".join(tails))
     tally.write(suite)
     suite.set("time", _seconds(test.duration_seconds))
     if test.attempts:
@@ -174,7 +190,31 @@ def _suite(parent: Any, test: TestResult, session_id: str, names: Names) -> Tall
     return tally
 
 
-def _properties(suite: Any, test: TestResult, final: AttemptResult | None, session_id: str) -> None:
+def _run(suite: Any, test: TestResult, run: Run, names: Names, tally: Tally) -> str | None:
+    """``run``'s testcases: its final attempt's cases, and its own when they do not show
+    its outcome; its log tail when no testcase of its own holds it."""
+    final = run.attempts[-1] if run.attempts else None
+    cases = final.cases if final is not None else ()
+    earlier = _earlier_failures(run.attempts[:-1])
+    shown: set[int] = set()  # earlier attempts whose failure a case shows
+    failing = False
+    variant = _variant(test.test_id)
+    for case in cases:
+        before = earlier.get((case.classname, case.name), []) if earlier else []
+        tally.count(_case(suite, test, run, case, variant, before, names))
+        shown.update(a.number for a, _ in before)
+        failing = failing or _KIND.get(case.status) in _RERUN  # quarantined or not
+    passed = run.status == "passed"
+    unshown = any(a.number not in shown for a in run.attempts[:-1] if _KIND.get(a.status) in _RERUN)
+    tail = final.output_tail if final is not None else None
+    if not cases or (not passed and not failing) or (passed and unshown):
+        tally.count(_execution_case(suite, test, run, names, tail))
+        return None
+    return tail
+
+
+def _properties(suite: Any, test: TestResult, session_id: str) -> None:
+    final = test.attempts[-1] if test.attempts else None
     values: dict[str, object | None] = {
         "session_id": session_id,
         "status": test.status,
@@ -183,6 +223,7 @@ def _properties(suite: Any, test: TestResult, final: AttemptResult | None, sessi
         "ref": test.ref,
         "sha": test.sha,
         "attempts": len(test.attempts),
+        "shards": test.shards or None,
         "worker": final.worker if final else None,
         "worktree": final.worktree if final else None,
         "log": final.log_path if final else None,
@@ -210,6 +251,7 @@ def _earlier_failures(
 def _case(
     suite: Any,
     test: TestResult,
+    run: Run,
     case: CaseResult,
     variant: str,
     earlier: list[tuple[AttemptResult, CaseResult]],
@@ -242,37 +284,39 @@ def _case(
         where = f"attempt {first_attempt.number}: " if first_attempt else ""
         children.append(_primary(kind, case.status, case.message, where + (first.message or "")))
         if earlier:
-            reruns = [*earlier[1:], (test.attempts[-1], case)]
+            reruns = [*earlier[1:], (run.attempts[-1], case)]
             children += [_marker(_RERUN, c.status, a, c.message) for a, c in reruns]
     _append(element, children)
     return kind
 
 
-def _execution_case(suite: Any, test: TestResult, names: Names, tail: str | None) -> str | None:
+def _execution_case(
+    suite: Any, test: TestResult, run: Run, names: Names, tail: str | None
+) -> str | None:
     """The execution's own testcase, for all its attempts; what it counts as."""
     classname = test.test_id.rpartition("::")[0] or "parallel-orch"
     element = etree.SubElement(
         suite,
         "testcase",
-        name=names.unique(classname, test.test_id, test.test_id),
+        name=names.unique(classname, run.test_id, run.test_id),
         classname=classname,
-        time=_seconds(test.duration_seconds),
+        time=_seconds(run.duration_seconds),
     )
-    kind = _KIND.get(test.status)
-    failed = [a for a in test.attempts if _KIND.get(a.status) in _RERUN]
+    kind = _KIND.get(run.status)
+    failed = [a for a in run.attempts if _KIND.get(a.status) in _RERUN]
     children: list[Any] = []
     if kind in _RERUN and test.quarantine is not None:
         kind = SKIPPED
-        children.append(_skipped(f"quarantined: {test.quarantine}: {_what(test)}"))
+        children.append(_skipped(f"quarantined: {test.quarantine}: {run.what}"))
     elif kind is None:
         children += [_marker(_FLAKY, a.status, a, _describe(a)) for a in failed]
     elif kind == SKIPPED:
-        children.append(_skipped(f"{test.status}: {test.error}" if test.error else test.status))
+        children.append(_skipped(f"{run.status}: {run.error}" if run.error else run.status))
     else:
-        first = test.attempts[0] if test.attempts else None
-        detail = _detail(first) if first else test.error or test.status
-        children.append(_primary(kind, test.status, _what(test), detail))
-        children += [_marker(_RERUN, a.status, a, _describe(a)) for a in test.attempts[1:]]
+        first = run.attempts[0] if run.attempts else None
+        detail = _detail(first) if first else run.error or run.status
+        children.append(_primary(kind, run.status, run.what, detail))
+        children += [_marker(_RERUN, a.status, a, _describe(a)) for a in run.attempts[1:]]
     if tail:
         out = etree.Element("system-out")
         out.text = clean(tail)

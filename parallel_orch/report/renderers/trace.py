@@ -3,8 +3,8 @@
 ``{"traceEvents": [...], "displayTimeUnit": "ms"}``: one process for the
 session, one track (thread) per worker, named by ``thread_name`` metadata
 events. Each attempt is one complete event (``"ph": "X"``, category
-``attempt``) named by its test id, with its attempt number, status, worktree
-and exit code in ``args``; a worktree setup that ran before it is a slice of
+``attempt``) named by its test id, with its attempt number, status, worktree,
+exit code and shard in ``args``; a worktree setup that ran before it is a slice of
 its own (category ``setup``) just before it. Timestamps are microseconds from
 the session's start.
 
@@ -81,6 +81,8 @@ def _slices(test_id: str, attempt: AttemptResult, start_us: int) -> list[dict[st
         "worktree": attempt.worktree,
         "exit_code": attempt.exit_code,
     }
+    if attempt.shard:
+        args["shard"] = attempt.shard
     if attempt.error:
         args["error"] = attempt.error
     event: dict[str, Any] = {
