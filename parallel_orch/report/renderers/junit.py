@@ -1,8 +1,9 @@
 """JUnit XML for CI test reporters: GitLab, Jenkins, the GitHub actions that read JUnit.
 
 A ``<testsuites>`` root with the session's totals holds one ``<testsuite>`` per
-execution, named by its test id, whose properties carry the session id, ref,
-SHA, category, status, attempts, worker, worktree and log of its final attempt.
+execution, named by its test id, whose properties carry the session id,
+category, ref, SHA, and the worker, worktree and log of its final attempt
+(and the quarantine, shard count and why its JUnit file was unreadable, if so).
 Inside it are the cases of the final attempt's own JUnit file when it was
 parsed, else one ``<testcase>`` for the execution itself. That testcase is also
 written beside parsed cases that do not carry the execution's outcome: the test
@@ -217,12 +218,9 @@ def _properties(suite: Any, test: TestResult, session_id: str) -> None:
     final = test.attempts[-1] if test.attempts else None
     values: dict[str, object | None] = {
         "session_id": session_id,
-        "status": test.status,
-        "flaky": "true" if test.flaky else None,
         "category": test.category,
         "ref": test.ref,
         "sha": test.sha,
-        "attempts": len(test.attempts),
         "shards": test.shards or None,
         "worker": final.worker if final else None,
         "worktree": final.worktree if final else None,
