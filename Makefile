@@ -21,8 +21,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+REPORTS := .parallel-orch
 run: $(STAMP)
-	$(BIN)/parallel-orch run $(PLANS) $(WORKERS_FLAG)
+	$(BIN)/parallel-orch run $(PLANS) $(WORKERS_FLAG) --junit-xml $(REPORTS)/report.xml \
+		--markdown $(REPORTS)/report.md --html $(REPORTS)/report.html
 
 # One plan directory or file: `make plans/unit`.
 plans/%: $(STAMP) FORCE

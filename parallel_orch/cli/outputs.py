@@ -157,14 +157,14 @@ def _append_step_summary(path: Path, report: ParallelTestReport) -> None:
 
 
 def _check_writable(path: Path) -> None:
+    """``path`` can be written: its folder is made if missing, and a file is written in it."""
     where = path.parent if path.parent != Path("") else Path(".")
     problem = None
     if path.is_dir():
         problem = "it is a directory"
-    elif not where.is_dir():
-        problem = f"there is no directory {where}"
     else:
         try:  # a real write: access() says yes to root on a read-only mount
+            where.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=where, prefix=".parallel-orch-probe-"):
                 pass
             if path.exists():

@@ -66,3 +66,31 @@ def test_run_writes_the_report_files_it_is_asked_for_and_prints_their_paths(
     assert (out / "cases.csv").read_text().splitlines()[0].startswith("test_id,classname,name")
     trace = json.loads((out / "trace.json").read_text())
     assert sum(e["ph"] == "X" and e["cat"] == "attempt" for e in trace["traceEvents"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [("/proc/parallel-orch-nope/r.xml", "cannot write the report"), ("out", "is a directory")],
+    ids=["unwritable", "a-directory"],
+)
+def test_an_output_that_cannot_be_written_stops_the_run_before_it_starts(
+    repo: GitRepo, target: str, says: str
+) -> None:
+    """Exit 3 with one line naming the path, and no session was run or recorded."""
+    (repo.path / "plans").mkdir()
+    (repo.path / "plans" / "ci.toml").write_text(PLAN)
+    (repo.path / "out").mkdir()
+    result = run_cli(["run", "plans", "--junit-xml", target], cwd=repo.path)
+    assert result.returncode == 3, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (repo.path / ".parallel-orch" / "orch.sqlite3").exists()
+
+
+def test_a_missing_output_folder_is_made(repo: GitRepo) -> None:
+    """--markdown into folders that do not exist yet makes them and writes the file."""
+    (repo.path / "plans").mkdir()
+    (repo.path / "plans" / "ok.toml").write_text('[[test]]\nid = "ok"\nrun = "true"\n')
+    result = run_cli(["run", "plans", "--markdown", "reports/ci/summary.md"], cwd=repo.path)
+    assert result.returncode == 0, result.stderr
+    assert (repo.path / "reports" / "ci" / "summary.md").read_text().startswith("## ")
