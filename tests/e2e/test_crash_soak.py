@@ -14,7 +14,8 @@ from tests.e2e.cli import run_cli
 from tests.e2e.conftest import StartDaemon, query, write_plan
 from tests.helpers import GitRepo
 
-pytestmark = pytest.mark.slow
+# About a hundred CLI processes and 21 daemon starts: minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 SEED = 20261129
 KILLS = 20
