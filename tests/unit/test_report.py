@@ -137,16 +137,15 @@ def test_json_renderer_round_trips() -> None:
     assert ParallelTestReport.model_validate_json(rendered) == report
 
 
-def test_text_renderer_shows_what_is_not_clean_and_the_totals() -> None:
+def test_text_renderer_shows_what_needs_a_look_and_the_totals() -> None:
     """The terminal report lists failed and flaky tests, categories and the summary line."""
     rendered = text_renderer.render(sample_report())
-    assert "lint::ruff" in rendered
-    assert "unit::flaky" in rendered
-    assert "passed (flaky)" in rendered
+    assert "Failed (1)\n  FAILED      lint::ruff" in rendered
+    assert "Flaky (1): passed after failing\n  PASSED      unit::flaky" in rendered
     assert "unit::ok" not in rendered  # clean tests are not listed
     assert "By category" in rendered
     assert "session abc123: partial_success" in rendered
-    assert "2/3 passed" in rendered
+    assert "2 of 3 tests passed; 1 failed; 1 flaky" in rendered
 
 
 def test_report_is_frozen() -> None:
