@@ -44,6 +44,8 @@ from parallel_orch.gitrepo import toplevel
 from parallel_orch.report import ParallelTestReport
 from parallel_orch.report.gates import exit_code
 from parallel_orch.report.renderers.text import print_report
+from parallel_orch.report.renderers.words import eta as eta_text
+from parallel_orch.report.renderers.words import plural, seconds
 
 SocketOpt = Annotated[
     Path | None,
@@ -181,9 +183,7 @@ async def _submit(
         return None
     async with DaemonClient(socket) as client:
         if follow:
-            num_workers = (await client.ping()).num_workers
-            events = client.watch(submitted.session_id)
-            await progress.show(events, console, num_workers, quiet=False)
+            await _follow(socket, client, submitted.session_id)
         else:
             await client.wait(submitted.session_id)
         return await client.report(submitted.session_id)
@@ -232,11 +232,14 @@ async def _status(socket: Path, session: str | None) -> p.SessionSummary | p.Dae
 
 def _print_summary(summary: p.SessionSummary) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no tests"
-    took = f" in {summary.duration_seconds:.1f}s" if summary.duration_seconds is not None else ""
+    took = (
+        f" in {seconds(summary.duration_seconds)}" if summary.duration_seconds is not None else ""
+    )
+    eta = f", {eta_text(summary.eta_seconds)}" if summary.eta_seconds is not None else ""
     webhook = f"; webhook {summary.notify_status}" if summary.notify_status else ""
+    tests = plural(summary.total, "test")
     console.print(
-        f"session {summary.session_id}: {summary.status}{took} ({summary.total} tests: "
-        f"{counts}){webhook}",
+        f"session {summary.session_id}: {summary.status}{took} ({tests}: {counts}){eta}{webhook}",
         highlight=False,
         markup=False,
     )
@@ -247,7 +250,7 @@ def _print_daemon_status(status: p.DaemonStatus) -> None:
     console.print(
         f"daemon pid {status.pid}, {'accepting' if status.accepting else 'stopping'}, up "
         f"{status.uptime_seconds:.0f}s; workers {len(busy)}/{status.num_workers} busy, "
-        f"{status.queued} queued, {status.connections} connection(s)",
+        f"{status.queued} queued, {plural(status.connections, 'connection')}",
         highlight=False,
         markup=False,
     )
@@ -261,7 +264,8 @@ def _print_daemon_status(status: p.DaemonStatus) -> None:
         console.print(
             f"  session {session.session_id}: {session.outstanding} to go ({session.queued} "
             f"queued, {session.running} running), {session.failures} failed, priority "
-            f"{session.priority}",
+            f"{session.priority}"
+            + (f", {eta_text(session.eta_seconds)}" if session.eta_seconds is not None else ""),
             highlight=False,
             markup=False,
         )
@@ -283,9 +287,19 @@ def watch(
 
 async def _watch(socket: Path, session: str) -> p.SessionSummary:
     async with DaemonClient(socket) as client:
-        num_workers = (await client.ping()).num_workers
-        await progress.show(client.watch(session), console, num_workers, quiet=False)
+        await _follow(socket, client, session)
         return await client.session(session)
+
+
+async def _follow(socket: Path, client: DaemonClient, session_id: str) -> None:
+    """A session's live progress; its ETA is the daemon's, asked on a second connection."""
+    num_workers = (await client.ping()).num_workers
+    async with DaemonClient(socket) as side:
+
+        async def eta(session: str) -> float | None:
+            return (await side.session(session)).eta_seconds
+
+        await progress.show(client.watch(session_id), console, num_workers, quiet=False, eta=eta)
 
 
 @app.command()

@@ -232,6 +232,9 @@ class SessionSummary(_Model):
     counts: dict[str, int]  # execution status -> how many
     plan_paths: list[str] = Field(default_factory=list)
     notify_status: str | None = None  # how the webhook's delivery of its report went
+    #: Seconds until a running session ends, from its tests' recorded durations (see
+    #: :mod:`parallel_orch.eta`); ``None`` once it has ended or with no history to go on.
+    eta_seconds: float | None = None
 
 
 class WorkerStatus(_Model):
@@ -249,6 +252,7 @@ class RunningSession(_Model):
     queued: int
     running: int
     failures: int
+    eta_seconds: float | None = None  # as in SessionSummary
 
 
 class DaemonStatus(_Model):

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from parallel_orch import events, history, listing
 from parallel_orch.daemon import protocol as p
 from parallel_orch.daemon.protocol import ErrorCode, Method, RpcError
+from parallel_orch.eta import SessionEta
 from parallel_orch.events import Event, EventType
 from parallel_orch.exceptions import (
     OrchError,
@@ -74,6 +75,7 @@ class DaemonService:
         self._started = time.monotonic()
         self._submitting = 0  # submits between the accepting check and their commit
         self._submitted = anyio.Event()
+        self._eta: SessionEta | None = None  # made at first use: the store opens with the orch
 
     def request_stop(self, *, now: bool) -> None:
         """Stop taking sessions and wake the lifecycle; ``now`` also cuts the grace. Idempotent."""
@@ -213,7 +215,7 @@ class DaemonService:
 
     async def status(self, session_id: str | None) -> p.SessionSummary | p.DaemonStatus:
         if session_id is not None:
-            return await listing.summary(self.orch.store, session_id)
+            return await listing.summary(self.orch.store, session_id, self.eta)
         snapshot = self.orch.get_status()
         return p.DaemonStatus(
             protocol=p.PROTOCOL_VERSION,
@@ -225,11 +227,21 @@ class DaemonService:
             uptime_seconds=round(time.monotonic() - self._started, 3),
             workers=[p.WorkerStatus(**w) for w in snapshot["workers"]],
             pool=snapshot["pool"],
-            sessions=[p.RunningSession(**s) for s in snapshot["sessions"]],
+            sessions=[
+                p.RunningSession(**s, eta_seconds=await self.eta.seconds_left(s["session_id"]))
+                for s in snapshot["sessions"]
+            ],
         )
 
     async def sessions(self, limit: int) -> list[p.SessionSummary]:
-        return await listing.recent_summaries(self.orch.store, limit)
+        return await listing.recent_summaries(self.orch.store, limit, self.eta)
+
+    @property
+    def eta(self) -> SessionEta:
+        """The ETAs of running sessions (their histories kept between calls)."""
+        if self._eta is None:
+            self._eta = SessionEta(self.orch.store)
+        return self._eta
 
     async def cancel(self, session_id: str) -> p.CancelResult:
         store = self.orch.store
