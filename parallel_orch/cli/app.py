@@ -11,12 +11,14 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import anyio
 import typer
 from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
 from rich.console import Console
 from rich.text import Text
 
@@ -41,10 +43,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-PIPE_WIDTH = 160  # columns for tables when stdout is a file or pipe (logs, CI)
+# On a terminal: colour and live progress. In a pipe or file: plain lines, never padded.
 console = Console()
-if not console.is_terminal:
-    console = Console(width=PIPE_WIDTH)
 err_console = Console(stderr=True, soft_wrap=True)
 
 RepoOpt = Annotated[
@@ -129,4 +129,17 @@ def setup_logging(level: int) -> None:
 
 
 def print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str))
+    """``value`` as indented JSON; times in ISO 8601, UTC, with ``Z`` (as in the protocol)."""
+    typer.echo(json.dumps(value, indent=2, default=_jsonable))
+
+
+def iso_utc(value: datetime) -> str:
+    """``2026-01-02T03:04:05.123456Z``; a time without a zone is taken as UTC (the store's)."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _jsonable(value: object) -> Any:
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    return to_jsonable_python(value)

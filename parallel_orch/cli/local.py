@@ -6,13 +6,12 @@ import functools
 import logging
 import signal
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
 import typer
-from rich.table import Table
 
 from parallel_orch import listing, progress
 from parallel_orch.cli import outputs as o
@@ -33,6 +32,7 @@ from parallel_orch.cli.app import (
     setup_logging,
 )
 from parallel_orch.config import ParallelTestConfig
+from parallel_orch.eta import SessionEta
 from parallel_orch.exceptions import PlanError, StoreError
 from parallel_orch.models import ExecutionStatus, TestRequest, with_default_ref
 from parallel_orch.orchestrator import ParallelTestOrchestrator
@@ -42,6 +42,7 @@ from parallel_orch.report.finish import rejudged
 from parallel_orch.report.gates import exit_code
 from parallel_orch.report.options import ReportOptions
 from parallel_orch.report.renderers.text import print_report
+from parallel_orch.report.renderers.words import columns, seconds
 from parallel_orch.store import DB_FILENAME, open_store
 
 
@@ -136,9 +137,10 @@ async def _run(
     async with ParallelTestOrchestrator(config) as orch:
         async with anyio.create_task_group() as tg:
             stream = orch.events()
-            tg.start_soon(
-                functools.partial(progress.show, quiet=quiet), stream, console, config.num_workers
+            follow = functools.partial(
+                progress.show, quiet=quiet, eta=SessionEta(orch.store).seconds_left
             )
+            tg.start_soon(follow, stream, console, config.num_workers)
             tg.start_soon(_stop_on_signals, orch, tg.cancel_scope)
             session_id = await orch.create_session(requests, plan_paths=plan_paths, options=options)
             report = await orch.wait_for_session(session_id)
@@ -191,29 +193,31 @@ def sessions(
     if as_json:
         print_json(rows)
         return
-    table = Table()
-    for column in ("session", "status", "created", "tests", "passed", "failed", "wall"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
+    header = ["session", "status", "created (UTC)", "tests", "passed", "failed", "wall"]
+    cells = [
+        [
             row["session_id"],
             row["status"],
             _short_time(row["created_at"]),
             str(row["total"]),
             str(row["passed"]),
             str(row["failed"]),
-            f"{row['duration_seconds']:.1f}s" if row["duration_seconds"] is not None else "-",
-        )
-    console.print(table)
+            seconds(row["duration_seconds"]) if row["duration_seconds"] is not None else "-",
+        ]
+        for row in rows
+    ]
+    for line in columns([header, *cells], right=range(3, 7)):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _short_time(value: datetime) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 async def _sessions(state_dir: Path, limit: int) -> list[dict[str, Any]]:
     async with open_store(state_dir) as store:
-        return [s.model_dump() for s in await listing.recent_summaries(store, limit)]
+        summaries = await listing.recent_summaries(store, limit, SessionEta(store))
+        return [s.model_dump() for s in summaries]
 
 
 async def _daemon_sessions(socket: Path, limit: int) -> list[dict[str, Any]]:
