@@ -18,7 +18,8 @@ from tests.helpers import GitRepo, make_fifo
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MIXED = (
     '[[test]]\nid = "ok"\nrun = "true"\n'
-    '[[test]]\nid = "bad"\nrun = "echo starting; echo \'AssertionError: expected 3, got 4\' >&2; exit 1"\n'
+    '[[test]]\nid = "bad"\n'
+    'run = "echo starting; echo \'AssertionError: expected 3, got 4\' >&2; exit 1"\n'
     '[[test]]\nid = "gone"\nrun = "true"\nref = "no-such-branch"\n'
 )
 
@@ -103,7 +104,8 @@ def test_status_and_watch_show_the_eta_of_a_running_session(
         make_fifo(release / i)
         first = i in ("a", "b")  # these run first, on the two workers
         hello = f"echo $$ > {announce}; " if first else ""
-        plan += f'[[test]]\nid = "{i}"\npriority = {int(first)}\nrun = "{hello}read x < {release / i}"\n'
+        plan += f'[[test]]\nid = "{i}"\npriority = {int(first)}\n'
+        plan += f'run = "{hello}read x < {release / i}"\n'
     write_plan(repo.path, "hold.toml", plan)
     submitted = run_cli(["submit", "plans", *sock], cwd=repo.path)
     session_id = submitted.stdout.strip()
