@@ -19,7 +19,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MIXED = (
     '[[test]]\nid = "ok"\nrun = "true"\n'
     '[[test]]\nid = "bad"\n'
-    'run = "echo starting; echo \'AssertionError: expected 3, got 4\' >&2; exit 1"\n'
+    "run = \"echo starting; echo 'AssertionError: expected 3, got 4' >&2; exit 1\"\n"
     '[[test]]\nid = "gone"\nrun = "true"\nref = "no-such-branch"\n'
 )
 
