@@ -15,8 +15,8 @@ SLEEP_SECONDS = 1.0  # what each test took in the first session: the history
 async def test_eta_is_the_expected_work_left_over_the_workers(
     make_config: MakeConfig, tmp_path: Path
 ) -> None:
-    """With history a=b=1s, a running and b and c (no history: the median) queued on one
-    worker, the ETA is about 1s left of a plus 1s each for b and c; None once it has ended."""
+    """a running, b and c (no history: the median of a and b) queued on one worker: the ETA
+    is what is left of a plus b plus c; None once the session has ended."""
     config = make_config(num_workers=1)
     fifo = make_fifo(tmp_path / "started")
     async with orchestrator(config) as orch:
@@ -28,12 +28,15 @@ async def test_eta_is_the_expected_work_left_over_the_workers(
             TestRequest(id="b", command="true"),
             TestRequest(id="c", command="true"),
         ]
+        history = await orch.store.history(["a", "b", "c"])
+        assert history.keys() == {"a", "b"}
+        median = (history["a"] + history["b"]) / 2  # what c, never run, is expected to take
         session_id = await orch.create_session(held)
         await read_fifo(fifo)  # a is running; b and c wait for the one worker
         eta = SessionEta(orch.store)
         left = await eta.seconds_left(session_id)
         assert left is not None
-        assert 2 * SLEEP_SECONDS <= left <= 3 * SLEEP_SECONDS + 0.2
+        assert history["b"] + median - 0.1 <= left <= history["a"] + history["b"] + median + 0.1
         again = await eta.seconds_left(session_id)
         assert again is not None and again <= left  # time runs on for the running one
         await orch.cancel_session(session_id)
@@ -58,7 +61,8 @@ async def test_without_any_history_there_is_no_eta_until_a_test_has_finished(
         assert await eta.seconds_left(session_id) is None
         await read_fifo(fifo)  # first has ended; second runs, expected to take as long
         left = await eta.seconds_left(session_id)
-        assert left is not None and 0 < left <= SLEEP_SECONDS + 0.1
+        first = (await orch.store.history(["first"]))["first"]
+        assert left is not None and 0 <= left <= first + 0.1
         await orch.cancel_session(session_id)
         await orch.wait_for_session(session_id)
     async with open_store(config.resolved_state_dir) as store:
