@@ -110,9 +110,9 @@ def test_status_and_watch_show_the_eta_of_a_running_session(
     plan = ""
     for i in ids:
         make_fifo(release / i)
-        first = i in ("a", "b")  # these run first, on the two workers
-        hello = f"echo $$ > {announce}; " if first else ""
-        plan += f'[[test]]\nid = "{i}"\npriority = {int(first)}\n'
+        early = i in ("a", "b")  # these run first, on the two workers
+        hello = f"echo $$ > {announce}; " if early else ""
+        plan += f'[[test]]\nid = "{i}"\npriority = {int(early)}\n'
         plan += f'run = "{hello}read x < {release / i}"\n'
     write_plan(repo.path, "hold.toml", plan)
     submitted = run_cli(["submit", "plans", *sock], cwd=repo.path)
