@@ -105,28 +105,34 @@ def test_the_readme_names_every_report_key() -> None:
 
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
-    """This checkout's files committed in a fresh repo, its venv linked in (not rebuilt).
+    """This checkout's files committed in a fresh repo, with the suite's venv lent to it.
 
-    The lock and pyproject are dated before the venv's stamp, so ``make`` sees it up to
-    date and never installs into the venv it shares with the suite.
+    Its ``.venv`` links to each part of the running venv, with a stamp of its own newer
+    than the lock and pyproject: ``make`` finds it up to date, and could never install
+    into the venv it shares with the suite.
     """
     venv = Path(sys.prefix)
-    if venv == Path(sys.base_prefix) or not (venv / ".installed").exists():
-        pytest.skip("needs the suite to run from the .venv that `make install` builds")
+    if venv == Path(sys.base_prefix):
+        pytest.skip("needs the suite to run from a venv (`make test` builds .venv)")
     dest = tmp_path / "clone"
     listed = git(PROJECT_ROOT, "ls-files", "-co", "--exclude-standard").splitlines()
     for name in listed:
         source = PROJECT_ROOT / name
-        if source.is_file() and not name.startswith(".venv/"):
+        if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
     git(dest, "init", "-q", "-b", "main")
     git(dest, "add", "-A")
     git(dest, "commit", "-q", "-m", "a copy of the checkout")
-    (dest / ".venv").symlink_to(venv)
-    stamp = (venv / ".installed").stat().st_mtime
+    lent = dest / ".venv"
+    lent.mkdir()
+    for part in venv.iterdir():
+        if part.name != ".installed":
+            (lent / part.name).symlink_to(part)
+    (lent / ".installed").touch()
+    before = (lent / ".installed").stat().st_mtime - 60
     for name in ("requirements.lock", "pyproject.toml"):
-        os.utime(dest / name, (stamp - 60, stamp - 60))
+        os.utime(dest / name, (before, before))
     return dest
 
 
