@@ -18,6 +18,7 @@ import typer
 
 from parallel_orch import progress
 from parallel_orch.cli import outputs as o
+from parallel_orch.cli import status_text
 from parallel_orch.cli.app import (
     EXIT_OK,
     JsonOpt,
@@ -44,8 +45,6 @@ from parallel_orch.gitrepo import toplevel
 from parallel_orch.report import ParallelTestReport
 from parallel_orch.report.gates import exit_code
 from parallel_orch.report.renderers.text import print_report
-from parallel_orch.report.renderers.words import eta as eta_text
-from parallel_orch.report.renderers.words import plural, seconds
 
 SocketOpt = Annotated[
     Path | None,
@@ -220,9 +219,9 @@ def status(
     if as_json:
         print_json(result.model_dump(mode="json"))
     elif isinstance(result, p.SessionSummary):
-        _print_summary(result)
+        _print(status_text.summary_line(result))
     else:
-        _print_daemon_status(result)
+        _print(*status_text.daemon_lines(result))
 
 
 async def _status(socket: Path, session: str | None) -> p.SessionSummary | p.DaemonStatus:
@@ -230,45 +229,9 @@ async def _status(socket: Path, session: str | None) -> p.SessionSummary | p.Dae
         return await (client.session(session) if session is not None else client.status())
 
 
-def _print_summary(summary: p.SessionSummary) -> None:
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no tests"
-    took = (
-        f" in {seconds(summary.duration_seconds)}" if summary.duration_seconds is not None else ""
-    )
-    eta = f", {eta_text(summary.eta_seconds)}" if summary.eta_seconds is not None else ""
-    webhook = f"; webhook {summary.notify_status}" if summary.notify_status else ""
-    tests = plural(summary.total, "test")
-    console.print(
-        f"session {summary.session_id}: {summary.status}{took} ({tests}: {counts}){eta}{webhook}",
-        highlight=False,
-        markup=False,
-    )
-
-
-def _print_daemon_status(status: p.DaemonStatus) -> None:
-    busy = [w for w in status.workers if w.test_id is not None]
-    console.print(
-        f"daemon pid {status.pid}, {'accepting' if status.accepting else 'stopping'}, up "
-        f"{status.uptime_seconds:.0f}s; workers {len(busy)}/{status.num_workers} busy, "
-        f"{status.queued} queued, {plural(status.connections, 'connection')}",
-        highlight=False,
-        markup=False,
-    )
-    for worker in busy:
-        console.print(
-            f"  worker {worker.worker}: {worker.test_id} ({worker.session_id})",
-            highlight=False,
-            markup=False,
-        )
-    for session in status.sessions:
-        console.print(
-            f"  session {session.session_id}: {session.outstanding} to go ({session.queued} "
-            f"queued, {session.running} running), {session.failures} failed, priority "
-            f"{session.priority}"
-            + (f", {eta_text(session.eta_seconds)}" if session.eta_seconds is not None else ""),
-            highlight=False,
-            markup=False,
-        )
+def _print(*lines: str) -> None:
+    for line in lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -281,7 +244,7 @@ def watch(
 ) -> None:
     """Stream a session's progress until it ends; exit with its result."""
     summary = run_async(_watch, socket_for(socket, repo, state_dir), session)
-    _print_summary(summary)
+    _print(status_text.summary_line(summary))
     raise typer.Exit(exit_code_for(summary.status))
 
 
