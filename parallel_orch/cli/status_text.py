@@ -19,7 +19,8 @@ def summary_line(summary: p.SessionSummary) -> str:
 
 
 def daemon_lines(status: p.DaemonStatus) -> list[str]:
-    """The daemon, then each busy worker and each running session, a line each."""
+    """The daemon, then each busy worker and each running session, a line each (from the
+    daemon's memory: a session's ETA is in its own status)."""
     busy = [w for w in status.workers if w.test_id is not None]
     lines = [
         f"daemon pid {status.pid}, {'accepting' if status.accepting else 'stopping'}, up "
@@ -27,10 +28,9 @@ def daemon_lines(status: p.DaemonStatus) -> list[str]:
         f"{status.queued} queued, {plural(status.connections, 'connection')}"
     ]
     lines += [f"  worker {w.worker}: {w.test_id} ({w.session_id})" for w in busy]
-    for s in status.sessions:
-        left = f", {eta(s.eta_seconds)}" if s.eta_seconds is not None else ""
-        lines.append(
-            f"  session {s.session_id}: {s.outstanding} to go ({s.queued} queued, "
-            f"{s.running} running), {s.failures} failed, priority {s.priority}{left}"
-        )
+    lines += [
+        f"  session {s.session_id}: {s.outstanding} to go ({s.queued} queued, "
+        f"{s.running} running), {s.failures} failed, priority {s.priority}"
+        for s in status.sessions
+    ]
     return lines

@@ -252,7 +252,6 @@ class RunningSession(_Model):
     queued: int
     running: int
     failures: int
-    eta_seconds: float | None = None  # as in SessionSummary
 
 
 class DaemonStatus(_Model):

@@ -227,10 +227,7 @@ class DaemonService:
             uptime_seconds=round(time.monotonic() - self._started, 3),
             workers=[p.WorkerStatus(**w) for w in snapshot["workers"]],
             pool=snapshot["pool"],
-            sessions=[
-                p.RunningSession(**s, eta_seconds=await self.eta.seconds_left(s["session_id"]))
-                for s in snapshot["sessions"]
-            ],
+            sessions=[p.RunningSession(**s) for s in snapshot["sessions"]],
         )
 
     async def sessions(self, limit: int) -> list[p.SessionSummary]:

@@ -1,4 +1,4 @@
-"""`status` and `watch` in words: counts, plurals and the ETA of running sessions."""
+"""`status` and `watch` in words: counts, plurals and a running session's ETA."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_a_running_session_says_its_eta_and_a_finished_one_how_long_it_took() ->
     assert summary_line(notified).endswith("(1 test: passed 1); webhook delivered: HTTP 200")
 
 
-def test_the_daemon_status_lists_busy_workers_and_running_sessions_with_their_eta() -> None:
+def test_the_daemon_status_lists_busy_workers_and_running_sessions() -> None:
     """`status`: one line for the daemon, then a line per busy worker and running session."""
     status = p.DaemonStatus(
         protocol=1,
@@ -58,12 +58,11 @@ def test_the_daemon_status_lists_busy_workers_and_running_sessions_with_their_et
                 queued=3,
                 running=1,
                 failures=0,
-                eta_seconds=9.5,
             )
         ],
     )
     assert daemon_lines(status) == [
         "daemon pid 42, accepting, up 10s; workers 1/2 busy, 3 queued, 1 connection",
         "  worker 0: unit::a (abc)",
-        "  session abc: 4 to go (3 queued, 1 running), 0 failed, priority 0, ETA 10s",
+        "  session abc: 4 to go (3 queued, 1 running), 0 failed, priority 0",
     ]
