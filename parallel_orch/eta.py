@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from parallel_orch.models import ExecutionStatus, SessionStatus
-from parallel_orch.store import ExecutionRecord, Store, utcnow
+from parallel_orch.store import ExecutionProgress, Store, utcnow
 
 CACHED_SESSIONS = 16  # sessions whose expected durations are kept between calls
 
@@ -50,29 +50,27 @@ class SessionEta:
         if SessionStatus(session.status).is_final:
             self._expected.pop(session.id, None)
             return None
-        executions = await self.store.executions(session.id)
-        running = await self.store.attempts(session.id, status=ExecutionStatus.RUNNING)
+        executions = await self.store.progress(session.id)
         expected = await self._history(session.id, executions)
         fallback = _fallback(expected, executions)
-        started = {a.execution_id: a.started_at for a in running}
         now = utcnow()
         queued: list[float] = []
-        left: list[float] = []
+        running: list[float] = []
         for execution in executions:
             if ExecutionStatus(execution.status).is_final:
                 continue
             seconds = expected.get(execution.test_id, fallback)
             if seconds is None:
                 return None
-            if execution.id in started:
-                elapsed = (now - _utc(started[execution.id])).total_seconds()
-                left.append(max(0.0, seconds - elapsed))
-            else:
+            if execution.running_since is None:
                 queued.append(seconds)
-        return round(estimate(queued, left, session.num_workers), 1)
+            else:
+                elapsed = (now - _utc(execution.running_since)).total_seconds()
+                running.append(max(0.0, seconds - elapsed))
+        return round(estimate(queued, running, session.num_workers), 1)
 
     async def _history(
-        self, session_id: str, executions: list[ExecutionRecord]
+        self, session_id: str, executions: list[ExecutionProgress]
     ) -> dict[str, float]:
         found = self._expected.get(session_id)
         if found is None:
@@ -83,7 +81,7 @@ class SessionEta:
         return found
 
 
-def _fallback(expected: dict[str, float], executions: Iterable[ExecutionRecord]) -> float | None:
+def _fallback(expected: dict[str, float], executions: Iterable[ExecutionProgress]) -> float | None:
     """What a test without history is expected to take: the median of what is known."""
     if expected:
         return statistics.median(expected.values())

@@ -33,7 +33,8 @@ from parallel_orch.report.renderers.words import STATUS_STYLE, label, seconds
 
 REFRESH_PER_SECOND = 8
 BAR_WIDTH = 20  # columns: the whole line fits 80
-ETA_REFRESH_SECONDS = 1.0  # how often the ETA is read again from its source
+ETA_REFRESH_SECONDS = 1.0  # how often the ETA is read again from its source, at most
+ETA_READ_SHARE = 5  # ... and never more than one fifth of the time (a read may be slow)
 
 #: A session id -> seconds it has left (None: ended, or nothing to go on).
 EtaSource = Callable[[str], Awaitable[float | None]]
@@ -198,9 +199,12 @@ async def _with_eta(
 
 
 async def _follow_eta(state: ProgressState, source: EtaSource, session_id: str) -> None:
+    """Read the ETA again and again; a slow read (a huge session) is made less often."""
     while True:
+        asked = time.monotonic()
         state.set_eta(await source(session_id))
-        await anyio.sleep(ETA_REFRESH_SECONDS)
+        took = time.monotonic() - asked
+        await anyio.sleep(max(ETA_REFRESH_SECONDS, ETA_READ_SHARE * took))
 
 
 async def _lines(events: AsyncIterator[Event], state: ProgressState, console: Console) -> None:

@@ -27,6 +27,7 @@ from parallel_orch.store import history as across
 from parallel_orch.store.records import (
     AttemptRecord,
     CaseRecord,
+    ExecutionProgress,
     ExecutionRecord,
     OutcomeCounts,
     SessionRecord,
@@ -212,6 +213,26 @@ def _history(db: Session, ids: list[str]) -> dict[str, float]:
     return {k: statistics.fmean(v) for k, v in found.items() if v}
 
 
+def _progress(db: Session, session_id: str) -> list[ExecutionProgress]:
+    running = (
+        select(ParallelTestAttempt.execution_id, ParallelTestAttempt.started_at)
+        .where(
+            col(ParallelTestAttempt.session_id) == session_id,
+            col(ParallelTestAttempt.status) == ExecutionStatus.RUNNING.value,
+        )
+        .subquery()
+    )
+    execution = ParallelTestExecution
+    query = (
+        select(
+            execution.test_id, execution.status, execution.duration_seconds, running.c.started_at
+        )
+        .outerjoin(running, running.c.execution_id == execution.id)
+        .where(col(execution.session_id) == session_id)
+    )
+    return [ExecutionProgress(*row) for row in db.exec(query)]
+
+
 class StoreReads:
     """Reads of the record; WAL readers never wait for the writer."""
 
@@ -311,6 +332,11 @@ class StoreReads:
         if not ids:
             return {}
         return await self._read(lambda db: _counts(db, ids))
+
+    async def progress(self, session_id: str) -> list[ExecutionProgress]:
+        """Where each execution of a session (by exact id) stands: status, final duration,
+        and since when its attempt runs; columns only, so it stays cheap at 20,000 tests."""
+        return await self._read(lambda db: _progress(db, session_id))
 
     async def history(self, test_ids: Iterable[str]) -> dict[str, float]:
         """Expected duration per test id: mean of its last few final attempts' durations."""

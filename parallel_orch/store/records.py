@@ -130,6 +130,16 @@ class SessionSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionProgress:
+    """Where one execution stands, as much as an ETA needs (a light read)."""
+
+    test_id: str
+    status: str
+    duration_seconds: float | None  # of its final attempt, once final
+    running_since: datetime | None  # when its running attempt started, if one runs
+
+
+@dataclass(frozen=True, slots=True)
 class NewExecution:
     """A request about to be committed as pending."""
 
