@@ -267,3 +267,17 @@ def test_words_for_counts_durations_and_etas() -> None:
         "id          n",
         "long-name  10",
     ]
+
+
+def test_the_report_of_a_running_session_counts_the_tests_still_to_run() -> None:
+    """`report SESSION` while it runs: what is not final yet is counted, not lost."""
+    out = text.render(
+        report(
+            execution("a::b", "passed"),
+            execution("a::c", "running"),
+            execution("a::d", "pending"),
+            status="running",
+        )
+    )
+    assert "1 of 3 tests passed; 2 still to run" in out
+    assert "a::c" not in out and "a::d" not in out

@@ -70,6 +70,7 @@ def _tests_line(report: ParallelTestReport) -> str:
         f"{report.tests_interrupted} interrupted" if report.tests_interrupted else "",
         f"{report.tests_cancelled} cancelled" if report.tests_cancelled else "",
         f"{report.tests_skipped} skipped" if report.tests_skipped else "",
+        f"{_unfinished(report)} still to run" if _unfinished(report) else "",
     ]
     marks = [
         f"{report.tests_flaky} flaky" if report.tests_flaky else "",
@@ -80,6 +81,20 @@ def _tests_line(report: ParallelTestReport) -> str:
         if any(group):
             line += "; " + ", ".join(part for part in group if part)
     return line
+
+
+def _unfinished(report: ParallelTestReport) -> int:
+    """Tests not final yet (the report of a session still running)."""
+    final = (
+        report.tests_passed
+        + report.tests_failed
+        + report.tests_timed_out
+        + report.tests_errored
+        + report.tests_interrupted
+        + report.tests_cancelled
+        + report.tests_skipped
+    )
+    return max(0, report.total_tests - final)
 
 
 def render(report: ParallelTestReport) -> str:
