@@ -231,8 +231,8 @@ def test_the_comparison_and_the_gates_are_shown_a_line_each() -> None:
     assert "  new failure    unit::bad\n" in out
     assert "  slower         unit::slow  1.00s -> 3.50s\n" in out
     assert "  cases: 1 new failure\n" in out and "unit::bad::T::t" in out
-    assert "Gates: 1 of 2 failed\n  FAILED  min_pass_rate: 50.0% < 90.0%\n" in out
-    assert "  ok      max_flaky: 0 flaky <= 0 allowed\n" in out
+    assert "Gates: 1 of 2 failed\n  gate failed: min_pass_rate: 50.0% < 90.0%\n" in out
+    assert "  gate ok: max_flaky: 0 flaky <= 0 allowed\n" in out
     unchanged = Comparison(baseline_session_id="0123456789ab")
     assert "Compared with session 0123456789ab: no changes" in text.render(
         report(comparison=unchanged)

@@ -102,10 +102,10 @@ def gates(verdicts: tuple[GateResult, ...]) -> list[Text]:
     for verdict in verdicts:
         line = Text("  ")
         if verdict.passed:
-            line.append("ok    ", style="green")
+            line.append("gate ok", style="green")
         else:
-            line.append("FAILED", style="bold red")
-        line.append(f"  {verdict.name}: {verdict.reason}")
+            line.append("gate failed", style="bold red")
+        line.append(f": {verdict.name}: {verdict.reason}")
         lines.append(line)
     return lines
 
