@@ -12,7 +12,7 @@ import json
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,7 +71,8 @@ def _plain(db: Session, cls: type[R], table: str, session_id: str, order: str) -
     """A session's rows of ``table`` as ``cls`` records, straight from SQL.
 
     Tens of thousands of ORM objects cost seconds; rows cost milliseconds.
-    Values come back as SQLAlchemy would give them: naive UTC datetimes, bools.
+    Values come back as the ORM's reads give them: UTC datetimes (aware, so every
+    JSON out of them has its ``Z``), bools.
     """
     names = [f.name for f in fields(cls)]
     query = text(f"SELECT {', '.join(names)} FROM {table} WHERE session_id = :sid ORDER BY {order}")
@@ -82,7 +83,7 @@ def _plain(db: Session, cls: type[R], table: str, session_id: str, order: str) -
         values = list(row)
         for i in times:
             if values[i] is not None:
-                values[i] = datetime.fromisoformat(values[i])
+                values[i] = datetime.fromisoformat(values[i]).replace(tzinfo=UTC)
         for i in flags:
             if values[i] is not None:
                 values[i] = bool(values[i])
