@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from parallel_orch import history
 from parallel_orch.cli.app import (
@@ -24,12 +24,13 @@ from parallel_orch.cli.app import (
 from parallel_orch.cli.local import store_dir
 from parallel_orch.client import DaemonClient
 from parallel_orch.history import FlakyTests, HistoryEntry
+from parallel_orch.report.renderers.words import columns, seconds
 from parallel_orch.store import open_store
 
 SHORT_SHA = 10  # characters of a commit SHA in tables
 HISTORY_COLUMNS = (
     "session",
-    "when",
+    "when (UTC)",
     "test",
     "status",
     "duration",
@@ -76,22 +77,24 @@ def history_command(
             highlight=False,
         )
         return
-    table = Table()
-    for column in HISTORY_COLUMNS:
-        table.add_column(column)
-    for e in entries:
-        table.add_row(
-            e.session_id,
-            _when(e.started_at or e.created_at),
-            e.test_id,
-            e.status,
-            f"{e.duration_seconds:.2f}s" if e.duration_seconds is not None else "-",
-            e.ref,
-            (e.sha or "-")[:SHORT_SHA],
-            "flaky" if e.flaky else "",
-            str(e.attempts),
-        )
-    console.print(table)
+    _print_columns(
+        HISTORY_COLUMNS,
+        [
+            [
+                e.session_id,
+                _when(e.started_at or e.created_at),
+                e.test_id,
+                e.status,
+                seconds(e.duration_seconds) if e.duration_seconds is not None else "-",
+                e.ref,
+                (e.sha or "-")[:SHORT_SHA],
+                "flaky" if e.flaky else "",
+                str(e.attempts),
+            ]
+            for e in entries
+        ],
+        right=(4, 8),  # duration, attempts
+    )
 
 
 async def _history(state_dir: Path, test_id: str, limit: int) -> list[HistoryEntry]:
@@ -128,19 +131,22 @@ def flaky_command(
     if not found.tests:
         console.print(f"no flaky tests in {window}", markup=False, highlight=False)
         return
-    table = Table(title=f"flaky tests in {window}")
-    for column in FLAKY_COLUMNS:
-        table.add_column(column)
-    for t in found.tests:
-        table.add_row(
-            t.test_id,
-            f"{t.flake_rate:.0%}",
-            f"{t.flakes}/{t.runs}",
-            str(t.flagged),
-            str(t.mixed_failures),
-            t.last_flake_session,
-        )
-    console.print(table)
+    console.print(f"flaky tests in {window}", markup=False, highlight=False)
+    _print_columns(
+        FLAKY_COLUMNS,
+        [
+            [
+                t.test_id,
+                f"{t.flake_rate:.0%}",
+                f"{t.flakes}/{t.runs}",
+                str(t.flagged),
+                str(t.mixed_failures),
+                t.last_flake_session,
+            ]
+            for t in found.tests
+        ],
+        right=range(1, 5),
+    )
 
 
 async def _flaky(state_dir: Path, sessions: int) -> FlakyTests:
@@ -154,4 +160,12 @@ async def _daemon_flaky(socket: Path, sessions: int) -> FlakyTests:
 
 
 def _when(value: datetime) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_columns(
+    header: Sequence[str], rows: list[list[str]], right: Collection[int] = ()
+) -> None:
+    """Aligned plain columns, as `sessions` prints them: never cut, never padded."""
+    for line in columns([list(header), *rows], right=right):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
