@@ -265,7 +265,7 @@ def test_summary_and_failures_read_with_script_off(session: Session, browser: Br
     assert broken["attempts"][-1]["log_path"] in failure.inner_text()
     failure.locator("summary", has_text="Log tail").click()
     assert "checking the api" in failure.locator("pre.tail").inner_text()
-    assert "unit tests: 75.0% passed < 100.0%" in page.inner_text("#gates")
+    assert "unit tests: 3/4 passed (75.0%) < 100%" in page.inner_text("#gates")
     assert "app::broken" in page.inner_text("#comparison")  # a new failure since the first run
     assert "known broken, see issue 123" in page.inner_text("#quarantine")
 
