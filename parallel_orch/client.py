@@ -23,7 +23,7 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio import AsyncContextManagerMixin
@@ -31,16 +31,18 @@ from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import ValidationError
 
-from parallel_orch.config import ParallelTestConfig
 from parallel_orch.daemon import protocol as p
-from parallel_orch.daemon.paths import socket_path_for
+from parallel_orch.daemon.paths import socket_path_light
 from parallel_orch.daemon.protocol import ErrorCode
 from parallel_orch.events import Event
 from parallel_orch.exceptions import OrchError
-from parallel_orch.history import FlakyTests, HistoryEntry
-from parallel_orch.models import TestRequest
-from parallel_orch.report import ParallelTestReport
-from parallel_orch.report.options import ReportOptions
+
+# What only some calls need is imported by them: a client command starts at once.
+if TYPE_CHECKING:
+    from parallel_orch.history import FlakyTests, HistoryEntry
+    from parallel_orch.models import TestRequest
+    from parallel_orch.report import ParallelTestReport
+    from parallel_orch.report.options import ReportOptions
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 MAX_REPLY_BYTES = 256 * 1024 * 1024  # a report of a huge session is one long line
@@ -87,7 +89,7 @@ class DaemonClient(AsyncContextManagerMixin):
 
     def __init__(self, socket_path: str | Path | None = None) -> None:
         if socket_path is None:
-            socket_path = socket_path_for(ParallelTestConfig(num_workers=1))
+            socket_path = socket_path_light()
         self.socket_path = Path(socket_path)
         self._stream: SocketStream | None = None
         self._reader: BufferedByteReceiveStream | None = None
@@ -243,17 +245,23 @@ class DaemonClient(AsyncContextManagerMixin):
         return [p.SessionSummary.model_validate(row) for row in rows]
 
     async def history(self, test_id: str, limit: int = 20) -> list[HistoryEntry]:
+        from parallel_orch.history import HistoryEntry
+
         """The newest executions of a test (and its ``@ref`` / ``#n`` variants), newest first."""
         rows = await self.call("history", {"test_id": test_id, "limit": limit})
         return [HistoryEntry.model_validate(row) for row in rows]
 
     async def flaky(self, sessions: int = 20) -> FlakyTests:
+        from parallel_orch.history import FlakyTests
+
         """Tests that flaked in the newest ``sessions`` sessions, flakiest first."""
         return FlakyTests.model_validate(await self.call("flaky", {"sessions": sessions}))
 
     async def report(
         self, session_id: str, *, options: ReportOptions | None = None
     ) -> ParallelTestReport:
+        from parallel_orch.report import ParallelTestReport
+
         """A session's report; with ``options``, judged again by those gates and baseline."""
         params: dict[str, Any] = {"session_id": session_id}
         if options is not None:

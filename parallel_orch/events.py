@@ -26,7 +26,7 @@ class EventType(StrEnum):
 class Event(BaseModel):
     """Something that happened in a session. Fields not relevant to a type are None."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     type: EventType
     session_id: str

@@ -14,14 +14,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
-from parallel_orch.store import ExecutionRecord, OutcomeCounts, Store
+from parallel_orch.limits import FLAKY_SESSIONS, HISTORY_LIMIT
+from parallel_orch.store import ExecutionRecord, OutcomeCounts
 
-DEFAULT_SESSIONS = 20  # sessions `flaky` looks back over
-DEFAULT_LIMIT = 20  # executions `history` lists
+if TYPE_CHECKING:
+    from parallel_orch.store import Store
+
+DEFAULT_SESSIONS = FLAKY_SESSIONS  # sessions `flaky` looks back over
+DEFAULT_LIMIT = HISTORY_LIMIT  # executions `history` lists
 _VARIANT = re.compile(r"[@#].*$")
 
 

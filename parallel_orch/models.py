@@ -93,7 +93,7 @@ class TestRequest(BaseModel):
     """One test to run: what, where (ref), how long, how often."""
 
     __test__ = False  # not a pytest class
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     id: str = Field(description="Unique within a session, e.g. 'unit/core::fast'.")
     command: str | tuple[str, ...] = Field(

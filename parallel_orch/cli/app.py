@@ -13,18 +13,17 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
 
-import anyio
 import typer
-from pydantic import ValidationError
-from pydantic_core import to_jsonable_python
-from rich.console import Console
-from rich.text import Text
 
-from parallel_orch.config import ParallelTestConfig
 from parallel_orch.exceptions import ConfigError, OrchError, sole_orch_error
-from parallel_orch.models import SessionStatus
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+    from rich.console import Console
+
+    from parallel_orch.config import ParallelTestConfig
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -42,10 +41,37 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: rich's would cost --help a tenth of a second
 )
+
+
+class _LazyConsole:
+    """A rich Console made when first used: commands that print nothing never import rich."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def real(self) -> Console:
+        """The console itself, for what hands it to rich (a live display)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
+
+
+def real_console(console: Console) -> Console:
+    """``console`` itself, unwrapped when it is made lazily (as :data:`console` is)."""
+    return console.real() if isinstance(console, _LazyConsole) else console
+
+
 # On a terminal: colour and live progress. In a pipe or file: plain lines, never padded.
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+console = cast("Console", _LazyConsole())
+err_console = cast("Console", _LazyConsole(stderr=True, soft_wrap=True))
 
 RepoOpt = Annotated[
     Path | None,
@@ -65,6 +91,8 @@ SessionArg = Annotated[str, typer.Argument(help="Session id (a unique prefix wil
 
 def exit_code_for(status: str) -> int:
     """A session's status as an exit code: 0 all passed, 130 stopped, else 1."""
+    from parallel_orch.models import SessionStatus
+
     session = SessionStatus(status)
     if session in (SessionStatus.CANCELLED, SessionStatus.INTERRUPTED):
         return EXIT_INTERRUPTED
@@ -79,6 +107,8 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except OrchError as exc:
+            from rich.text import Text
+
             # the message is user text (paths, plan tables like [[test]]): never markup
             err_console.print(Text.assemble(("error:", "bold red"), " ", exc.message))
             raise typer.Exit(exc.exit_code) from None
@@ -91,6 +121,8 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """``anyio.run``, raising our own error rather than the task group around it."""
+    import anyio
+
     try:
         return anyio.run(fn, *args)
     except BaseExceptionGroup as group:
@@ -102,6 +134,10 @@ def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
 
 def make_config(**overrides: Any) -> ParallelTestConfig:
     """Config from flags (those not None), then environment, pyproject and defaults."""
+    from pydantic import ValidationError
+
+    from parallel_orch.config import ParallelTestConfig
+
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return ParallelTestConfig(**given)
@@ -140,6 +176,8 @@ def iso_utc(value: datetime) -> str:
 
 
 def _jsonable(value: object) -> Any:
+    from pydantic_core import to_jsonable_python
+
     if isinstance(value, datetime):
         return iso_utc(value)
     return to_jsonable_python(value)

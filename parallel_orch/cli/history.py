@@ -5,27 +5,26 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from parallel_orch import history
+from parallel_orch import limits
 from parallel_orch.cli.app import (
     JsonOpt,
     RepoOpt,
     StateDirOpt,
     app,
-    console,
     err_console,
     handle_errors,
     print_json,
     run_async,
 )
 from parallel_orch.cli.local import store_dir
-from parallel_orch.client import DaemonClient
-from parallel_orch.history import FlakyTests, HistoryEntry
 from parallel_orch.report.renderers.words import columns, seconds
-from parallel_orch.store import open_store
+
+if TYPE_CHECKING:  # imported where used: --help must not build their models
+    from parallel_orch.history import FlakyTests, HistoryEntry
 
 SHORT_SHA = 10  # characters of a commit SHA in tables
 HISTORY_COLUMNS = (
@@ -55,7 +54,7 @@ def history_command(
             metavar="TEST_ID", help="A test id as reports print it (e.g. unit/core::fast)."
         ),
     ],
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = history.DEFAULT_LIMIT,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = limits.HISTORY_LIMIT,
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
     as_json: JsonOpt = False,
@@ -98,11 +97,16 @@ def history_command(
 
 
 async def _history(state_dir: Path, test_id: str, limit: int) -> list[HistoryEntry]:
+    from parallel_orch import history
+    from parallel_orch.store import open_store
+
     async with open_store(state_dir) as store:
         return await history.executions(store, test_id, limit)
 
 
 async def _daemon_history(socket: Path, test_id: str, limit: int) -> list[HistoryEntry]:
+    from parallel_orch.client import DaemonClient
+
     async with DaemonClient(socket) as client:
         return await client.history(test_id, limit)
 
@@ -113,7 +117,7 @@ def flaky_command(
     sessions: Annotated[
         int,
         typer.Option("--sessions", min=1, max=1000, help="How many of the newest sessions."),
-    ] = history.DEFAULT_SESSIONS,
+    ] = limits.FLAKY_SESSIONS,
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
     as_json: JsonOpt = False,
@@ -129,9 +133,9 @@ def flaky_command(
         return
     window = f"the last {found.sessions} session{'s' if found.sessions != 1 else ''}"
     if not found.tests:
-        console.print(f"no flaky tests in {window}", markup=False, highlight=False)
+        typer.echo(f"no flaky tests in {window}")
         return
-    console.print(f"flaky tests in {window}", markup=False, highlight=False)
+    typer.echo(f"flaky tests in {window}")
     _print_columns(
         FLAKY_COLUMNS,
         [
@@ -150,11 +154,16 @@ def flaky_command(
 
 
 async def _flaky(state_dir: Path, sessions: int) -> FlakyTests:
+    from parallel_orch import history
+    from parallel_orch.store import open_store
+
     async with open_store(state_dir) as store:
         return await history.flaky(store, sessions)
 
 
 async def _daemon_flaky(socket: Path, sessions: int) -> FlakyTests:
+    from parallel_orch.client import DaemonClient
+
     async with DaemonClient(socket) as client:
         return await client.flaky(sessions)
 
@@ -168,4 +177,4 @@ def _print_columns(
 ) -> None:
     """Aligned plain columns, as `sessions` prints them: never cut, never padded."""
     for line in columns([list(header), *rows], right=right):
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        typer.echo(line)  # plain: never markup, never cut (and no rich to import)

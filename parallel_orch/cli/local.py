@@ -8,13 +8,11 @@ import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import anyio
 import typer
 
-from parallel_orch import listing, progress
-from parallel_orch.cli import outputs as o
+from parallel_orch.cli import options as opt
 from parallel_orch.cli.app import (
     JsonOpt,
     RefOpt,
@@ -28,22 +26,23 @@ from parallel_orch.cli.app import (
     handle_errors,
     make_config,
     print_json,
+    real_console,
     run_async,
     setup_logging,
 )
-from parallel_orch.config import ParallelTestConfig
-from parallel_orch.eta import SessionEta
 from parallel_orch.exceptions import PlanError, StoreError
-from parallel_orch.models import ExecutionStatus, TestRequest, with_default_ref
-from parallel_orch.orchestrator import ParallelTestOrchestrator
-from parallel_orch.plans import load_plans
-from parallel_orch.report import ParallelTestReport, load_report
-from parallel_orch.report.finish import rejudged
-from parallel_orch.report.gates import exit_code
-from parallel_orch.report.options import ReportOptions
-from parallel_orch.report.renderers.text import print_report
-from parallel_orch.report.renderers.words import columns, seconds
-from parallel_orch.store import DB_FILENAME, open_store
+
+# Imported where used: `parallel-orch --help` and the daemon's client commands must
+# start at once, without the engine (SQLAlchemy, SQLModel, pydantic-settings).
+if TYPE_CHECKING:
+    import anyio
+
+    from parallel_orch.cli.outputs import Outputs
+    from parallel_orch.config import ParallelTestConfig
+    from parallel_orch.models import TestRequest
+    from parallel_orch.orchestrator import ParallelTestOrchestrator
+    from parallel_orch.report import ParallelTestReport
+    from parallel_orch.report.options import ReportOptions
 
 
 @app.command()
@@ -67,22 +66,22 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log what the engine does.")
     ] = False,
-    report_json: o.ReportJsonOpt = None,
-    junit_xml: o.JUnitOpt = None,
-    markdown: o.MarkdownOpt = None,
-    html: o.HtmlOpt = None,
-    csv: o.CsvOpt = None,
-    csv_cases: o.CsvCasesOpt = None,
-    trace: o.TraceOpt = None,
-    no_step_summary: o.NoStepSummaryOpt = False,
-    min_pass_rate: o.MinPassRateOpt = None,
-    gate: o.GateOpt = None,
-    max_flaky: o.MaxFlakyOpt = None,
-    max_duration: o.MaxDurationOpt = None,
-    min_coverage: o.MinCoverageOpt = None,
-    no_new_failures: o.NoNewFailuresOpt = False,
-    compare_to: o.CompareToOpt = None,
-    notify_url: o.NotifyUrlOpt = None,
+    report_json: opt.ReportJsonOpt = None,
+    junit_xml: opt.JUnitOpt = None,
+    markdown: opt.MarkdownOpt = None,
+    html: opt.HtmlOpt = None,
+    csv: opt.CsvOpt = None,
+    csv_cases: opt.CsvCasesOpt = None,
+    trace: opt.TraceOpt = None,
+    no_step_summary: opt.NoStepSummaryOpt = False,
+    min_pass_rate: opt.MinPassRateOpt = None,
+    gate: opt.GateOpt = None,
+    max_flaky: opt.MaxFlakyOpt = None,
+    max_duration: opt.MaxDurationOpt = None,
+    min_coverage: opt.MinCoverageOpt = None,
+    no_new_failures: opt.NoNewFailuresOpt = False,
+    compare_to: opt.CompareToOpt = None,
+    notify_url: opt.NotifyUrlOpt = None,
 ) -> None:
     """Run plans (default: ./plans) in parallel worktrees and print the report."""
     setup_logging(logging.INFO if verbose else logging.WARNING)
@@ -93,6 +92,8 @@ def run(
         max_failures=max_failures,
         preserve_failed_worktrees=True if keep_worktrees else None,
     )
+    from parallel_orch.cli import outputs as o
+
     flags = o.ReportFlags.parse(locals(), base=config.gates)
     options = config.report_options(flags.options())
     _run_plans(config, list(paths or [Path("plans")]), ref, quiet, flags.outputs, options)
@@ -103,17 +104,23 @@ def _run_plans(
     plan_paths: list[Path],
     ref: str | None,
     quiet: bool,
-    outputs: o.Outputs,
+    outputs: Outputs,
     options: ReportOptions,
 ) -> None:
     """Load, check, run, report: the body of ``run``."""
+    from parallel_orch.cli.outputs import warn_unknown_categories
+    from parallel_orch.models import with_default_ref
+    from parallel_orch.plans import load_plans
+    from parallel_orch.report.gates import exit_code
+    from parallel_orch.report.renderers.text import print_report
+
     loaded = load_plans(
         plan_paths, root=config.resolved_plans_root, default_timeout=config.default_timeout
     )
     requests = with_default_ref(loaded, ref)
     if not requests:
         raise PlanError("no tests found", path=", ".join(str(p) for p in plan_paths))
-    o.warn_unknown_categories(options.gates, {r.category for r in requests})
+    warn_unknown_categories(options.gates, {r.category for r in requests})
     outputs.check()
 
     def show(report: ParallelTestReport) -> None:
@@ -134,13 +141,19 @@ async def _run(
 ) -> ParallelTestReport:
     """Run the session, ``show`` its report, then close: a webhook delivery under way
     is waited for (within its own time limit) after the report is out."""
+    import anyio
+
+    from parallel_orch import progress
+    from parallel_orch.eta import SessionEta
+    from parallel_orch.orchestrator import ParallelTestOrchestrator
+
     async with ParallelTestOrchestrator(config) as orch:
         async with anyio.create_task_group() as tg:
             stream = orch.events()
             follow = functools.partial(
                 progress.show, quiet=quiet, eta=SessionEta(orch.store).seconds_left
             )
-            tg.start_soon(follow, stream, console, config.num_workers)
+            tg.start_soon(follow, stream, real_console(console), config.num_workers)
             tg.start_soon(_stop_on_signals, orch, tg.cancel_scope)
             session_id = await orch.create_session(requests, plan_paths=plan_paths, options=options)
             report = await orch.wait_for_session(session_id)
@@ -151,6 +164,10 @@ async def _run(
 
 async def _stop_on_signals(orch: ParallelTestOrchestrator, scope: anyio.CancelScope) -> None:
     """First Ctrl-C: kill running attempts and record the session cancelled. Second: force."""
+    import anyio
+
+    from parallel_orch.models import ExecutionStatus
+
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             if orch.queue.closed:
@@ -167,6 +184,8 @@ async def _stop_on_signals(orch: ParallelTestOrchestrator, scope: anyio.CancelSc
 
 
 def store_dir(repo: Path | None, state_dir: Path | None) -> Path:
+    from parallel_orch.store import DB_FILENAME
+
     config = make_config(repo=repo, state_dir=state_dir, num_workers=1)
     path = config.resolved_state_dir
     if not (path / DB_FILENAME).exists():
@@ -186,6 +205,8 @@ def sessions(
     ] = None,
 ) -> None:
     """List recent sessions (from the store, or from a daemon with --socket)."""
+    from parallel_orch.report.renderers.words import columns, seconds
+
     if socket is not None:
         rows = run_async(_daemon_sessions, socket, limit)
     else:
@@ -207,7 +228,7 @@ def sessions(
         for row in rows
     ]
     for line in columns([header, *cells], right=range(3, 7)):
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+        typer.echo(line)  # plain: never markup, never cut (and no rich to import)
 
 
 def _short_time(value: datetime) -> str:
@@ -215,6 +236,10 @@ def _short_time(value: datetime) -> str:
 
 
 async def _sessions(state_dir: Path, limit: int) -> list[dict[str, Any]]:
+    from parallel_orch import listing
+    from parallel_orch.eta import SessionEta
+    from parallel_orch.store import open_store
+
     async with open_store(state_dir) as store:
         summaries = await listing.recent_summaries(store, limit, SessionEta(store))
         return [s.model_dump() for s in summaries]
@@ -235,23 +260,27 @@ def show(
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
     as_json: JsonOpt = False,
-    report_json: o.ReportJsonOpt = None,
-    junit_xml: o.JUnitOpt = None,
-    markdown: o.MarkdownOpt = None,
-    html: o.HtmlOpt = None,
-    csv: o.CsvOpt = None,
-    csv_cases: o.CsvCasesOpt = None,
-    trace: o.TraceOpt = None,
-    no_step_summary: o.NoStepSummaryOpt = False,
-    min_pass_rate: o.MinPassRateOpt = None,
-    gate: o.GateOpt = None,
-    max_flaky: o.MaxFlakyOpt = None,
-    max_duration: o.MaxDurationOpt = None,
-    min_coverage: o.MinCoverageOpt = None,
-    no_new_failures: o.NoNewFailuresOpt = False,
-    compare_to: o.CompareToOpt = None,
+    report_json: opt.ReportJsonOpt = None,
+    junit_xml: opt.JUnitOpt = None,
+    markdown: opt.MarkdownOpt = None,
+    html: opt.HtmlOpt = None,
+    csv: opt.CsvOpt = None,
+    csv_cases: opt.CsvCasesOpt = None,
+    trace: opt.TraceOpt = None,
+    no_step_summary: opt.NoStepSummaryOpt = False,
+    min_pass_rate: opt.MinPassRateOpt = None,
+    gate: opt.GateOpt = None,
+    max_flaky: opt.MaxFlakyOpt = None,
+    max_duration: opt.MaxDurationOpt = None,
+    min_coverage: opt.MinCoverageOpt = None,
+    no_new_failures: opt.NoNewFailuresOpt = False,
+    compare_to: opt.CompareToOpt = None,
 ) -> None:
     """Print a stored session's report (judged again when gates or --compare-to are given)."""
+    from parallel_orch.cli import outputs as o
+    from parallel_orch.report.gates import exit_code
+    from parallel_orch.report.renderers.text import print_report
+
     flags = o.ReportFlags.parse(locals())
     outputs = flags.outputs
     outputs.check()
@@ -269,6 +298,10 @@ def show(
 async def _load_report(
     state_dir: Path, session_id: str, options: ReportOptions | None
 ) -> ParallelTestReport:
+    from parallel_orch.report import load_report
+    from parallel_orch.report.finish import rejudged
+    from parallel_orch.store import open_store
+
     async with open_store(state_dir) as store:
         if options is not None:
             return await rejudged(store, session_id, options)

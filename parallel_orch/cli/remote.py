@@ -1,5 +1,6 @@
-"""Daemon commands: `daemon` serves; `submit`, `status`, `watch`, `cancel`, `report`,
-`ping` and `shutdown` talk to it through :class:`parallel_orch.client.DaemonClient`.
+"""The daemon's client commands: `submit`, `status`, `watch`, `cancel`, `report`, `ping`
+and `shutdown` talk to it through :class:`parallel_orch.client.DaemonClient`
+(`daemon` itself, which serves, is in :mod:`~.serve`).
 
 Exit codes follow DESIGN §8: an unreachable daemon is 3, a refused request 2
 (bad plan, unknown session) or 3.
@@ -7,18 +8,13 @@ Exit codes follow DESIGN §8: an unreachable daemon is 3, a refused request 2
 
 from __future__ import annotations
 
-import functools
-import logging
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import anyio
 import typer
 
-from parallel_orch import progress
-from parallel_orch.cli import outputs as o
-from parallel_orch.cli import status_text
+from parallel_orch.cli import options as opt
 from parallel_orch.cli.app import (
     EXIT_OK,
     JsonOpt,
@@ -26,25 +22,21 @@ from parallel_orch.cli.app import (
     RepoOpt,
     SessionArg,
     StateDirOpt,
-    WorkersOpt,
     app,
     console,
     exit_code_for,
     handle_errors,
-    make_config,
     print_json,
+    real_console,
     run_async,
-    setup_logging,
 )
-from parallel_orch.client import DaemonClient, DaemonConnectionLost
 from parallel_orch.daemon import paths
-from parallel_orch.daemon import protocol as p
-from parallel_orch.daemon.lifecycle import GRACE_SECONDS, DaemonOptions, run_daemon
-from parallel_orch.daemon.server import IDLE_TIMEOUT_SECONDS
-from parallel_orch.gitrepo import toplevel
-from parallel_orch.report import ParallelTestReport
-from parallel_orch.report.gates import exit_code
-from parallel_orch.report.renderers.text import print_report
+
+# Imported where used: the client commands must start at once (see cli/local.py).
+if TYPE_CHECKING:
+    from parallel_orch.client import DaemonClient
+    from parallel_orch.daemon import protocol as p
+    from parallel_orch.report import ParallelTestReport
 
 SocketOpt = Annotated[
     Path | None,
@@ -56,59 +48,7 @@ SocketOpt = Annotated[
 
 def socket_for(socket: Path | None, repo: Path | None, state_dir: Path | None) -> Path:
     """``--socket``, else the configured or default socket of the repo's state dir."""
-    if socket is not None:
-        return socket
-    return paths.socket_path_for(make_config(repo=repo, state_dir=state_dir, num_workers=1))
-
-
-# -- the daemon -----------------------------------------------------------------------
-
-
-@app.command()
-@handle_errors
-def daemon(
-    socket: SocketOpt = None,
-    workers: WorkersOpt = None,
-    repo: RepoOpt = None,
-    state_dir: StateDirOpt = None,
-    resume: Annotated[
-        bool,
-        typer.Option("--resume", help="Re-run unfinished requests of sessions a dead daemon left."),
-    ] = False,
-    grace: Annotated[
-        float,
-        typer.Option(
-            "--grace", min=0, help="Seconds running attempts get to finish on a graceful stop."
-        ),
-    ] = GRACE_SECONDS,
-    idle_timeout: Annotated[
-        float,
-        typer.Option("--idle-timeout", min=0.1, help="Close connections idle this many seconds."),
-    ] = IDLE_TIMEOUT_SECONDS,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
-) -> None:
-    """Serve the repo on a Unix socket in the foreground; print the socket path once listening."""
-    setup_logging(logging.DEBUG if verbose else logging.INFO)
-    config = make_config(
-        repo=toplevel(repo) if repo is not None else None,
-        num_workers=workers,
-        state_dir=state_dir,
-        socket_path=socket.absolute() if socket is not None else None,
-    )
-    options = DaemonOptions(
-        config=config,
-        socket_path=paths.socket_path_for(config),
-        resume=resume,
-        grace_seconds=grace,
-        idle_timeout=idle_timeout,
-    )
-    run_async(_serve, options)
-
-
-async def _serve(options: DaemonOptions) -> None:
-    async with anyio.create_task_group() as tg:
-        path = await tg.start(functools.partial(run_daemon, options))
-        print(path, flush=True)  # alone on its line: supervisors and tests wait for it
+    return paths.socket_path_light(repo, state_dir, socket)
 
 
 # -- clients ----------------------------------------------------------------------------
@@ -134,28 +74,30 @@ def submit(
     socket: SocketOpt = None,
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
-    report_json: o.ReportJsonOpt = None,
-    junit_xml: o.JUnitOpt = None,
-    markdown: o.MarkdownOpt = None,
-    html: o.HtmlOpt = None,
-    csv: o.CsvOpt = None,
-    csv_cases: o.CsvCasesOpt = None,
-    trace: o.TraceOpt = None,
-    no_step_summary: o.NoStepSummaryOpt = False,
-    min_pass_rate: o.MinPassRateOpt = None,
-    gate: o.GateOpt = None,
-    max_flaky: o.MaxFlakyOpt = None,
-    max_duration: o.MaxDurationOpt = None,
-    min_coverage: o.MinCoverageOpt = None,
-    no_new_failures: o.NoNewFailuresOpt = False,
-    compare_to: o.CompareToOpt = None,
-    notify_url: o.NotifyUrlOpt = None,
+    report_json: opt.ReportJsonOpt = None,
+    junit_xml: opt.JUnitOpt = None,
+    markdown: opt.MarkdownOpt = None,
+    html: opt.HtmlOpt = None,
+    csv: opt.CsvOpt = None,
+    csv_cases: opt.CsvCasesOpt = None,
+    trace: opt.TraceOpt = None,
+    no_step_summary: opt.NoStepSummaryOpt = False,
+    min_pass_rate: opt.MinPassRateOpt = None,
+    gate: opt.GateOpt = None,
+    max_flaky: opt.MaxFlakyOpt = None,
+    max_duration: opt.MaxDurationOpt = None,
+    min_coverage: opt.MinCoverageOpt = None,
+    no_new_failures: opt.NoNewFailuresOpt = False,
+    compare_to: opt.CompareToOpt = None,
+    notify_url: opt.NotifyUrlOpt = None,
 ) -> None:
     """Submit plans to the daemon; print the session id on the first line.
 
     Any report file implies --wait. Gates given here judge the session instead of
     the daemon's configured ones.
     """
+    from parallel_orch.cli import outputs as o
+
     flags = o.ReportFlags.parse(locals())
     outputs = flags.outputs
     waiting = wait or follow or bool(outputs.files)
@@ -168,6 +110,9 @@ def submit(
     report = run_async(_submit, socket_for(socket, repo, state_dir), params, waiting, follow)
     if report is None:
         raise typer.Exit(EXIT_OK)
+    from parallel_orch.report.gates import exit_code
+    from parallel_orch.report.renderers.text import print_report
+
     print_report(report, console)
     outputs.write(report)
     raise typer.Exit(exit_code(report))
@@ -176,6 +121,9 @@ def submit(
 async def _submit(
     socket: Path, params: dict[str, Any], wait: bool, follow: bool
 ) -> ParallelTestReport | None:
+
+    from parallel_orch.client import DaemonClient
+
     submitted = await submit_once(socket, params, idempotency_key=uuid.uuid4().hex)
     print(submitted.session_id, flush=True)
     if not wait:
@@ -193,6 +141,8 @@ async def submit_once(
 ) -> p.SubmitResult:
     """Submit, and once more with the same key if the connection was lost before the
     answer: the daemon runs it once either way."""
+    from parallel_orch.client import DaemonClient, DaemonConnectionLost
+
     for tries_left in (1, 0):
         try:
             async with DaemonClient(socket) as client:
@@ -215,6 +165,9 @@ def status(
     state_dir: StateDirOpt = None,
 ) -> None:
     """The daemon's workers, queue and running sessions, or one session's status and counts."""
+    from parallel_orch.cli import status_text
+    from parallel_orch.daemon import protocol as p
+
     result = run_async(_status, socket_for(socket, repo, state_dir), session)
     if as_json:
         print_json(result.model_dump(mode="json"))
@@ -225,13 +178,15 @@ def status(
 
 
 async def _status(socket: Path, session: str | None) -> p.SessionSummary | p.DaemonStatus:
+    from parallel_orch.client import DaemonClient
+
     async with DaemonClient(socket) as client:
         return await (client.session(session) if session is not None else client.status())
 
 
 def _print(*lines: str) -> None:
     for line in lines:
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+        typer.echo(line)  # plain: never markup, never cut (and no rich to import)
 
 
 @app.command()
@@ -243,12 +198,16 @@ def watch(
     state_dir: StateDirOpt = None,
 ) -> None:
     """Stream a session's progress until it ends; exit with its result."""
+    from parallel_orch.cli import status_text
+
     summary = run_async(_watch, socket_for(socket, repo, state_dir), session)
     _print(status_text.summary_line(summary))
     raise typer.Exit(exit_code_for(summary.status))
 
 
 async def _watch(socket: Path, session: str) -> p.SessionSummary:
+    from parallel_orch.client import DaemonClient
+
     async with DaemonClient(socket) as client:
         await _follow(socket, client, session)
         return await client.session(session)
@@ -256,13 +215,18 @@ async def _watch(socket: Path, session: str) -> p.SessionSummary:
 
 async def _follow(socket: Path, client: DaemonClient, session_id: str) -> None:
     """A session's live progress; its ETA is the daemon's, asked on a second connection."""
+    from parallel_orch import progress
+    from parallel_orch.client import DaemonClient
+
     num_workers = (await client.ping()).num_workers
     async with DaemonClient(socket) as side:
 
         async def eta(session: str) -> float | None:
             return (await side.session(session)).eta_seconds
 
-        await progress.show(client.watch(session_id), console, num_workers, quiet=False, eta=eta)
+        await progress.show(
+            client.watch(session_id), real_console(console), num_workers, quiet=False, eta=eta
+        )
 
 
 @app.command()
@@ -274,13 +238,13 @@ def cancel(
     state_dir: StateDirOpt = None,
 ) -> None:
     """Cancel a running session: its queued tests are dropped, running attempts stopped."""
+    from parallel_orch.daemon import protocol as p
+
     result = run_async(
         _call, socket_for(socket, repo, state_dir), "cancel", {"session_id": session}
     )
     cancelled = p.CancelResult.model_validate(result)
-    console.print(
-        f"session {cancelled.session_id}: {cancelled.status}", highlight=False, markup=False
-    )
+    typer.echo(f"session {cancelled.session_id}: {cancelled.status}")
 
 
 @app.command()
@@ -291,23 +255,28 @@ def report(
     socket: SocketOpt = None,
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
-    report_json: o.ReportJsonOpt = None,
-    junit_xml: o.JUnitOpt = None,
-    markdown: o.MarkdownOpt = None,
-    html: o.HtmlOpt = None,
-    csv: o.CsvOpt = None,
-    csv_cases: o.CsvCasesOpt = None,
-    trace: o.TraceOpt = None,
-    no_step_summary: o.NoStepSummaryOpt = False,
-    min_pass_rate: o.MinPassRateOpt = None,
-    gate: o.GateOpt = None,
-    max_flaky: o.MaxFlakyOpt = None,
-    max_duration: o.MaxDurationOpt = None,
-    min_coverage: o.MinCoverageOpt = None,
-    no_new_failures: o.NoNewFailuresOpt = False,
-    compare_to: o.CompareToOpt = None,
+    report_json: opt.ReportJsonOpt = None,
+    junit_xml: opt.JUnitOpt = None,
+    markdown: opt.MarkdownOpt = None,
+    html: opt.HtmlOpt = None,
+    csv: opt.CsvOpt = None,
+    csv_cases: opt.CsvCasesOpt = None,
+    trace: opt.TraceOpt = None,
+    no_step_summary: opt.NoStepSummaryOpt = False,
+    min_pass_rate: opt.MinPassRateOpt = None,
+    gate: opt.GateOpt = None,
+    max_flaky: opt.MaxFlakyOpt = None,
+    max_duration: opt.MaxDurationOpt = None,
+    min_coverage: opt.MinCoverageOpt = None,
+    no_new_failures: opt.NoNewFailuresOpt = False,
+    compare_to: opt.CompareToOpt = None,
 ) -> None:
     """Print a session's report, from the daemon (a running session's so far)."""
+    from parallel_orch.cli import outputs as o
+    from parallel_orch.report import ParallelTestReport
+    from parallel_orch.report.gates import exit_code
+    from parallel_orch.report.renderers.text import print_report
+
     flags = o.ReportFlags.parse(locals())
     outputs = flags.outputs
     outputs.check()
@@ -329,14 +298,14 @@ def report(
 @handle_errors
 def ping(socket: SocketOpt = None, repo: RepoOpt = None, state_dir: StateDirOpt = None) -> None:
     """Check that the daemon answers; print what it serves."""
+    from parallel_orch.daemon import protocol as p
+
     info = p.PingResult.model_validate(
         run_async(_call, socket_for(socket, repo, state_dir), "ping", {})
     )
-    console.print(
+    typer.echo(
         f"daemon pid {info.pid} serves {info.repo} on {info.socket} (protocol {info.protocol}, "
-        f"version {info.version}, {info.num_workers} workers, up {info.uptime_seconds:.0f}s)",
-        highlight=False,
-        markup=False,
+        f"version {info.version}, {info.num_workers} workers, up {info.uptime_seconds:.0f}s)"
     )
 
 
@@ -356,14 +325,18 @@ def shutdown(
     """Stop the daemon: no new sessions, running attempts get its grace, then it exits."""
     result = run_async(_shutdown, socket_for(socket, repo, state_dir), now, not no_wait)
     done = "stopped" if not no_wait else f"stopping ({result.mode})"
-    console.print(f"daemon {done}", highlight=False, markup=False)
+    typer.echo(f"daemon {done}")
 
 
 async def _shutdown(socket: Path, now: bool, wait: bool) -> p.ShutdownResult:
+    from parallel_orch.client import DaemonClient
+
     async with DaemonClient(socket) as client:
         return await client.shutdown(now=now, wait=wait)
 
 
 async def _call(socket: Path, method: str, params: dict[str, Any]) -> Any:
+    from parallel_orch.client import DaemonClient
+
     async with DaemonClient(socket) as client:
         return await client.call(method, params)

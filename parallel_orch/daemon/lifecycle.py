@@ -26,7 +26,8 @@ from anyio.abc import TaskGroup, TaskStatus
 from parallel_orch.config import ParallelTestConfig
 from parallel_orch.daemon import paths
 from parallel_orch.daemon.lock import DaemonLock
-from parallel_orch.daemon.server import IDLE_TIMEOUT_SECONDS, DaemonServer
+from parallel_orch.daemon.paths import GRACE_SECONDS, IDLE_TIMEOUT_SECONDS
+from parallel_orch.daemon.server import DaemonServer
 from parallel_orch.daemon.service import DaemonService
 from parallel_orch.events import EventType
 from parallel_orch.exceptions import sole_orch_error
@@ -35,7 +36,6 @@ from parallel_orch.orchestrator import ParallelTestOrchestrator
 
 log = logging.getLogger(__name__)
 
-GRACE_SECONDS = 30.0  # default time running attempts get to finish on a graceful stop
 CLOSE_SECONDS = 5.0  # time clients get to receive their last answers before connections close
 
 

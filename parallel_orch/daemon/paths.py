@@ -35,6 +35,8 @@ RUN_DIR = "run"
 LOCK_NAME = "daemon.lock"
 LISTEN_BACKLOG = 1024
 STALE_PROBE_SECONDS = 1.0
+GRACE_SECONDS = 30.0  # default time running attempts get to finish on a graceful stop
+IDLE_TIMEOUT_SECONDS = 60.0  # a connection with nothing to answer and no complete line
 
 
 class SocketPathError(OrchError):

@@ -24,13 +24,13 @@ from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import BaseModel
 
 from parallel_orch.daemon import protocol as p
+from parallel_orch.daemon.paths import IDLE_TIMEOUT_SECONDS
 from parallel_orch.daemon.protocol import ErrorCode, Method, RpcError
 from parallel_orch.daemon.service import DaemonService
 from parallel_orch.events import Event
 
 log = logging.getLogger(__name__)
 
-IDLE_TIMEOUT_SECONDS = 60.0  # a connection with nothing to answer and no complete line
 WRITE_TIMEOUT_SECONDS = 30.0  # a client that stops reading is dropped after this
 MAX_CONNECTIONS = 512
 PIPELINE_DEPTH = 16  # lines read ahead of the one being answered

@@ -32,7 +32,7 @@ class Gates(BaseModel):
     Any other key is a category's minimum pass rate: ``unit = 1.0``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     min_pass_rate: float | None = None  # 0 to 1
     categories: dict[str, float] = Field(default_factory=dict)  # category -> minimum pass rate
@@ -80,7 +80,7 @@ class Gates(BaseModel):
 class ReportOptions(BaseModel):
     """What a session's report is judged by and sent to; stored with the session."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     gates: Gates = Field(default_factory=Gates)
     compare_to: str | None = None  # a session id; default the previous of the same plan set

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from parallel_orch.junit import JUnitResult
-from parallel_orch.models import ExecutionStatus, TestRequest
+if TYPE_CHECKING:  # plain values here: reading records needs neither pydantic nor lxml
+    from parallel_orch.junit import JUnitResult
+    from parallel_orch.models import ExecutionStatus, TestRequest
 
 
 def utcnow() -> datetime:
@@ -60,6 +62,8 @@ class ExecutionRecord:
 
     @property
     def request(self) -> TestRequest:
+        from parallel_orch.models import TestRequest
+
         return TestRequest.model_validate_json(self.request_json)
 
 

@@ -1,0 +1,47 @@
+"""The CLI starts at once: `--help` and the daemon's client commands load no engine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+#: What the engine needs and a client command must not pay for.
+HEAVY = ("sqlalchemy", "sqlmodel", "pydantic_settings", "alembic", "lxml", "jinja2", "git")
+
+
+def loaded_after(code: str) -> list[str]:
+    """The heavy modules a fresh interpreter has loaded after running ``code``."""
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    return out.split()
+
+
+def test_building_the_app_loads_no_engine() -> None:
+    """What `parallel-orch --help` imports: the commands and their options only."""
+    assert loaded_after("import parallel_orch.cli") == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from parallel_orch.client import DaemonClient",
+        "from parallel_orch.daemon.paths import socket_path_light",
+        "from parallel_orch.cli.outputs import ReportFlags; ReportFlags.parse({})",
+    ],
+    ids=["client", "socket", "report-flags"],
+)
+def test_what_a_client_command_uses_loads_no_engine(code: str) -> None:
+    """The daemon client, finding its socket, and the report flags need no store or git."""
+    assert loaded_after(code) == []
+
+
+def test_the_package_namespace_is_lazy() -> None:
+    """`import parallel_orch` loads nothing heavy until a name is used."""
+    assert loaded_after("import parallel_orch") == []
+    assert "sqlalchemy" in loaded_after(
+        "import parallel_orch; parallel_orch.ParallelTestOrchestrator"
+    )
