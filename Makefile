@@ -19,6 +19,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@# An editable install leaves our own modules uncompiled, and where PYTHONDONTWRITEBYTECODE
+	@# is set (CI images, these machines) every command would compile them again: compile once,
+	@# as installing a wheel does.
+	$(BIN)/python -m compileall -q parallel_orch
 	@touch $(STAMP)
 
 REPORTS := .parallel-orch
