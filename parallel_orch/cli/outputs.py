@@ -78,7 +78,7 @@ class Outputs:
         """Each file, whole or not at all, and the step summary; their paths on stderr."""
         for name, path in self.files.items():
             _write_atomically(path, report.render(name))
-            err_console.print(f"{FORMATS[name].description}: {path}", highlight=False)
+            err_console.print(f"wrote the {FORMATS[name].title}: {path}", highlight=False)
         if self.step_summary is not None:
             _append_step_summary(self.step_summary, report)
 

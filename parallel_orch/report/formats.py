@@ -22,19 +22,45 @@ class Format:
     function: str
     flag: str  # the CLI option that writes it to a file
     description: str
+    title: str = ""  # what the CLI calls the file it wrote
 
 
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("text", "text", "render", "", "the terminal report, as plain text"),
-        Format("json", "json", "render", "--report-json", "the report's own JSON"),
-        Format("junit", "junit", "render", "--junit-xml", "JUnit XML for CI test reporters"),
-        Format("markdown", "markdown", "render", "--markdown", "Markdown: a step summary"),
-        Format("html", "html", "render", "--html", "one self-contained HTML page"),
-        Format("csv", "csv", "render", "--csv", "CSV, one row per execution"),
-        Format("csv-cases", "csv", "render_cases", "--csv-cases", "CSV, one row per case"),
-        Format("trace", "trace", "render", "--trace", "Chrome trace of the attempts"),
+        Format(
+            "text", "text", "render", "", "the terminal report, as plain text", "terminal report"
+        ),
+        Format("json", "json", "render", "--report-json", "the report's own JSON", "JSON report"),
+        Format(
+            "junit",
+            "junit",
+            "render",
+            "--junit-xml",
+            "JUnit XML for CI test reporters",
+            "JUnit XML",
+        ),
+        Format(
+            "markdown",
+            "markdown",
+            "render",
+            "--markdown",
+            "Markdown: a step summary",
+            "Markdown summary",
+        ),
+        Format("html", "html", "render", "--html", "one self-contained HTML page", "HTML report"),
+        Format("csv", "csv", "render", "--csv", "CSV, one row per execution", "CSV of tests"),
+        Format(
+            "csv-cases",
+            "csv",
+            "render_cases",
+            "--csv-cases",
+            "CSV, one row per case",
+            "CSV of cases",
+        ),
+        Format(
+            "trace", "trace", "render", "--trace", "Chrome trace of the attempts", "Chrome trace"
+        ),
     )
 }
 

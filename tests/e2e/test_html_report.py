@@ -155,7 +155,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     args = ["run", "plans", "-j", "3", "--html", str(page), "--report-json", str(data)]
     second = run_cli([*args, "--min-pass-rate", "0.9", "--gate", "unit=1.0"], cwd=repo.path)
     assert second.returncode == 1, second.stdout + second.stderr
-    assert f"one self-contained HTML page: {page}" in second.stderr
+    assert f"wrote the HTML report: {page}" in second.stderr
     return Session(page, json.loads(data.read_text()))
 
 
