@@ -58,16 +58,29 @@ class Coalescer(Generic[I, O]):
         return mine.result  # type: ignore[return-value]  # set by the call that took it
 
     async def _lead(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            self.batches += 1
-            try:
-                outcomes = await self._call([w.item for w in batch])
-            except Exception as exc:  # the whole call failed: every caller gets why
-                outcomes = [exc] * len(batch)
-            for waiting, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    waiting.error = outcome
-                else:
-                    waiting.result = outcome
-                waiting.done.set()
+        batch: list[_Waiting[I, O]] = []
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                self.batches += 1
+                try:
+                    outcomes = await self._call([w.item for w in batch])
+                except Exception as exc:  # the whole call failed: every caller gets why
+                    outcomes = [exc] * len(batch)
+                if len(outcomes) != len(batch):
+                    outcomes = [RuntimeError("a batch call answered for the wrong count")] * len(
+                        batch
+                    )
+                for waiting, outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):
+                        waiting.error = outcome
+                    else:
+                        waiting.result = outcome
+                    waiting.done.set()
+        except BaseException as exc:  # never leave a caller waiting for ever
+            for waiting in [*batch, *self._waiting]:
+                if not waiting.done.is_set():
+                    waiting.error = RuntimeError(f"the batch was abandoned: {exc!r}")
+                    waiting.done.set()
+            self._waiting = []
+            raise

@@ -50,17 +50,20 @@ def basis(repo: Path, sha: str, inputs: Sequence[str]) -> Basis:
     """
     if not inputs:
         return Basis(sha)
-    listed = git.Git(str(repo)).ls_tree("--full-tree", "-z", sha, "--", *inputs)
-    found: dict[str, str] = {}
-    for entry in filter(None, listed.split("\0")):
-        meta, _, path = entry.partition("\t")
-        found[path.rstrip("/")] = meta.split()[2]
+    g = git.Git(str(repo))
     material = []
     missing = []
     for raw in inputs:
+        # One path per call: given together, git lists a folder's children, not the folder,
+        # when another input lies inside it (or the path ends in "/").
         path = raw.strip("/")
-        if path in found:
-            material.append(f"{path} {found[path]}")
+        found = None
+        for entry in filter(None, g.ls_tree("--full-tree", "-z", sha, "--", path).split("\0")):
+            meta, _, name = entry.partition("\t")
+            if name == path:
+                found = meta.split()[2]  # a blob's id, or a folder's tree id
+        if found is not None:
+            material.append(f"{path} {found}")
         else:
             material.append(f"{path} absent")
             missing.append(raw)

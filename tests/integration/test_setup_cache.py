@@ -108,3 +108,31 @@ async def test_setup_time_is_its_own_phase(config: ParallelTestConfig) -> None:
     (attempt,) = report.completed_tests[0].attempts
     assert attempt.setup_seconds is not None and attempt.setup_seconds >= 0.5
     assert attempt.duration_seconds is not None and attempt.duration_seconds < 0.5
+
+
+async def test_a_folder_input_keys_on_its_content_however_it_is_spelled(
+    repo: GitRepo, make_config: MakeConfig, outside: Path
+) -> None:
+    """`src/` (or `src` beside a file inside it) changes the key when a file in it changes."""
+    repo.commit({"src/a.py": "x = 1\n", "src/sub/b.py": "y = 1\n"}, "src")
+    first = repo.head()
+    second = repo.commit({"src/a.py": "x = 2\n"}, "change inside src")
+    counter = outside / "setups"
+    requests = [
+        TestRequest(
+            id=f"t{n}",
+            command="test -f .venv/ready",
+            ref=ref,
+            setup=setup_counting(counter),
+            setup_inputs=("src/", "src/sub/b.py"),
+            keep=(".venv/",),
+            priority=-n,
+        )
+        for n, ref in enumerate([first, second])
+    ]
+    async with orchestrator(one_worker(make_config)) as orch:
+        report = await orch.run_tests(requests)
+    assert report.tests_passed == 2
+    assert runs(counter) == 2  # src/a.py changed: the second commit needs its own setup
+    log = await anyio.Path(report.completed_tests[0].attempts[0].log_path).read_text()
+    assert "does not exist" not in log

@@ -138,3 +138,16 @@ async def test_a_shard_whose_junit_file_is_missing_says_so(
     (test,) = report.completed_tests
     assert test.status == "passed" and test.cases is None
     assert all("wrote no JUnit file" in (a.junit_error or "") for a in test.attempts)
+
+
+async def test_more_shards_than_cases_is_not_a_failure(
+    repo: GitRepo, config: ParallelTestConfig
+) -> None:
+    """A shard whose share is empty passes (pytest would exit 5): the test passes once."""
+    repo.commit({"tests/test_one.py": "def test_only():\n    pass\n"}, "one case")
+    command = f"{sys.executable} -m pytest -q -p no:cacheprovider tests/test_one.py"
+    async with orchestrator(config) as orch:
+        report = await orch.run_tests([TestRequest(id="one", command=command, shards=3)])
+    (test,) = report.completed_tests
+    assert test.status == "passed", [a.error for a in test.attempts]
+    assert len(test.attempts) == 3
