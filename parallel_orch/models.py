@@ -9,7 +9,7 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: Characters allowed in test ids written in plans (DESIGN §2).
 ID_PATTERN = re.compile(r"^[A-Za-z0-9._:/-]+$")
@@ -177,6 +177,26 @@ class TestRequest(BaseModel):
             self.model_copy(update={"id": f"{self.id}[{i}/{total}]", "shard": (i, total)})
             for i in range(1, total + 1)
         ]
+
+    @model_validator(mode="after")
+    def _shard_suffix(self) -> TestRequest:
+        """``[i/n]`` ends the id of shard i of n, and only of one: the report merges them."""
+        match = SHARD_SUFFIX.search(self.id)
+        if self.shard is None and match is not None:
+            raise ValueError(f"test id {self.id!r}: an id ending in [i/n] is a shard's")
+        if self.shard is not None:
+            index, total = self.shard
+            if (
+                not 1 <= index <= total
+                or match is None
+                or match.groups()
+                != (
+                    str(index),
+                    str(total),
+                )
+            ):
+                raise ValueError(f"test id {self.id!r} does not name its shard {index}/{total}")
+        return self
 
     @field_validator("setup_inputs")
     @classmethod

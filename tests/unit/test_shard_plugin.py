@@ -70,3 +70,17 @@ def test_plugin_folder_holds_only_the_plugin() -> None:
     """On PYTHONPATH it exposes one module: nothing of ours shadows the test's imports."""
     assert sorted(p.name for p in PLUGIN_DIR.glob("*.py")) == [f"{PLUGIN}.py"]
     assert str(PLUGIN_DIR) not in sys.path
+
+
+def test_an_id_that_looks_like_a_shard_is_refused_unless_it_is_one() -> None:
+    """`x[1/2]` is a shard's id: a request giving it without being that shard is invalid."""
+    from pydantic import ValidationError
+
+    from parallel_orch.models import TestRequest
+
+    with pytest.raises(ValidationError, match="a shard's"):
+        TestRequest(id="x[1/2]", command="true")
+    with pytest.raises(ValidationError, match="does not name its shard"):
+        TestRequest(id="x[1/2]", command="true", shard=(2, 2))
+    shard = TestRequest(id="x", command="true", shards=2).split(4)[1]
+    assert TestRequest.model_validate_json(shard.model_dump_json()) == shard
