@@ -15,6 +15,7 @@ the daemon is gone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from parallel_orch.config import ParallelTestConfig
 from parallel_orch.daemon import paths
 from parallel_orch.daemon.lock import DaemonLock
+from parallel_orch.daemon.loop import quiet_cancelled_reads
 from parallel_orch.daemon.paths import GRACE_SECONDS, IDLE_TIMEOUT_SECONDS
 from parallel_orch.daemon.server import DaemonServer
 from parallel_orch.daemon.service import DaemonService
@@ -59,6 +61,7 @@ async def run_daemon(
     :raises OrchError: if the orchestrator cannot open (not a repo, store unwritable).
     """
     config = options.config
+    quiet_cancelled_reads(asyncio.get_running_loop())
     with (
         DaemonLock(paths.lock_path(config.resolved_state_dir)) as lock,
         paths.bound_socket(options.socket_path) as bound,
