@@ -53,6 +53,8 @@ async def test_a_watch_that_falls_behind_ends_with_an_error_and_a_log_line(
                     failure.append(raised.value)
 
                 tg.start_soon(watch)
+                while not emitted:  # the watch may read the store (in a thread) first
+                    await anyio.sleep(0.01)
                 await anyio.wait_all_tasks_blocked()
                 assert len(emitted) == 1  # session.started, then the client stopped reading
                 for n in range(WATCH_BUFFER_EVENTS + 100):  # as a busy session would publish
