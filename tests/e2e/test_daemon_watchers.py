@@ -34,10 +34,11 @@ async def test_a_watch_that_falls_behind_ends_with_an_error_and_a_log_line(
     """A client that stops reading costs a bounded buffer; then its watch ends with -32011."""
     gate = make_fifo(tmp_path / "gate")
     emitted: list[Event] = []
-    reading = anyio.Event()
+    reading, first = anyio.Event(), anyio.Event()
 
     async def emit(event: Event) -> None:  # a client that reads only once `reading` is set
         emitted.append(event)
+        first.set()
         await reading.wait()
 
     async with orchestrator(config) as orch:
@@ -53,8 +54,7 @@ async def test_a_watch_that_falls_behind_ends_with_an_error_and_a_log_line(
                     failure.append(raised.value)
 
                 tg.start_soon(watch)
-                while not emitted:  # the watch may read the store (in a thread) first
-                    await anyio.sleep(0.01)
+                await first.wait()  # the watch may read the store (in a thread) first
                 await anyio.wait_all_tasks_blocked()
                 assert len(emitted) == 1  # session.started, then the client stopped reading
                 for n in range(WATCH_BUFFER_EVENTS + 100):  # as a busy session would publish
