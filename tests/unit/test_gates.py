@@ -256,3 +256,23 @@ def test_the_hash_changes_when_a_verdict_does() -> None:
     broke = judged(make_report(result("a"), wall=9.0), gates, None)
     assert (held.gates_passed, broke.gates_passed) == (True, False)
     assert held.report_hash != broke.report_hash
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        ("min_pass_rate[unit]", 0.985, "98.5%"),
+        ("min_coverage", 80, "80.0%"),
+        ("max_duration", 245.0, "4m 05s"),
+        ("no_new_failures", True, "yes"),
+        ("max_flaky", 2, "2"),
+        ("max_flaky", None, "-"),
+    ],
+)
+def test_every_renderer_shows_a_gate_value_in_its_unit(
+    name: str, value: float | bool | None, shown: str
+) -> None:
+    """Markdown and HTML share one spelling of a gate's target and actual value."""
+    from parallel_orch.report.renderers.words import gate_value
+
+    assert gate_value(name, value) == shown

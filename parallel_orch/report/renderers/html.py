@@ -21,7 +21,7 @@ from typing import Any
 import jinja2
 
 from parallel_orch.report.model import AttemptResult, ParallelTestReport, TestResult
-from parallel_orch.report.renderers import html_charts
+from parallel_orch.report.renderers import html_charts, words
 
 MAX_FAILURES = 500  # failures shown in full; the rest are counted
 MAX_TAILS = 50  # failures whose log tail is shown
@@ -68,7 +68,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["seconds"] = seconds
     env.filters["label"] = lambda status: str(status).replace("_", " ")
-    env.filters["gate_value"] = gate_value
+    env.filters["gate_value"] = lambda value, name: words.gate_value(name, value)
     return env
 
 
@@ -214,18 +214,3 @@ def seconds(value: float | None) -> str:
     if whole < 3600:
         return f"{whole // 60} m {whole % 60:02d} s"
     return f"{whole // 3600} h {whole % 3600 // 60:02d} m"
-
-
-def gate_value(value: float | bool | None, name: str) -> str:
-    """A gate's target or actual value in the unit of its gate."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if name.startswith("min_pass_rate"):
-        return f"{value:.1%}"
-    if name == "max_duration":
-        return seconds(value)
-    if name == "min_coverage":
-        return f"{value:.1f} %"
-    return f"{value:g}"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from parallel_orch.models import ExecutionStatus
 from parallel_orch.report.model import Changes, ParallelTestReport, TestResult
 from parallel_orch.report.renderers import markdown_text as md
+from parallel_orch.report.renderers.words import gate_value
 
 # Rows and bytes per section, at most: under 900 KB in all whatever the user text.
 CATEGORY_LIMITS = (50, 50_000)
@@ -74,9 +75,8 @@ def categories(report: ParallelTestReport) -> str:
         gate = gates.get(f"min_pass_rate[{name}]")
         verdict = "-"
         if gate is not None:
-            verdict = (
-                f"{'held' if gate.passed else 'FAILED'} (target {target(gate.name, gate.target)})"
-            )
+            held = "held" if gate.passed else "FAILED"
+            verdict = f"{held} (target {gate_value(gate.name, gate.target)})"
         counts = (c.total, c.passed, c.failed, c.timed_out, c.errored, c.flaky)
         return md.row(md.code(name), *map(str, counts), f"{c.success_rate:.1%}", verdict)
 
@@ -86,21 +86,6 @@ def categories(report: ParallelTestReport) -> str:
         head, map(line, names), len(names), "categories", max_lines=rows, max_bytes=size
     )
     return "\n".join(lines)
-
-
-def target(name: str, value: float | bool | None) -> str:
-    """A gate's target or actual value, as its gate reads it."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if name.startswith("min_pass_rate"):
-        return f"{value:.1%}"
-    if name == "min_coverage":
-        return f"{value:g}%"
-    if name == "max_duration":
-        return f"{value:g}s"
-    return f"{value:g}"
 
 
 def gates(report: ParallelTestReport) -> str:
@@ -117,8 +102,8 @@ def gates(report: ParallelTestReport) -> str:
     lines = (
         md.row(
             md.code(g.name),
-            target(g.name, g.target),
-            target(g.name, g.actual),
+            gate_value(g.name, g.target),
+            gate_value(g.name, g.actual),
             "passed" if g.passed else "FAILED",
             md.text(g.reason),
         )

@@ -68,3 +68,18 @@ def columns(rows: Sequence[Sequence[str]], *, right: Collection[int] = ()) -> li
         ]
         lines.append("  ".join(cells).rstrip())
     return lines
+
+
+def gate_value(name: str, value: float | bool | None) -> str:
+    """A gate's target or actual value in its gate's unit: ``95.0%``, ``4m 05s``, ``80.0%``."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if name.startswith("min_pass_rate"):
+        return f"{value:.1%}"
+    if name == "min_coverage":
+        return f"{value:.1f}%"
+    if name == "max_duration":
+        return seconds(value)
+    return f"{value:g}"
