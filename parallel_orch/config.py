@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
@@ -55,6 +55,10 @@ class ParallelTestConfig(BaseSettings):
     gates: Gates = Field(default_factory=Gates)  # [tool.parallel-orch.gates]
     quarantine: dict[str, str] = Field(default_factory=dict)  # test id -> why quarantined
     notify_url: str | None = None  # POST each session's report JSON here when it ends
+    executor: Literal["local", "dask"] = "local"  # where attempts run: here, or a Dask fleet
+    dask_scheduler: str | None = None  # tcp://HOST:PORT; none: a LocalCluster for the session
+    dask_repo_url: str | None = None  # what Dask workers clone; default this repo's path
+    dask_worker_dir: str | None = None  # where workers keep clones and pools
 
     @field_validator("notify_url")
     @classmethod

@@ -36,6 +36,7 @@ class Event(BaseModel):
     attempt: int | None = None
     worker: int | None = None
     worktree: str | None = None
+    host: str | None = None  # the machine, on a fleet: the Dask worker's address
     status: str | None = None
     exit_code: int | None = None
     duration_seconds: float | None = None
@@ -127,6 +128,7 @@ def attempt_started(
     worker: int,
     worktree: str | None,
     log_path: str,
+    host: str | None = None,
 ) -> Event:
     return Event(
         type=EventType.ATTEMPT_STARTED,
@@ -136,6 +138,7 @@ def attempt_started(
         attempt=attempt,
         worker=worker,
         worktree=worktree,
+        host=host,
         log_path=log_path,
     )
 

@@ -55,6 +55,10 @@ class WorktreeError(OrchError):
     """A worktree could not be prepared; it will be replaced."""
 
 
+class FleetError(OrchError):
+    """The Dask cluster cannot be used; check --scheduler and that the scheduler is up."""
+
+
 class StoreError(OrchError):
     """The SQLite store cannot be opened or written; check that the state dir is writable."""
 

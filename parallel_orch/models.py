@@ -89,6 +89,19 @@ class JUnitCounts:
     skipped: int
 
 
+RESOURCE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_resources(value: dict[str, float]) -> dict[str, float]:
+    """Resource names are plain words and amounts positive: ``{"gpu": 1}``."""
+    for name, amount in value.items():
+        if not RESOURCE_PATTERN.match(name):
+            raise ValueError(f"resource name {name!r} must be a word (letters, digits, _ . -)")
+        if isinstance(amount, bool) or not amount > 0:
+            raise ValueError(f"resource {name!r} needs a positive amount, not {amount!r}")
+    return value
+
+
 class TestRequest(BaseModel):
     """One test to run: what, where (ref), how long, how often."""
 
@@ -129,6 +142,10 @@ class TestRequest(BaseModel):
         default=False,
         description="Collect coverage (COVERAGE_FILE per attempt); a list names the sources.",
     )
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Kinds of machine it needs, e.g. {'gpu': 1}: Dask worker resources on a fleet.",
+    )
     plan_path: str | None = None
 
     @field_validator("id")
@@ -162,6 +179,11 @@ class TestRequest(BaseModel):
         if isinstance(value, bool) or (isinstance(value, int) and value < 1):
             raise ValueError(f"shards must be a whole number >= 1 or 'auto', not {value!r}")
         return value
+
+    @field_validator("resources")
+    @classmethod
+    def _check_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        return check_resources(value)
 
     @property
     def base_id(self) -> str:

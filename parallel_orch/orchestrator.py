@@ -15,6 +15,7 @@ traces a request's path through them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -29,7 +30,7 @@ from parallel_orch.config import ParallelTestConfig
 from parallel_orch.engine import Engine
 from parallel_orch.events import Event, EventBus
 from parallel_orch.exceptions import OrchestratorClosedError
-from parallel_orch.executors.local import LocalExecutor
+from parallel_orch.executors.choose import executor_for
 from parallel_orch.executors.protocol import Executor
 from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.notify import NotifyPolicy
@@ -76,6 +77,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         self._tg: TaskGroup | None = None
         self._engine: Engine | None = None
         self._closed = False  # shut down: the store is closed, reports are read anew
+        self.executor_lost: str | None = None  # why it stopped running anything mid-session
 
     # -- lifecycle: one exit stack, entered by `async with` or by the calls below ----
 
@@ -104,7 +106,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         self.repo = await anyio.to_thread.run_sync(gitrepo.check_repo, self.repo)
         self.config = self.config.model_copy(update={"repo": self.repo})
         self.state_dir = self.config.resolved_state_dir
-        executor = self._executor or LocalExecutor(self.config)  # checks its paths first
+        executor = self._executor or executor_for(self.config)  # checks its paths first
         await anyio.to_thread.run_sync(gitrepo.exclude_from_status, self.repo, self.state_dir)
         self._engine = await Engine.open(
             stack,
@@ -128,8 +130,9 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         engine = self._engine
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         engine.executor.work_in(self._tg)
+        engine.executor.when_lost(functools.partial(_executor_lost, self))
         engine.admission.accepting = True
-        for index in range(self.config.num_workers):
+        for index in range(engine.executor.slots()):
             worker = ExecutionWorker(
                 index,
                 queue=self.queue,
@@ -338,6 +341,12 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
     def get_status(self) -> dict[str, Any]:
         """A snapshot: workers, queue, executor and running sessions (from memory)."""
         return _status(self, self._engine, closed=self._closed)
+
+
+async def _executor_lost(orch: ParallelTestOrchestrator, reason: str) -> None:
+    """The executor can run nothing more (a fleet's scheduler gone): interrupt everything."""
+    orch.executor_lost = reason
+    await orch.cancel_all(ExecutionStatus.INTERRUPTED)
 
 
 def _status(

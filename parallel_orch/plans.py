@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from parallel_orch.exceptions import PlanError
-from parallel_orch.models import ID_PATTERN, TestRequest
+from parallel_orch.models import ID_PATTERN, TestRequest, check_resources
 
 PLAN_SUFFIXES = (".toml", ".md")
 DEFAULT_TIMEOUT_SECONDS = 600.0
@@ -68,6 +68,12 @@ class _Common(BaseModel):
     leak: Literal["warn", "fail"] | None = None  # processes that outlive the attempt
     quarantine: str | None = Field(default=None, min_length=1)  # why: runs, gates nothing
     coverage: bool | list[str] | None = None  # COVERAGE_FILE per attempt, combined per commit
+    resources: dict[str, float] | None = None  # kinds of machine: Dask worker resources
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return check_resources(value) if value is not None else None
 
     @field_validator("shards")
     @classmethod
@@ -257,6 +263,7 @@ def _expand(
                     leak=pick("leak") or "warn",
                     quarantine=pick("quarantine"),
                     coverage=_coverage(pick("coverage")),
+                    resources=pick("resources") or {},
                     plan_path=file.as_posix(),
                 )
             )

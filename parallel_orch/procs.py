@@ -130,7 +130,13 @@ def session_groups(session_id: str) -> set[int]:
     orchestrator died, before its pgid was recorded. Our own group is never
     included.
     """
-    marker = f"PARALLEL_ORCH_SESSION_ID={session_id}".encode()
+    return marked_groups([f"PARALLEL_ORCH_SESSION_ID={session_id}".encode()])
+
+
+def marked_groups(marker: Sequence[bytes]) -> set[int]:
+    """Groups with a live member whose environment holds every entry of ``marker``
+    (``NAME=value``); never our own group."""
+    wanted = set(marker)
     groups: set[int] = set()
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
@@ -141,10 +147,15 @@ def session_groups(session_id: str) -> set[int]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and marker in environ.split(b"\0"):
+        if fields[0] != "Z" and wanted <= set(environ.split(b"\0")):
             groups.add(int(fields[2]))
     groups.discard(os.getpgrp())
     return groups
+
+
+def kill_marked(marker: Sequence[bytes]) -> set[int]:
+    """SIGKILL every group :func:`marked_groups` finds; the groups signalled."""
+    return {pgid for pgid in marked_groups(marker) if signal_group(pgid, signal.SIGKILL)}
 
 
 def kill_stale_group(pgid: int, session_id: str) -> bool:

@@ -13,6 +13,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -35,6 +36,7 @@ class QueueItem:
     attempt: int = 1  # the attempt this item will run
     avoid_worktree: str | None = None  # a retry prefers another worktree
     first_started: float | None = None  # monotonic time of attempt 1
+    lost: int = 0  # attempts interrupted by a lost machine, not counted as retries
 
     @property
     def test_id(self) -> str:
@@ -58,6 +60,7 @@ class TestQueue:
         self._size = 0  # fresh (non-retry) items, counted against max_size
         self._closed = False
         self._changed = anyio.Event()
+        self._on_close: set[anyio.CancelScope] = set()
 
     def __len__(self) -> int:
         return sum(len(h) for h in self._ready.values()) + len(self._delayed)
@@ -191,6 +194,21 @@ class TestQueue:
         """No more puts; getters drain what is left, then get ``OrchestratorClosedError``."""
         self._closed = True
         self._notify()
+        for scope in self._on_close:
+            scope.cancel()
+
+    @contextmanager
+    def until_closed(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope that :meth:`close` cancels (at once if closed already)."""
+        scope = anyio.CancelScope()
+        if self._closed:
+            scope.cancel()
+        self._on_close.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._on_close.discard(scope)
 
     def waiting_counts(self) -> dict[str, int]:
         """How many items wait per session (ready or in retry backoff), without a walk."""

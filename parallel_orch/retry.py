@@ -27,6 +27,9 @@ class RetryPolicy:
     jitter_seconds: float = 0.5
     max_retries: int = 3
     max_total_seconds: float = 3600.0
+    #: Attempts ``interrupted`` because their machine was lost (a Dask worker killed) go
+    #: again at once, this many times per test, not counted as retries.
+    max_lost: int = 2
     retryable: frozenset[ExecutionStatus] = field(default=RETRYABLE)
 
     @classmethod

@@ -48,6 +48,7 @@ class AttemptRecorder:
             worker=spec.worker,
             worktree=placement.worktree,
             log_path=str(spec.log_path),
+            host=placement.host,
         )
         self._started = events.attempt_started(
             spec.session_id,
@@ -57,6 +58,7 @@ class AttemptRecorder:
             worker=spec.worker,
             worktree=placement.worktree or None,
             log_path=str(spec.log_path),
+            host=placement.host or None,
         )
         return self.attempt_id
 
@@ -121,9 +123,11 @@ class Settler:
         """Seconds before the request's next attempt, or None when this one is its last."""
         if state.stopping is not None:
             return None
+        if end.status is ExecutionStatus.INTERRUPTED:  # its machine was lost, not its fault
+            return 0.0 if item.lost < self.retry_policy.max_lost else None
         return self.retry_policy.decide(
             end.status,
-            attempt=item.attempt,
+            attempt=item.attempt - item.lost,
             allowed_retries=item.request.retries,
             elapsed_seconds=time.monotonic() - (item.first_started or time.monotonic()),
         )
@@ -142,7 +146,7 @@ class Settler:
         :param worktree: the worktree it ran in, which a retry avoids.
         """
         delay = self._retry_delay(item, state, end)
-        flaky = end.status is ExecutionStatus.PASSED and item.attempt > 1
+        flaky = end.status is ExecutionStatus.PASSED and item.attempt - item.lost > 1
         outcome = None
         if delay is None:
             outcome = ExecutionEnd(
@@ -165,6 +169,7 @@ class Settler:
                     error=end.error,
                 )
             )
+            item.lost += end.status is ExecutionStatus.INTERRUPTED
             item.attempt += 1
             item.avoid_worktree = worktree
             self.queue.retry_later(item, delay)

@@ -57,6 +57,8 @@ class ExecutionWorker:
     ) -> None:
         task_status.started()
         while True:
+            with self.queue.until_closed():  # a fleet's worker loop waits for room there
+                await self.executor.wait_slot(self.index)
             try:
                 item = await self.queue.get()
             except OrchestratorClosedError:

@@ -85,6 +85,20 @@ StateDirOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 WorkersOpt = Annotated[int | None, typer.Option("-j", "--workers", min=1, help="Parallel workers.")]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor", help="Where attempts run: local (this machine) or dask (a Dask cluster)."
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="The Dask scheduler, tcp://HOST:PORT (implies --executor dask; "
+        "without it, --executor dask starts a local cluster).",
+    ),
+]
 RefOpt = Annotated[str | None, typer.Option("--ref", help="Ref for tests whose plan names none.")]
 SessionArg = Annotated[str, typer.Argument(help="Session id (a unique prefix will do).")]
 
@@ -139,6 +153,8 @@ def make_config(**overrides: Any) -> ParallelTestConfig:
     from parallel_orch.config import ParallelTestConfig
 
     given = {k: v for k, v in overrides.items() if v is not None}
+    if given.get("dask_scheduler") and "executor" not in given:
+        given["executor"] = "dask"  # a scheduler given means the fleet
     try:
         return ParallelTestConfig(**given)
     except ValidationError as exc:

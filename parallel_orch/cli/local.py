@@ -14,9 +14,11 @@ import typer
 
 from parallel_orch.cli import options as opt
 from parallel_orch.cli.app import (
+    ExecutorOpt,
     JsonOpt,
     RefOpt,
     RepoOpt,
+    SchedulerOpt,
     SessionArg,
     StateDirOpt,
     WorkersOpt,
@@ -53,6 +55,8 @@ def run(
     ref: RefOpt = None,
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
     max_failures: Annotated[
         int | None, typer.Option("--max-failures", min=1, help="Stop after N failed tests.")
     ] = None,
@@ -89,6 +93,8 @@ def run(
         repo=repo,
         num_workers=workers,
         state_dir=state_dir,
+        executor=executor,
+        dask_scheduler=scheduler,
         max_failures=max_failures,
         preserve_failed_worktrees=True if keep_worktrees else None,
     )
@@ -159,6 +165,10 @@ async def _run(
             report = await orch.wait_for_session(session_id)
             tg.cancel_scope.cancel()
         show(report)
+        if orch.executor_lost is not None:
+            from parallel_orch.exceptions import FleetError
+
+            raise FleetError(f"{orch.executor_lost}; the session ended interrupted")
     return report
 
 

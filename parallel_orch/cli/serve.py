@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from parallel_orch.cli.app import (
+    ExecutorOpt,
     RepoOpt,
+    SchedulerOpt,
     StateDirOpt,
     WorkersOpt,
     app,
@@ -32,6 +34,8 @@ def daemon(
     workers: WorkersOpt = None,
     repo: RepoOpt = None,
     state_dir: StateDirOpt = None,
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Re-run unfinished requests of sessions a dead daemon left."),
@@ -57,6 +61,8 @@ def daemon(
         repo=toplevel(repo) if repo is not None else None,
         num_workers=workers,
         state_dir=state_dir,
+        executor=executor,
+        dask_scheduler=scheduler,
         socket_path=socket.absolute() if socket is not None else None,
     )
     options = DaemonOptions(

@@ -15,7 +15,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +27,8 @@ from anyio.abc import TaskGroup
 
 from parallel_orch import junit, procs, runner, setup, sharding
 from parallel_orch.config import ParallelTestConfig
-from parallel_orch.exceptions import StateDirError, WorktreeError
+from parallel_orch.exceptions import WorktreeError
+from parallel_orch.executors import attempt_files
 from parallel_orch.executors.protocol import (
     AttemptHooks,
     AttemptResult,
@@ -140,6 +141,15 @@ class LocalExecutor:
     def status(self) -> dict[str, Any]:
         return dict(self.pool.status())
 
+    def slots(self) -> int:
+        return self.config.num_workers
+
+    async def wait_slot(self, index: int) -> None:
+        return  # this machine's workers are all there, always
+
+    def when_lost(self, callback: Callable[[str], Awaitable[None]]) -> None:
+        return  # this machine's pool is never lost while this process runs
+
     async def kill_leftovers(
         self, session_id: str, attempts: Sequence[LeftoverAttempt]
     ) -> set[int]:
@@ -158,7 +168,7 @@ class LocalExecutor:
 
     async def run(self, spec: AttemptSpec, hooks: AttemptHooks) -> AttemptResult:
         """Lease, set up, run, parse, release; see the module docstring."""
-        so_far = _SoFar(log=await _open_log(spec), started_at=utcnow())
+        so_far = _SoFar(log=await attempt_files.open_log(spec), started_at=utcnow())
         try:
             request = spec.request
             so_far.setup_key = await self._setup_key(spec, so_far.log)
@@ -266,7 +276,7 @@ class LocalExecutor:
             worktree=wt.path,
             sha=spec.sha,
             junit_path=spec.junit_path,
-            tmp_dir=await _scratch(spec),
+            tmp_dir=await attempt_files.scratch(spec),
             coverage_file=spec.coverage_file,
         )
         if request.shard is not None and spec.scratch_dir and spec.shard_durations:
@@ -357,38 +367,3 @@ def _sharded(spec: AttemptSpec, so_far: _SoFar) -> bool | None:
                 b"it did not shard (this shard ran every case)\n"
             )
     return sharded
-
-
-async def _scratch(spec: AttemptSpec) -> Path | None:
-    """The attempt's TEST_TMPDIR, made empty, inside its scratch folder."""
-    if spec.scratch_dir is None:
-        return None
-    tmp = spec.scratch_dir / "tmp"
-    await anyio.to_thread.run_sync(functools.partial(tmp.mkdir, parents=True, exist_ok=True))
-    return tmp
-
-
-async def _open_log(spec: AttemptSpec) -> IO[bytes]:
-    """The attempt's log, open to append to and read its tail back; its folders made first.
-
-    Nothing awaits once the log is open: a cancel cannot leave it open.
-
-    :raises StateDirError: if the log cannot be written.
-    """
-    folders = [spec.log_path.parent, spec.junit_path.parent]
-    if spec.coverage_file is not None:
-        folders.append(spec.coverage_file.parent)
-    try:
-        if not all(f.is_dir() for f in folders):  # stats: cheaper than a hop to a thread
-            await anyio.to_thread.run_sync(_make_dirs, *folders)
-        return spec.log_path.open("a+b")
-    except OSError as exc:
-        where = exc.filename or spec.log_path
-        raise StateDirError(
-            f"cannot write {where}: {exc.strerror}; make the state dir writable"
-        ) from exc
-
-
-def _make_dirs(*dirs: Path) -> None:
-    for d in dirs:
-        d.mkdir(parents=True, exist_ok=True)

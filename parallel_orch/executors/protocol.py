@@ -16,7 +16,7 @@ names.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -123,3 +123,14 @@ class Executor(Protocol):
 
     def status(self) -> dict[str, Any]:
         """A snapshot for ``status``: for the local executor, its worktree pool."""
+
+    def slots(self) -> int:
+        """How many attempts may run at once at most: the orchestrator runs a worker
+        loop for each."""
+
+    async def wait_slot(self, index: int) -> None:
+        """Until worker loop ``index`` may take its next request (a fleet's size changes)."""
+
+    def when_lost(self, callback: Callable[[str], Awaitable[None]]) -> None:
+        """Call ``callback(reason)`` if the executor can no longer run anything (a fleet's
+        scheduler gone): the orchestrator then interrupts its sessions."""

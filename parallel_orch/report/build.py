@@ -146,6 +146,7 @@ def _attempt(
         setup_seconds=a.setup_seconds,
         sharded=a.sharded,
         junit_error=a.junit_error,
+        host=a.host,
         output_tail=a.output_tail if tail else "",
         cases=_cases(rows, final=final),
     )

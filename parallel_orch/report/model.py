@@ -40,6 +40,7 @@ class AttemptResult(_Frozen):
     shard: str | None = None  # "2/4": the shard of its test this attempt ran
     sharded: bool | None = None  # a shard's runner did (True) or did not (False) shard
     junit_error: str | None = None  # why its JUnit file could not be read
+    host: str = ""  # the machine it ran on: a Dask worker's address on a fleet, "" here
     output_tail: str = ""  # a failed test's final attempt: its log's last bytes (log_tail_bytes)
     # Its JUnit cases: all of them for the final attempt, those that did not pass for others.
     cases: tuple[CaseResult, ...] = ()

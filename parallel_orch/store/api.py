@@ -128,6 +128,7 @@ class Store(StoreReads):
         worker: int,
         worktree: str,
         log_path: str,
+        host: str = "",
     ) -> int:
         """Record an attempt as running, and its execution with it; the attempt's id."""
         write = functools.partial(
@@ -139,6 +140,7 @@ class Store(StoreReads):
             worktree=worktree,
             log_path=log_path,
             now=sql_time(utcnow()),
+            host=host,
         )
         return await self._writer.write(write)
 

@@ -95,6 +95,7 @@ class AttemptRecord:
     junit_error: str | None = None  # why its JUnit file could not be read
     setup_seconds: float | None = None  # of its duration, the worktree's setup
     sharded: bool | None = None  # a shard whose runner did (True) or did not shard
+    host: str = ""  # the machine: a Dask worker's address on a fleet, "" here
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 #: The revision this release writes; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 BASELINE = "0001"  # the first release's schema, before stores carried a version
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -63,6 +63,7 @@ class ParallelTestAttempt(SQLModel, table=True):
     number: int = 1
     worker: int = 0
     worktree: str = ""
+    host: str = ""  # the machine: a Dask worker's address on a fleet, "" here
     pid: int | None = None
     pgid: int | None = None
     started_at: datetime = Field(default_factory=utcnow)

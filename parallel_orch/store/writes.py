@@ -149,13 +149,14 @@ def start_attempt(
     worktree: str,
     log_path: str,
     now: str,
+    host: str = "",
 ) -> int:
     """A running attempt, and its execution running with it; the attempt's id."""
     cursor = db.execute(
-        "INSERT INTO attempts (execution_id, session_id, number, worker, worktree,"
+        "INSERT INTO attempts (execution_id, session_id, number, worker, worktree, host,"
         " log_path, started_at, status, output_tail, leaked)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', 0)",
-        (execution_id, session_id, number, worker, worktree, log_path, now, RUNNING),
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', 0)",
+        (execution_id, session_id, number, worker, worktree, host, log_path, now, RUNNING),
     )
     db.execute(
         "UPDATE executions SET status = ?, attempts = ?,"

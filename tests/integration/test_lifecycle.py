@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,15 @@ class RecordingExecutor:
     ) -> set[int]:
         return await self.inner.kill_leftovers(session_id, attempts)
 
+    def slots(self) -> int:
+        return self.inner.slots()
+
+    async def wait_slot(self, index: int) -> None:
+        await self.inner.wait_slot(index)
+
+    def when_lost(self, callback: Callable[[str], Awaitable[None]]) -> None:
+        self.inner.when_lost(callback)
+
     async def run(self, spec: AttemptSpec, hooks: AttemptHooks) -> AttemptResult:
         self.specs.append(spec)
         executor = self
@@ -150,6 +159,15 @@ class HangingExecutor:
         self, session_id: str, attempts: Sequence[LeftoverAttempt]
     ) -> set[int]:
         return set()
+
+    def slots(self) -> int:
+        return 1
+
+    async def wait_slot(self, index: int) -> None:
+        return None
+
+    def when_lost(self, callback: Callable[[str], Awaitable[None]]) -> None:
+        return None
 
     async def run(self, spec: AttemptSpec, hooks: AttemptHooks) -> AttemptResult:
         began = utcnow()
