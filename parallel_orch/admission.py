@@ -59,6 +59,34 @@ def plan_key(plan_paths: Iterable[str], request_ids: Iterable[str]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class _Wanted:
+    """What a session needs looked up before its commit: its refs and its test ids."""
+
+    refs: tuple[str, ...]
+    ids: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    refs: dict[str, str | RefError]
+    history: dict[str, float]
+
+
+def _executions(
+    requests: Sequence[TestRequest], resolved: dict[str, str | RefError]
+) -> list[NewExecution]:
+    """Each request at the commit its ref resolved to, or with why it did not."""
+    out = []
+    for request in requests:
+        sha = resolved[request.ref]
+        if isinstance(sha, RefError):
+            out.append(NewExecution(request=request, sha=None, error=sha.message))
+        else:
+            out.append(NewExecution(request=request, sha=sha))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class Admitted:
     """A request committed pending, at the commit its ref resolved to: ready to queue."""
 
@@ -93,6 +121,7 @@ class Admission:
         self._refs: Coalescer[tuple[str, ...], dict[str, str | RefError]] = Coalescer(
             self._resolve_together
         )
+        self._known: Coalescer[_Wanted, _Known] = Coalescer(self._look_up_together)
         self.num_workers = num_workers
         self.spawn = spawn
         self.accepting = False
@@ -118,10 +147,9 @@ class Admission:
             raise OrchestratorClosedError(CLOSED)
         session_id = session_id or uuid.uuid4().hex[:12]
         requests = await self._split(session_id, requests)
-        new = await self._resolve(requests)
         if plan_paths:  # resolving touches the disk: off the loop
             plan_paths = await anyio.to_thread.run_sync(canonical_plan_paths, self.repo, plan_paths)
-        history = await self.store.history(r.id for r in requests)
+        new, history = await self._look_up(requests)
         key = plan_key(plan_paths, [r.id for r in requests])
         try:
             ids = await self.store.create_session(
@@ -224,16 +252,38 @@ class Admission:
         resolved = await anyio.to_thread.run_sync(gitrepo.resolve_refs, self.repo, every)
         return [{ref: resolved[ref] for ref in refs} for refs in batches]
 
+    async def _look_up_together(self, batches: Sequence[_Wanted]) -> list[_Known]:
+        """Concurrent submits' refs and histories: one ``git rev-parse`` and one read for all,
+        side by side."""
+        refs = tuple(dict.fromkeys(ref for wanted in batches for ref in wanted.refs))
+        ids = {test_id for wanted in batches for test_id in wanted.ids}
+        history: dict[str, float] = {}
+
+        async def read_history() -> None:
+            history.update(await self.store.history(ids))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_history)
+            resolved = (await self._resolve_together([refs]))[0]
+        return [
+            _Known(
+                {ref: resolved[ref] for ref in wanted.refs},
+                {i: history[i] for i in wanted.ids if i in history},
+            )
+            for wanted in batches
+        ]
+
+    async def _look_up(
+        self, requests: Sequence[TestRequest]
+    ) -> tuple[list[NewExecution], dict[str, float]]:
+        """Requests with their refs resolved, and their history (see :meth:`_look_up_together`)."""
+        refs = tuple(dict.fromkeys(r.ref for r in requests))
+        known = await self._known.submit(_Wanted(refs, frozenset(r.id for r in requests)))
+        return _executions(requests, known.refs), known.history
+
     async def _resolve(self, requests: Sequence[TestRequest]) -> list[NewExecution]:
         resolved = await self._refs.submit(tuple(dict.fromkeys(r.ref for r in requests)))
-        out = []
-        for request in requests:
-            sha = resolved[request.ref]
-            if isinstance(sha, RefError):
-                out.append(NewExecution(request=request, sha=None, error=sha.message))
-            else:
-                out.append(NewExecution(request=request, sha=sha))
-        return out
+        return _executions(requests, resolved)
 
     async def _commit(self, state: SessionState, requests: Sequence[TestRequest]) -> list[Admitted]:
         """Add requests to an open session: committed pending, then tracked (not yet queued)."""

@@ -1,11 +1,14 @@
 """Concurrent callers served by one call: whatever arrived while the last call ran goes next.
 
 The first caller that finds no call running leads: it runs the call for
-everything waiting, then again for whatever arrived meanwhile, until nothing
-is left; the others wait for their share. The leader's loop is shielded, so
-a leader that is cancelled still finishes the others' work (its own result
-is dropped). This is how group commit works, and how concurrent submits
-share one ``git rev-parse``.
+everything waiting (its own item among them), then hands the lead to the
+first caller that arrived meanwhile, who runs the next call for everything
+waiting by then, and so on; the others wait for their share. A caller never
+serves more than its own batch, so under steady load nobody waits longer than
+the call in flight when it arrived plus its own. A leader's call is
+shielded: a leader that is cancelled still finishes its batch mates' work and
+passes the lead on (its own result is dropped). This is how group commit
+works, and how concurrent submits share one ``git rev-parse``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ O = TypeVar("O")  # noqa: E741 - its outcome
 @dataclass(eq=False)
 class _Waiting(Generic[I, O]):
     item: I
-    done: anyio.Event = field(default_factory=anyio.Event)
+    woken: anyio.Event = field(default_factory=anyio.Event)  # done, or handed the lead
+    leads: bool = False
+    done: bool = False
     result: O | None = None
     error: BaseException | None = None
 
@@ -38,49 +43,65 @@ class Coalescer(Generic[I, O]):
     def __init__(self, call: Callable[[Sequence[I]], Awaitable[Sequence[O | BaseException]]]):
         self._call = call
         self._waiting: list[_Waiting[I, O]] = []
-        self._leading = False
+        self._leading = False  # a call runs, or the lead is on its way to a waiter
         self.batches = 0  # calls made, for tests and figures
 
     async def submit(self, item: I) -> O:
         """``item``'s outcome, from the next call that takes it."""
         mine: _Waiting[I, O] = _Waiting(item)
         self._waiting.append(mine)
-        if not self._leading:
-            self._leading = True
+        if self._leading:
             try:
-                with anyio.CancelScope(shield=True):
-                    await self._lead()
-            finally:
-                self._leading = False
-        await mine.done.wait()
+                await mine.woken.wait()
+            except BaseException:  # cancelled while waiting
+                if mine.leads:  # handed the lead as it was cancelled: the others still need it
+                    with anyio.CancelScope(shield=True):
+                        await self._lead()
+                elif mine in self._waiting:  # not taken yet: its caller is gone, drop it
+                    self._waiting.remove(mine)
+                raise
+        else:
+            self._leading = mine.leads = True
+        if mine.leads:
+            with anyio.CancelScope(shield=True):
+                await self._lead()
         if mine.error is not None:
             raise mine.error
         return mine.result  # type: ignore[return-value]  # set by the call that took it
 
     async def _lead(self) -> None:
-        batch: list[_Waiting[I, O]] = []
+        """One call for everything waiting, then the lead to whoever arrived during it."""
+        batch, self._waiting = self._waiting, []
         try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                self.batches += 1
-                try:
-                    outcomes = await self._call([w.item for w in batch])
-                except Exception as exc:  # the whole call failed: every caller gets why
-                    outcomes = [exc] * len(batch)
-                if len(outcomes) != len(batch):
-                    outcomes = [RuntimeError("a batch call answered for the wrong count")] * len(
-                        batch
-                    )
-                for waiting, outcome in zip(batch, outcomes, strict=True):
-                    if isinstance(outcome, BaseException):
-                        waiting.error = outcome
-                    else:
-                        waiting.result = outcome
-                    waiting.done.set()
+            self.batches += 1
+            try:
+                outcomes = await self._call([w.item for w in batch])
+            except Exception as exc:  # the whole call failed: every caller gets why
+                outcomes = [exc] * len(batch)
+            if len(outcomes) != len(batch):
+                outcomes = [RuntimeError("a batch call answered for the wrong count")] * len(batch)
         except BaseException as exc:  # never leave a caller waiting for ever
             for waiting in [*batch, *self._waiting]:
-                if not waiting.done.is_set():
-                    waiting.error = RuntimeError(f"the batch was abandoned: {exc!r}")
-                    waiting.done.set()
+                if not waiting.done:
+                    _settle(waiting, RuntimeError(f"the batch was abandoned: {exc!r}"))
             self._waiting = []
+            self._leading = False
             raise
+        for waiting, outcome in zip(batch, outcomes, strict=True):
+            _settle(waiting, outcome)
+        if self._waiting:
+            successor = self._waiting[0]
+            successor.leads = True
+            successor.woken.set()
+        else:
+            self._leading = False
+
+
+def _settle(waiting: _Waiting[I, O], outcome: O | BaseException) -> None:
+    if isinstance(outcome, BaseException):
+        waiting.error = outcome
+    else:
+        waiting.result = outcome
+    waiting.done = True
+    waiting.leads = False
+    waiting.woken.set()

@@ -168,7 +168,7 @@ class Connection:
         self.busy = False
         self.hung_up = False
         self._reader = BufferedByteReceiveStream(stream)
-        self._write_lock = anyio.Lock()
+        self._write_lock = anyio.Lock(fast_acquire=True)  # no loop turn when nobody writes
         self._watch_scope: anyio.CancelScope | None = None
 
     async def run(self) -> None:
@@ -213,7 +213,10 @@ class Connection:
                     await lines.send(Signal.TOO_LARGE)
                     return
                 if line.strip():
-                    await lines.send(line)
+                    try:  # no loop turn when the answering side has room (it usually does)
+                        lines.send_nowait(line)
+                    except anyio.WouldBlock:
+                        await lines.send(line)
 
     async def _end_of_input(self, lines: MemoryObjectSendStream[Line]) -> None:
         """The client sent EOF: answer what it sent; stop a watch if it hung up entirely."""
@@ -290,7 +293,7 @@ class Connection:
             return True
         if result is None:
             return False  # the client hung up during watch
-        await self._send(p.result_line(request.id, result))
+        await self._send(p.result_line(request.id, result), at_once=True)
         return True
 
     async def _call(self, request: p.Request) -> BaseModel | list[Any] | None:
@@ -310,10 +313,26 @@ class Connection:
     async def _emit(self, event: Event) -> None:
         await self._send(p.encode(p.Notification(params=event)))
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, data: bytes, *, at_once: bool = False) -> None:
+        """Write ``data`` whole; ``at_once`` (a reply) first tries the socket without a loop turn.
+
+        A reply is what its client waits for; under load each turn of the loop
+        costs milliseconds. Notifications keep the turn, so a watch replaying a
+        long session lets the loop serve others between events.
+        """
         try:
             async with self._write_lock:
-                with anyio.fail_after(WRITE_TIMEOUT_SECONDS):
-                    await self.stream.send(data)
+                sent = self._send_now(data) if at_once else 0
+                if sent < len(data):
+                    with anyio.fail_after(WRITE_TIMEOUT_SECONDS):
+                        await self.stream.send(data[sent:])
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise _ClientGone(repr(exc)) from None
+
+    def _send_now(self, data: bytes) -> int:
+        """As much of ``data`` as the socket takes without waiting (it is non-blocking)."""
+        sock: socket.socket = self.stream.extra(SocketAttribute.raw_socket)
+        try:
+            return sock.send(data)
+        except BlockingIOError:
+            return 0

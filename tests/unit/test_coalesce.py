@@ -80,3 +80,59 @@ async def test_a_call_answering_for_the_wrong_count_fails_its_callers(count: int
     coalescer: Coalescer[int, int] = Coalescer(call)
     with anyio.fail_after(2), pytest.raises(RuntimeError, match="wrong count"):
         await coalescer.submit(1)
+
+
+async def test_under_steady_load_no_caller_waits_for_more_than_two_calls() -> None:
+    """A leader answers after its own batch and hands the lead on; it does not serve everyone."""
+    calls: list[Sequence[int]] = []
+
+    async def call(items: Sequence[int]) -> list[int]:
+        calls.append(items)
+        await anyio.sleep(0.02)
+        return list(items)
+
+    coalescer: Coalescer[int, int] = Coalescer(call)
+    spans: dict[int, int] = {}  # calls begun while each caller waited, its own included
+
+    async def submit(item: int) -> None:
+        before = len(calls)
+        assert await coalescer.submit(item) == item
+        spans[item] = len(calls) - before
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for item in range(40):  # a new caller every 5 ms, for 10 calls' time
+                tg.start_soon(submit, item)
+                await anyio.sleep(0.005)
+    assert len(spans) == 40
+    assert max(spans.values()) <= 2
+    assert 1 < coalescer.batches < 40  # still shared: each call took what had arrived
+
+
+async def test_a_cancelled_waiter_neither_blocks_nor_loses_the_others() -> None:
+    """A caller cancelled while waiting is dropped; the lead still reaches everyone else."""
+    started = anyio.Event()
+    taken: list[str] = []
+
+    async def call(items: Sequence[str]) -> list[str]:
+        taken.extend(items)
+        started.set()
+        await anyio.sleep(0.05)
+        return [item.upper() for item in items]
+
+    coalescer: Coalescer[str, str] = Coalescer(call)
+    results: dict[str, str] = {}
+
+    async def submit(item: str) -> None:
+        results[item] = await coalescer.submit(item)
+
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(submit, "a")
+            await started.wait()
+            with anyio.CancelScope() as gone:
+                gone.cancel()
+                await coalescer.submit("b")  # cancelled while it waits behind "a"
+            tg.start_soon(submit, "c")
+    assert results == {"a": "A", "c": "C"}
+    assert "b" not in taken
