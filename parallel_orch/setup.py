@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
+from parallel_orch.gitrepo import run_git
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,10 @@ class Basis:
 def basis(repo: Path, sha: str, inputs: Sequence[str]) -> Basis:
     """The commit, or the digest of ``inputs``' object ids at ``sha`` (absent ones counted).
 
-    :raises git.GitCommandError: if git cannot read the commit.
+    :raises GitFailed: if git cannot read the commit.
     """
     if not inputs:
         return Basis(sha)
-    g = git.Git(str(repo))
     material = []
     missing = []
     for raw in inputs:
@@ -58,7 +57,8 @@ def basis(repo: Path, sha: str, inputs: Sequence[str]) -> Basis:
         # when another input lies inside it (or the path ends in "/").
         path = raw.strip("/")
         found = None
-        for entry in filter(None, g.ls_tree("--full-tree", "-z", sha, "--", path).split("\0")):
+        listed = run_git(repo, "ls-tree", "--full-tree", "-z", sha, "--", path)
+        for entry in filter(None, listed.split("\0")):
             meta, _, name = entry.partition("\t")
             if name == path:
                 found = meta.split()[2]  # a blob's id, or a folder's tree id

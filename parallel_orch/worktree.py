@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-import git
 
 from parallel_orch import setup
 from parallel_orch.exceptions import RepoError, WorktreeError
+from parallel_orch.gitrepo import GitFailed, run_git
 from parallel_orch.setup import SetupKey
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,8 @@ class Worktree:
             self.setup_key = None
 
 
-def git_error(exc: git.GitCommandError) -> str:
-    stderr = exc.stderr.strip() if isinstance(exc.stderr, str) else ""
-    return stderr.removeprefix("stderr: ").strip().strip("'").strip() or str(exc)
+def git_error(exc: GitFailed) -> str:
+    return exc.stderr.strip().removeprefix("stderr: ").strip().strip("'").strip() or str(exc)
 
 
 def open_lock(path: Path) -> int:
@@ -113,7 +112,9 @@ class WorktreeDir:
     def __init__(self, repo: Path, base_dir: Path) -> None:
         self.repo = repo
         self.base_dir = base_dir
-        self._git = git.Git(str(repo))
+
+    def _worktree(self, *args: str) -> str:
+        return run_git(self.repo, "worktree", *args)
 
     def lock_path(self, name: str) -> Path:
         return self.base_dir / LOCK_DIR / f"{name}.lock"
@@ -138,7 +139,7 @@ class WorktreeDir:
     def _registered(self) -> dict[Path, dict[str, str]]:
         entries: dict[Path, dict[str, str]] = {}
         current: dict[str, str] = {}
-        for line in [*self._git.worktree("list", "--porcelain").splitlines(), ""]:
+        for line in [*self._worktree("list", "--porcelain").splitlines(), ""]:
             if not line:
                 if "worktree" in current:
                     entries[Path(current["worktree"])] = current
@@ -156,7 +157,7 @@ class WorktreeDir:
         adopted: list[Worktree] = []
         with self._pool_flock():
             self._unlock_vanished()
-            self._git.worktree("prune")
+            self._worktree("prune")
             registered = self._registered()
             for path, entry in registered.items():
                 if not self._is_pooled(path) or "locked" in entry:  # locked: preserved
@@ -193,38 +194,38 @@ class WorktreeDir:
         for path, entry in self._registered().items():
             if self._is_pooled(path) and "locked" in entry and not path.exists():
                 try:
-                    self._git.worktree("unlock", str(path))
-                except git.GitCommandError as exc:
+                    self._worktree("unlock", str(path))
+                except GitFailed as exc:
                     log.warning("cannot unlock vanished worktree %s: %s", path, git_error(exc))
 
     def remove_all(self, worktrees: list[Worktree]) -> None:
         with self._pool_flock():
             for wt in worktrees:
                 self._remove_one(wt)
-            self._git.worktree("prune")
+            self._worktree("prune")
 
     def _remove_one(self, wt: Worktree) -> None:
         try:
-            self._git.worktree("remove", "--force", "--force", str(wt.path))
-        except git.GitCommandError:
+            self._worktree("remove", "--force", "--force", str(wt.path))
+        except GitFailed:
             shutil.rmtree(wt.path, ignore_errors=True)
         self.lock_path(wt.name).unlink(missing_ok=True)
 
     def readd(self, wt: Worktree, sha: str) -> None:
         with self._pool_flock():
             try:
-                self._git.worktree("remove", "--force", "--force", str(wt.path))
-            except git.GitCommandError:
+                self._worktree("remove", "--force", "--force", str(wt.path))
+            except GitFailed:
                 shutil.rmtree(wt.path, ignore_errors=True)
-                self._git.worktree("prune")
+                self._worktree("prune")
             self._add(wt.path, sha)
         wt.setup_key = None
         setup.clear_marker(wt.path)
 
     def _add(self, path: Path, sha: str) -> None:
         try:
-            self._git.worktree("add", "--quiet", "--detach", "--force", str(path), sha)
-        except git.GitCommandError as exc:
+            self._worktree("add", "--quiet", "--detach", "--force", str(path), sha)
+        except GitFailed as exc:
             raise WorktreeError(f"git worktree add {path} failed: {git_error(exc)}") from exc
 
     def create(self, sha: str) -> Worktree:
@@ -253,8 +254,8 @@ class WorktreeDir:
     def preserve(self, wt: Worktree, reason: str) -> None:
         """Lock ``wt`` in git with ``reason`` and give up its flock: it leaves the pool."""
         try:
-            self._git.worktree("lock", "--reason", reason, str(wt.path))
-        except git.GitCommandError as exc:
+            self._worktree("lock", "--reason", reason, str(wt.path))
+        except GitFailed as exc:
             log.warning("cannot lock preserved worktree %s: %s", wt.path, git_error(exc))
         release_flock(wt.lock_fd)
 
@@ -279,15 +280,14 @@ def clean(path: Path, sha: str, keep: tuple[str, ...], *, keep_bytecode: bool = 
         # Without its link file git would search upwards and check out, then clean,
         # whatever repository encloses the pool.
         raise WorktreeError(f"worktree {path} is broken: its .git file is missing")
-    g = git.Git(str(path))
     spared = (*keep, BYTECODE) if keep_bytecode else keep
     excludes = [arg for pattern in spared for arg in ("-e", pattern)]
     try:
         # --force restores deleted and modified tracked files; --detach leaves any branch
-        g.checkout("--quiet", "--force", "--detach", sha)
-        g.clean("-ffdxq", *excludes)
-    except (git.GitCommandError, git.NoSuchPathError, OSError) as exc:
-        msg = git_error(exc) if isinstance(exc, git.GitCommandError) else str(exc)
+        run_git(path, "checkout", "--quiet", "--force", "--detach", sha)
+        run_git(path, "clean", "-ffdxq", *excludes)
+    except (GitFailed, OSError) as exc:
+        msg = git_error(exc) if isinstance(exc, GitFailed) else str(exc)
         raise WorktreeError(f"worktree {path} is broken: {msg}") from exc
 
 

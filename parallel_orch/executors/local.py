@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import anyio
-import git
 from anyio.abc import TaskGroup
 
 from parallel_orch import junit, procs, runner, setup, sharding
@@ -36,6 +35,7 @@ from parallel_orch.executors.protocol import (
     LeftoverAttempt,
     Placement,
 )
+from parallel_orch.gitrepo import GitFailed
 from parallel_orch.junit import JUnitResult
 from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.report import coverage
@@ -250,7 +250,7 @@ class LocalExecutor:
                 found = await anyio.to_thread.run_sync(
                     setup.basis, self.repo, spec.sha, request.setup_inputs
                 )
-            except git.GitCommandError as exc:
+            except GitFailed as exc:
                 log.warning("setup_inputs of %s: %s; keyed on the commit", spec.test_id, exc)
                 found = setup.Basis(spec.sha)
             if len(self._bases) >= BASES_KEPT:

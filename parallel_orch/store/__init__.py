@@ -2,9 +2,13 @@
 
 WAL mode so readers never block the writer, foreign keys on, short
 transactions. A request is committed ``pending`` before its submit returns.
-Modules: :mod:`~.tables` (the SQLModel tables), :mod:`~.records` (the plain
-records callers pass in and get back), :mod:`~.writer` (the one write path),
-:mod:`~.writes` (the SQL of each write) and :mod:`~.api` (:class:`Store`).
+Modules: :mod:`~.tables` (the SQLModel tables: the schema the migrations in
+:mod:`~.schema` are checked against), :mod:`~.records` (the plain records
+callers pass in and get back), :mod:`~.writer` (the one write path),
+:mod:`~.writes` (the SQL of each write), :mod:`~.reads`, :mod:`~.queries` and
+:mod:`~.history` (the reads) and :mod:`~.api` (:class:`Store`). Reads and
+writes run on plain ``sqlite3``: SQLAlchemy, SQLModel and Alembic are imported
+only to make or upgrade a store.
 """
 
 from typing import TYPE_CHECKING

@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 
 import anyio
-from sqlalchemy import Engine, create_engine, event
 
 from parallel_orch.exceptions import StoreError
 from parallel_orch.models import ExecutionStatus, SessionStatus
@@ -22,7 +21,7 @@ from parallel_orch.store.records import (
     utcnow,
 )
 from parallel_orch.store.schema import create_schema
-from parallel_orch.store.writer import Writer, on_connect, sql_time
+from parallel_orch.store.writer import Writer, sql_time
 
 BULK_CASES = 200  # an attempt's cases beyond which their insert runs in a thread
 DB_FILENAME = "orch.sqlite3"
@@ -33,12 +32,14 @@ class Store(StoreReads):
     """Async access to the record: the reads of :class:`StoreReads`, and every write
     through one :class:`~parallel_orch.store.writer.Writer`. Use :func:`open_store`."""
 
-    def __init__(self, engine: Engine, path: Path) -> None:
-        super().__init__(engine, path)
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
         self._writer = Writer(path)
 
     def close(self) -> None:
+        """Close the write connection and the idle read ones (blocks: call in a thread)."""
         self._writer.close()
+        self.close_reads()
 
     # -- writes -------------------------------------------------------------
 
@@ -223,15 +224,10 @@ async def open_store(state_dir: Path) -> AsyncIterator[Store]:
             "or pass --state-dir"
         ) from exc
     path = state_dir / DB_FILENAME
-    engine = create_engine(f"sqlite:///{path}")
-    event.listen(engine, "connect", on_connect)
+    await anyio.to_thread.run_sync(create_schema, path, state_dir / SCHEMA_LOCK)
+    store = Store(path)
     try:
-        await anyio.to_thread.run_sync(create_schema, engine, state_dir / SCHEMA_LOCK)
-        store = Store(engine, path)
-        try:
-            yield store
-        finally:
-            store.close()
+        yield store
     finally:
         with anyio.CancelScope(shield=True):  # closing connections can wait on a disk
-            await anyio.to_thread.run_sync(engine.dispose)
+            await anyio.to_thread.run_sync(store.close)

@@ -5,7 +5,8 @@ that is behind runs the migrations in ``migrations/versions`` up to
 :data:`SCHEMA_REVISION`; one from the first release, which had no version
 table, is recognised by its tables and taken as revision ``0001``. A store at
 a revision this release does not know was written by a newer release: it is
-refused, untouched. Alembic is imported only when there is something to do.
+refused, untouched. The revision is read with plain ``sqlite3``: SQLAlchemy and
+Alembic are imported only when there is something to do.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, inspect, text
-from sqlalchemy.exc import OperationalError
-
 from parallel_orch.exceptions import StoreError
-from parallel_orch.store.writer import describe
+from parallel_orch.store.writer import describe, on_connect
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import Connection
 
 #: The revision this release writes; a test checks it is the migrations' head.
 SCHEMA_REVISION = "0005"
@@ -31,9 +30,9 @@ BASELINE = "0001"  # the first release's schema, before stores carried a version
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def create_schema(engine: Engine, lock: Path) -> None:
-    """Bring the store to :data:`SCHEMA_REVISION`, one process at a time, and make sure it
-    can be written. Blocks: call in a thread.
+def create_schema(path: Path, lock: Path) -> None:
+    """Bring the store at ``path`` to :data:`SCHEMA_REVISION`, one process at a time, and
+    make sure it can be written. Blocks: call in a thread.
 
     An ``flock`` on ``lock`` serialises processes opening the same state dir: the
     second waits, then finds the tables made. A store that cannot be written is
@@ -41,7 +40,6 @@ def create_schema(engine: Engine, lock: Path) -> None:
 
     :raises StoreError: if the store cannot be read or written, or is from a newer release.
     """
-    path = str(engine.url.database)
     try:
         fd = _lock_file(lock)
     except OSError as exc:
@@ -49,18 +47,61 @@ def create_schema(engine: Engine, lock: Path) -> None:
             f"cannot lock {lock}: {exc.strerror}; make the state dir writable or pass --state-dir"
         ) from exc
     try:
-        with engine.begin() as conn:
-            current = revision_of(conn)
-            if current != SCHEMA_REVISION:
-                _upgrade(conn, current, path)
+        if _revision(path) != SCHEMA_REVISION:
+            _migrate(path)
         _probe_write(path)
-    except (OperationalError, sqlite3.Error) as exc:
-        raise StoreError(describe(path, getattr(exc, "orig", None) or exc)) from exc
+    except sqlite3.Error as exc:
+        raise StoreError(describe(path, exc)) from exc
     finally:
         os.close(fd)  # closing drops the flock
 
 
-def _probe_write(path: str) -> None:
+def _revision(path: Path) -> str | None:
+    """The store's revision, read on a connection set up as every other (WAL on)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        on_connect(db, None)
+        return revision_in(db)
+    finally:
+        db.close()
+
+
+def revision_in(db: sqlite3.Connection) -> str | None:
+    """The store's revision; :data:`BASELINE` for a first-release store, None if empty."""
+    listed = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    tables = {str(name) for (name,) in listed}
+    if "alembic_version" in tables:
+        row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+        if row is not None:
+            return str(row[0])
+    return BASELINE if "sessions" in tables else None
+
+
+def _migrate(path: Path) -> None:
+    """Run the migrations (or refuse a newer store) through SQLAlchemy and Alembic."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.exc import OperationalError
+
+    engine = create_engine(f"sqlite:///{path}")
+    event.listen(engine, "connect", on_connect)
+    try:
+        with engine.begin() as conn:
+            current = revision_in(_dbapi(conn))
+            if current != SCHEMA_REVISION:  # another process may have got there first
+                _upgrade(conn, current, str(path))
+    except OperationalError as exc:
+        raise StoreError(describe(path, exc.orig or exc)) from exc
+    finally:
+        engine.dispose()
+
+
+def _dbapi(conn: Connection) -> sqlite3.Connection:
+    raw = conn.connection.dbapi_connection
+    assert isinstance(raw, sqlite3.Connection)
+    return raw
+
+
+def _probe_write(path: Path) -> None:
     """Take the write lock and let it go: a store that cannot be written fails here."""
     db = sqlite3.connect(path, isolation_level=None)
     try:
@@ -68,16 +109,6 @@ def _probe_write(path: str) -> None:
         db.execute("ROLLBACK")
     finally:
         db.close()
-
-
-def revision_of(conn: Connection) -> str | None:
-    """The store's revision; :data:`BASELINE` for a first-release store, None if empty."""
-    tables = set(inspect(conn).get_table_names())
-    if "alembic_version" in tables:
-        row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
-        if row is not None:
-            return str(row[0])
-    return BASELINE if "sessions" in tables else None
 
 
 def _upgrade(conn: Connection, current: str | None, path: str) -> None:
@@ -101,7 +132,10 @@ def _upgrade(conn: Connection, current: str | None, path: str) -> None:
 
 
 def _has_version_table(conn: Connection) -> bool:
-    return "alembic_version" in inspect(conn).get_table_names()
+    found = _dbapi(conn).execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+    )
+    return found.fetchone() is not None
 
 
 def _config(conn: Connection) -> Config:

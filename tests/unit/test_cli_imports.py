@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from tests.e2e.cli import cli_env
+from tests.helpers import GitRepo
 
 #: What the engine needs and a client command must not pay for.
 HEAVY = ("sqlalchemy", "sqlmodel", "pydantic_settings", "alembic", "lxml", "jinja2", "git")
@@ -42,6 +46,34 @@ def test_what_a_client_command_uses_loads_no_engine(code: str) -> None:
 def test_the_package_namespace_is_lazy() -> None:
     """`import parallel_orch` loads nothing heavy until a name is used."""
     assert loaded_after("import parallel_orch") == []
-    assert "sqlalchemy" in loaded_after(
+    assert "pydantic_settings" in loaded_after(
         "import parallel_orch; parallel_orch.ParallelTestOrchestrator"
     )
+
+
+def loaded_by_run(repo: Path) -> list[str]:
+    """The heavy modules a `parallel-orch run` process had loaded when it exited."""
+    probe = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: print('LOADED', *(m for m in {HEAVY!r} if m in sys.modules)))\n"
+        "sys.argv = ['parallel-orch', 'run', '-q', 'plans']\n"
+        "from parallel_orch.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=repo, env=cli_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.rpartition("LOADED")[2].split()
+
+
+def test_run_on_a_current_store_loads_neither_sqlalchemy_nor_gitpython(repo: GitRepo) -> None:
+    """A store at this release's schema is opened, read and written on plain sqlite3: only
+    a run that makes (or upgrades) the store pays for SQLAlchemy, SQLModel and Alembic;
+    the worktrees' git runs as plain processes (GitPython takes ~70 ms to import)."""
+    (repo.path / "plans").mkdir()
+    (repo.path / "plans" / "one.toml").write_text('[[test]]\nid = "one"\nrun = "true"\n')
+    first = loaded_by_run(repo.path)
+    assert {"sqlalchemy", "sqlmodel", "alembic"} <= set(first)  # it made the store
+    second = loaded_by_run(repo.path)
+    assert not {"sqlalchemy", "sqlmodel", "alembic", "git"} & set(second)

@@ -1,0 +1,222 @@
+"""The SQL of the store's reads, on a plain ``sqlite3`` connection, plain records out.
+
+No ORM on the read path: importing SQLAlchemy and SQLModel costs a quarter
+of a second, more than ``run`` may take to its first attempt, and tens of
+thousands of ORM objects cost seconds where rows cost milliseconds. Values
+come back as the tables' columns mean them: times as UTC-aware datetimes (so
+every JSON out of them has its ``Z``), flags as bools.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from parallel_orch.exceptions import AmbiguousSessionError, SessionNotFoundError
+from parallel_orch.models import ExecutionStatus, SessionStatus
+from parallel_orch.store.records import (
+    AttemptRecord,
+    CaseRecord,
+    ExecutionProgress,
+    ExecutionRecord,
+    SessionRecord,
+    SessionSnapshot,
+)
+from parallel_orch.store.writer import sql_time
+
+HISTORY_WINDOW = 5  # recent final executions averaged per test id
+AMBIGUOUS_LISTED = 10  # candidates named when a session prefix matches several
+IN_CHUNK = 500  # ids per IN (...): SQLite's variable limit
+CASE_TIMES_LIMIT = 500_000  # rows read for one sharded test's durations
+
+R = TypeVar("R", SessionRecord, ExecutionRecord, AttemptRecord)
+
+_TIMES = frozenset({"created_at", "started_at", "completed_at"})
+_FLAGS = frozenset({"flaky", "sharded"})
+_TABLE = {SessionRecord: "sessions", ExecutionRecord: "executions", AttemptRecord: "attempts"}
+
+
+def utc(value: str | None) -> datetime | None:
+    """A stored time (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC) as an aware datetime."""
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _columns(cls: type[R]) -> str:
+    return ", ".join(f.name for f in fields(cls))
+
+
+def rows_of(db: sqlite3.Connection, cls: type[R], where: str, params: Any = ()) -> list[R]:
+    """``SELECT <cls's fields> FROM <its table> <where>`` as ``cls`` records."""
+    names = [f.name for f in fields(cls)]
+    times = [i for i, n in enumerate(names) if n in _TIMES]
+    flags = [i for i, n in enumerate(names) if n in _FLAGS]
+    paths = names.index("plan_paths") if cls is SessionRecord else None
+    out = []
+    for row in db.execute(f"SELECT {_columns(cls)} FROM {_TABLE[cls]} {where}", params):
+        values = list(row)
+        for i in times:
+            values[i] = utc(values[i])
+        for i in flags:
+            if values[i] is not None:
+                values[i] = bool(values[i])
+        if paths is not None:
+            values[paths] = _plan_paths(values[paths])
+        out.append(cls(*values))
+    return out
+
+
+def _plan_paths(stored: str) -> tuple[str, ...]:
+    try:
+        paths = json.loads(stored)
+    except (json.JSONDecodeError, TypeError):
+        return ()
+    return tuple(str(p) for p in paths) if isinstance(paths, list) else ()
+
+
+def session_by_id(db: sqlite3.Connection, session_id: str) -> SessionRecord | None:
+    found = rows_of(db, SessionRecord, "WHERE id = ?", (session_id,))
+    return found[0] if found else None
+
+
+def snapshot(db: sqlite3.Connection, session_id: str) -> SessionSnapshot:
+    session = session_by_id(db, session_id)
+    if session is None:
+        raise SessionNotFoundError(f"no session {session_id!r}")
+    where = "WHERE session_id = ? ORDER BY"
+    return SessionSnapshot(
+        session=session,
+        executions=tuple(rows_of(db, ExecutionRecord, f"{where} seq", (session_id,))),
+        attempts=tuple(rows_of(db, AttemptRecord, f"{where} id", (session_id,))),
+        cases=_cases(db, session_id),
+    )
+
+
+_CASES = (
+    "SELECT c.attempt_id, c.classname, c.name, c.file, c.status, c.time, c.message"
+    " FROM cases AS c JOIN attempts AS a ON a.id = c.attempt_id"
+    " WHERE a.session_id = ? ORDER BY c.id"
+)
+
+
+def _cases(db: sqlite3.Connection, session_id: str) -> tuple[CaseRecord, ...]:
+    return tuple(CaseRecord(*row) for row in db.execute(_CASES, (session_id,)))
+
+
+_CASE_TIMES = (
+    "SELECT c.classname, c.name, c.time FROM cases AS c"
+    " JOIN attempts AS a ON a.id = c.attempt_id JOIN executions AS e ON e.id = a.execution_id"
+    " WHERE (e.test_id = :test_id OR substr(e.test_id, 1, :n) = :prefix)"
+    " AND c.time IS NOT NULL ORDER BY a.id DESC LIMIT :limit"
+)
+
+
+def case_times(db: sqlite3.Connection, test_id: str) -> dict[str, float]:
+    prefix = f"{test_id}["
+    rows = db.execute(
+        _CASE_TIMES,
+        {"test_id": test_id, "n": len(prefix), "prefix": prefix, "limit": CASE_TIMES_LIMIT},
+    )
+    found: dict[str, float] = {}
+    for classname, name, seconds in rows:
+        found.setdefault(f"{classname}::{name}", seconds)  # the newest wins
+    return found
+
+
+def previous(db: sqlite3.Connection, session: SessionRecord) -> SessionRecord | None:
+    """The newest finished session of the same plan set created before ``session``."""
+    found = rows_of(
+        db,
+        SessionRecord,
+        "WHERE plan_key = ? AND id != ? AND created_at <= ? AND status != ?"
+        " ORDER BY created_at DESC LIMIT 1",
+        (session.plan_key, session.id, sql_time(session.created_at), SessionStatus.RUNNING.value),
+    )
+    return found[0] if found else None
+
+
+def find_session(db: sqlite3.Connection, session_id: str) -> SessionRecord:
+    """A session by id, or the one session whose id starts with ``session_id`` (literally:
+    no LIKE, so ``%`` and ``_`` are characters like any other)."""
+    row = session_by_id(db, session_id)
+    rows = [row] if row is not None else _by_prefix(db, session_id)
+    if not rows:
+        raise SessionNotFoundError(
+            f"no session {session_id!r}; `parallel-orch sessions` lists them"
+        )
+    if len(rows) > 1:
+        listed = ", ".join(r.id for r in rows[:AMBIGUOUS_LISTED])
+        more = " and more" if len(rows) > AMBIGUOUS_LISTED else ""
+        raise AmbiguousSessionError(
+            f"session prefix {session_id!r} matches several sessions ({listed}{more}); "
+            "give more of the id"
+        )
+    return rows[0]
+
+
+def _by_prefix(db: sqlite3.Connection, prefix: str) -> list[SessionRecord]:
+    if not prefix:
+        return []
+    return rows_of(
+        db,
+        SessionRecord,
+        "WHERE substr(id, 1, ?) = ? ORDER BY created_at DESC LIMIT ?",
+        (len(prefix), prefix, AMBIGUOUS_LISTED + 1),
+    )
+
+
+def _chunks(ids: Sequence[str]) -> list[Sequence[str]]:
+    return [ids[start : start + IN_CHUNK] for start in range(0, len(ids), IN_CHUNK)]
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def counts(db: sqlite3.Connection, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {sid: {} for sid in session_ids}
+    for chunk in _chunks(session_ids):
+        rows = db.execute(
+            "SELECT session_id, status, count(*) FROM executions"
+            f" WHERE session_id IN ({_marks(len(chunk))}) GROUP BY session_id, status",
+            tuple(chunk),
+        )
+        for session_id, status, count in rows:
+            out[session_id][status] = count
+    return out
+
+
+def history(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, float]:
+    found: dict[str, list[float]] = {}
+    for chunk in _chunks(ids):
+        rows = db.execute(
+            "SELECT test_id, duration_seconds FROM executions"
+            f" WHERE test_id IN ({_marks(len(chunk))}) AND duration_seconds IS NOT NULL"
+            " ORDER BY completed_at DESC",
+            tuple(chunk),
+        )
+        for test_id, duration in rows:
+            bucket = found.setdefault(test_id, [])
+            if len(bucket) < HISTORY_WINDOW:
+                bucket.append(duration)
+    return {k: statistics.fmean(v) for k, v in found.items() if v}
+
+
+_PROGRESS = (
+    "SELECT e.test_id, e.status, e.duration_seconds, r.started_at FROM executions AS e"
+    " LEFT OUTER JOIN (SELECT execution_id, started_at FROM attempts"
+    "  WHERE session_id = :sid AND status = :running) AS r ON r.execution_id = e.id"
+    " WHERE e.session_id = :sid"
+)
+
+
+def progress(db: sqlite3.Connection, session_id: str) -> list[ExecutionProgress]:
+    rows = db.execute(_PROGRESS, {"sid": session_id, "running": ExecutionStatus.RUNNING.value})
+    return [
+        ExecutionProgress(test_id, status, duration, utc(since))
+        for test_id, status, duration, since in rows
+    ]
