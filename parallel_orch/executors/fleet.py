@@ -21,6 +21,7 @@ Cancelling ``run`` stops the attempt on the worker that holds it
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -124,6 +125,7 @@ class DaskExecutor:
         self._capacity_changed = anyio.Event()
         self._lost_event = anyio.Event()
         self._on_lost: Lost | None = None
+        self._watching: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -164,16 +166,21 @@ class DaskExecutor:
         plugin = FleetPlugin(self.settings)
         await self.client.register_plugin(plugin, name=self.settings.plugin_name)
         await self._read_capacity()
+        self._watching = asyncio.get_running_loop().create_task(self._watch_cluster())
 
     def work_in(self, tg: TaskGroup | None) -> None:
-        if tg is not None:
-            tg.start_soon(self._watch_cluster)
+        return  # the cluster is followed from open() to close(), not in the caller's group
 
     def when_lost(self, callback: Lost) -> None:
         self._on_lost = callback
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
+            watching, self._watching = self._watching, None
+            if watching is not None:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
             client, self.client = self.client, None
             if client is not None:
                 with contextlib.suppress(Exception), anyio.move_on_after(5):
