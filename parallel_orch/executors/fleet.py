@@ -183,8 +183,17 @@ class DaskExecutor:
                     await watching
             client, self.client = self.client, None
             if client is not None:
-                with contextlib.suppress(Exception), anyio.move_on_after(5):
-                    await client.close()
+                # A client cut off from its scheduler logs its cancelled reconnection as an
+                # error with a traceback; the loss is reported already, in one line.
+                quiet = logging.getLogger("distributed.client")
+                level = quiet.level
+                if self.lost is not None:
+                    quiet.setLevel(logging.CRITICAL)
+                try:
+                    with contextlib.suppress(Exception), anyio.move_on_after(5):
+                        await client.close()
+                finally:
+                    quiet.setLevel(level)
             cluster, self._cluster = self._cluster, None
             if cluster is not None:
                 with contextlib.suppress(Exception), anyio.move_on_after(15):
