@@ -16,7 +16,7 @@ import pytest
 
 from parallel_orch import procs
 from tests.e2e.cli import cli_argv, cli_env, run_cli
-from tests.e2e.conftest import query, wait_until
+from tests.e2e.conftest import StartDaemon, query, wait_until
 from tests.fleet import DaskCluster, fleet_env
 from tests.helpers import GitRepo
 
@@ -235,3 +235,47 @@ def test_a_scheduler_lost_mid_session_interrupts_it_and_the_run_exits_3(
     state = repo.path / ".parallel-orch"
     assert query(state, "SELECT status FROM sessions") == [("interrupted",)]
     assert query(state, "SELECT status FROM attempts") == [("interrupted",)]
+
+
+def test_the_daemon_runs_submitted_plans_on_the_fleet(
+    repo: GitRepo,
+    tmp_path: Path,
+    cluster: DaskCluster,
+    worker_dir: Path,
+    start_daemon: StartDaemon,
+    socket_path: Path,
+) -> None:
+    """``daemon --scheduler``: a submitted session runs on the workers, hosts recorded."""
+    _plans(
+        repo,
+        tmp_path / "marks",
+        '[[test]]\nid = "a"\nrun = "true"\n[[test]]\nid = "b"\nrun = "true"\n',
+    )
+    env = fleet_env(cluster, worker_dir)
+    start_daemon(repo.path, "--scheduler", cluster.address, env=env)
+    done = run_cli(
+        ["submit", "plans", "--socket", str(socket_path), "--wait",
+         "--report-json", str(tmp_path / "r.json")],
+        cwd=repo.path, timeout=RUN_SECONDS,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    tests = _tests(_report(tmp_path / "r.json"))
+    assert {a["host"] for t in tests.values() for a in t["attempts"]} <= set(
+        cluster.workers().values()
+    )
+
+
+def test_executor_dask_without_a_scheduler_starts_a_local_cluster_for_the_run(
+    repo: GitRepo, tmp_path: Path, worker_dir: Path
+) -> None:
+    """``run --executor dask``: a LocalCluster of ``-j`` workers runs it, and is gone after."""
+    _plans(repo, tmp_path / "marks", '[[test]]\nid = "a"\nrun = "true"\n')
+    env = {"PARALLEL_ORCH_DASK_WORKER_DIR": str(worker_dir)}
+    done = run_cli(
+        ["run", "--executor", "dask", "-j", "2", "--report-json", str(tmp_path / "r.json")],
+        cwd=repo.path, env=env, timeout=RUN_SECONDS,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    host = _tests(_report(tmp_path / "r.json"))["fleet::a"]["attempts"][0]["host"]
+    assert host.startswith("tcp://127.0.0.1:")
+    assert sorted(p.name for p in worker_dir.glob("*/slot-*") if p.is_dir()) == ["slot-0", "slot-1"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +247,41 @@ async def test_reports_can_be_read_after_the_orchestrator_closed(
         session_id = await orch.create_session([TestRequest(id="t", command="true")])
     assert (await orch.report(session_id)).status == SessionStatus.COMPLETE
     assert (await orch.wait_for_session(session_id)).tests_passed == 1
+
+
+@dataclass
+class LosingExecutor(RecordingExecutor):
+    """The local executor, but the first ``lose`` attempts come back ``interrupted``, as from
+    a fleet worker that died under them."""
+
+    lose: int = 0
+
+    async def run(self, spec: AttemptSpec, hooks: AttemptHooks) -> AttemptResult:
+        result = await super().run(spec, hooks)
+        if len(self.specs) > self.lose:
+            return result
+        return replace(result, status=ExecutionStatus.INTERRUPTED, error="worker lost")
+
+
+async def test_an_attempt_lost_with_its_machine_runs_again_without_counting_as_a_retry(
+    config: ParallelTestConfig,
+) -> None:
+    """A lost attempt goes again at once (no retries needed); the test is not flaky."""
+    executor = LosingExecutor(LocalExecutor(config), lose=1)
+    async with with_executor(config, executor) as orch:
+        report = await orch.run_tests([TestRequest(id="t", command="true", retries=0)])
+    [test] = report.completed_tests
+    assert [a.status for a in test.attempts] == ["interrupted", "passed"]
+    assert (test.status, test.flaky) == ("passed", False)
+
+
+async def test_a_test_whose_machines_keep_dying_ends_interrupted_after_max_lost(
+    config: ParallelTestConfig,
+) -> None:
+    """Lost attempts go again ``max_lost`` times, then the test is ``interrupted``."""
+    executor = LosingExecutor(LocalExecutor(config), lose=100)
+    async with with_executor(config, executor) as orch:
+        report = await orch.run_tests([TestRequest(id="t", command="true", retries=3)])
+    [test] = report.completed_tests
+    assert [a.status for a in test.attempts] == ["interrupted"] * (1 + RetryPolicy().max_lost)
+    assert test.status == "interrupted"

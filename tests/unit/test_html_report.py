@@ -262,12 +262,33 @@ def test_timeline_rows_place_setup_before_the_command() -> None:
     data = html.timeline_data(small_report())
     rows = {(data["tests"][r[0]], r[1]): r for r in data["attempts"]}
     assert len(rows) == 5
-    _, number, worker, start, setup, duration, status = rows["api::broken", 1]
+    _, number, worker, start, setup, duration, status, host = rows["api::broken", 1]
     assert (number, worker, start, setup, duration) == (1, 0, 0.5, 2.0, 1.0)
     assert data["statuses"][status] == "failed"
+    assert data["hosts"][host] == ""  # this machine
     assert rows["api::broken", 2][2] == 1  # the retry ran on the other worker
     assert data["workers"] == [0, 1]
     assert data["span"] == 6.0
+
+
+def test_timeline_rows_name_the_fleet_worker_each_attempt_ran_on() -> None:
+    """On a fleet, each row points at its attempt's host: the Dask worker's address."""
+    report = small_report()
+    tests = tuple(
+        t.model_copy(
+            update={
+                "attempts": tuple(
+                    a.model_copy(update={"host": f"tcp://10.0.0.{a.worker + 1}:4000"})
+                    for a in t.attempts
+                )
+            }
+        )
+        for t in report.completed_tests
+    )
+    data = html.timeline_data(report.model_copy(update={"completed_tests": tests}))
+    rows = {(data["tests"][r[0]], r[1]): r for r in data["attempts"]}
+    assert data["hosts"][rows["api::broken", 1][7]] == "tcp://10.0.0.1:4000"
+    assert data["hosts"][rows["api::broken", 2][7]] == "tcp://10.0.0.2:4000"
 
 
 def test_timeline_origin_is_the_earliest_start_in_utc() -> None:

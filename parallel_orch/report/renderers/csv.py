@@ -8,7 +8,7 @@ apostrophe (OWASP's advice against CSV injection), which spreadsheets show as
 text; numbers we format ourselves are left alone. Empty cells are absent
 values; booleans are ``true`` / ``false``. Durations are in seconds over all
 attempts (``setup_seconds``: the worktree setups, which ran before them);
-worker, worktree and log are the final attempt's (a sharded test's last).
+worker, worktree, host and log are the final attempt's (a sharded test's last).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ EXECUTION_COLUMNS = (
     "setup_seconds",
     "worker",
     "worktree",
+    "host",
     "cases_passed",
     "cases_failed",
     "cases_errors",
@@ -86,6 +87,7 @@ def _execution_row(test: TestResult) -> list[str]:
         _number(round(sum(setups), 6) if setups else None),
         _number(final.worker if final else None),
         text(final.worktree if final else None),
+        text(final.host if final else None),
         _number(cases.passed if cases else None),
         _number(cases.failed if cases else None),
         _number(cases.errors if cases else None),

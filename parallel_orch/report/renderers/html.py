@@ -129,14 +129,16 @@ def log_tail(text: str) -> str:
 def timeline_data(report: ParallelTestReport) -> dict[str, Any]:
     """The attempts as compact rows for the timeline's script.
 
-    Each row is ``[test index, attempt number, worker, start, setup, duration, status index]``,
-    times in seconds from ``origin`` rounded to the millisecond. The setup, when the
-    attempt set its worktree up, runs from ``start``; the command follows it.
+    Each row is ``[test index, attempt number, worker, start, setup, duration, status index,
+    host index]``, times in seconds from ``origin`` rounded to the millisecond. The setup, when
+    the attempt set its worktree up, runs from ``start``; the command follows it. Hosts are a
+    fleet's Dask workers ("" for this machine).
     """
     tests = report.completed_tests
     origin = _origin(report)
     statuses = list(STATUSES)
     rows: list[list[int | float]] = []
+    hosts = [""]
     workers = set(range(report.num_workers))
     span = report.duration_seconds
     for index, test in enumerate(tests):
@@ -147,6 +149,8 @@ def timeline_data(report: ParallelTestReport) -> dict[str, Any]:
             setup = attempt.setup_seconds or 0.0
             duration = _duration(attempt, setup)
             workers.add(attempt.worker)
+            if attempt.host not in hosts:
+                hosts.append(attempt.host)
             span = max(span, start + setup + duration)
             rows.append(
                 [
@@ -157,6 +161,7 @@ def timeline_data(report: ParallelTestReport) -> dict[str, Any]:
                     round(setup, 3),
                     round(duration, 3),
                     statuses.index(attempt.status),
+                    hosts.index(attempt.host),
                 ]
             )
     return {
@@ -167,6 +172,7 @@ def timeline_data(report: ParallelTestReport) -> dict[str, Any]:
         "tests": [t.test_id for t in tests],
         "final": [statuses.index(t.status) if t.status in statuses else 0 for t in tests],
         "attempts": rows,
+        "hosts": hosts,
     }
 
 

@@ -83,6 +83,8 @@ def _slices(test_id: str, attempt: AttemptResult, start_us: int) -> list[dict[st
     }
     if attempt.shard:
         args["shard"] = attempt.shard
+    if attempt.host:
+        args["host"] = attempt.host
     if attempt.error:
         args["error"] = attempt.error
     event: dict[str, Any] = {

@@ -1,5 +1,5 @@
 // The worker timeline: one lane per worker, one bar per attempt, drawn into one SVG from
-// the JSON in #report-data. Rows: [test, attempt, worker, start, setup, duration, status].
+// the JSON in #report-data. Rows: [test, attempt, worker, start, setup, duration, status, host].
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("report-data").textContent);
@@ -110,7 +110,8 @@
     var row = rows[k], test = row[0], lines = [];
     lines.push("attempt " + row[1] + " of " + attemptsOf[test] + " · " + statusName(row[6]).replace("_", " ") +
       (data.final[test] !== row[6] ? " (test " + statusName(data.final[test]).replace("_", " ") + ")" : ""));
-    lines.push("worker " + row[2] + " · started at +" + seconds(row[3]));
+    var host = (data.hosts || [])[row[7]] || "";
+    lines.push("worker " + row[2] + (host ? " on " + host : "") + " · started at +" + seconds(row[3]));
     lines.push("duration " + seconds(row[5]) + (row[4] > 0 ? " · setup " + seconds(row[4]) + " before it" : ""));
     return lines;
   }
