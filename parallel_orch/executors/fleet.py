@@ -21,7 +21,6 @@ Cancelling ``run`` stops the attempt on the worker that holds it
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -35,8 +34,8 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from parallel_orch.config import ParallelTestConfig
-from parallel_orch.exceptions import FleetError
 from parallel_orch.executors import fleet_disk as disk
+from parallel_orch.executors.fleet_cluster import FleetCluster, Lost, words
 from parallel_orch.executors.fleet_wire import (
     TOPIC,
     FleetEvent,
@@ -58,10 +57,7 @@ from parallel_orch.models import ExecutionStatus
 
 log = logging.getLogger(__name__)
 
-CONNECT_SECONDS = 10.0  # to reach the scheduler at start
-POLL_SECONDS = 0.5  # how often the cluster's size is read
 STOP_SECONDS = 10.0  # beyond the kill grace, to hear back from a worker told to stop
-Lost = Callable[[str], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -106,7 +102,6 @@ class DaskExecutor:
         lost_after_seconds: float = 10.0,
     ) -> None:
         self.config = config
-        self.scheduler = scheduler
         self.settings = FleetSettings(
             repo_url=repo_url or str(config.repo),
             base_dir=worker_dir,
@@ -116,136 +111,48 @@ class DaskExecutor:
             log_tail_bytes=config.log_tail_bytes,
         )
         self.max_in_flight = max_in_flight
-        self.lost_after_seconds = lost_after_seconds
-        self.client: Any = None  # distributed.Client, asynchronous
-        self.lost: str | None = None  # why the cluster cannot be used any more
-        self._cluster: Any = None
+        self.cluster = FleetCluster(config, scheduler, lost_after_seconds=lost_after_seconds)
         self._watches: dict[str, _Watch] = {}
-        self._capacity = 0
-        self._capacity_changed = anyio.Event()
-        self._lost_event = anyio.Event()
-        self._on_lost: Lost | None = None
-        self._watching: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        return self.cluster.client
+
+    @property
+    def lost(self) -> str | None:
+        return self.cluster.lost
 
     async def open(self) -> None:
         """Reach the scheduler (or start a local cluster) and register the worker plugin.
 
         :raises FleetError: if the scheduler cannot be reached.
         """
-        from distributed import Client, LocalCluster
-
         from parallel_orch.executors.fleet_plugin import FleetPlugin
 
-        # Dask sets its loggers to INFO when imported: as loud as ours, no louder.
-        logging.getLogger("distributed").setLevel(logging.getLogger().getEffectiveLevel())
-        address = self.scheduler
-        try:
-            if address is None:
-                self._cluster = await LocalCluster(  # type: ignore[no-untyped-call]
-                    n_workers=self.config.num_workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    asynchronous=True,
-                    dashboard_address=None,
-                )
-                address = self._cluster.scheduler_address
-            with anyio.fail_after(CONNECT_SECONDS + 1):
-                self.client = await Client(  # type: ignore[no-untyped-call]
-                    address, asynchronous=True, timeout=CONNECT_SECONDS
-                )
-        except (OSError, TimeoutError) as exc:
-            await self.close()
-            raise FleetError(
-                f"cannot reach the Dask scheduler at {address}: {_words(exc)}; start one "
-                "with `dask scheduler` and give its address with --scheduler"
-            ) from None
-        self.scheduler = address
+        await self.cluster.open()
         self.client.subscribe_topic(TOPIC, self._on_event)
         plugin = FleetPlugin(self.settings)
         await self.client.register_plugin(plugin, name=self.settings.plugin_name)
-        await self._read_capacity()
-        self._watching = asyncio.get_running_loop().create_task(self._watch_cluster())
 
     def work_in(self, tg: TaskGroup | None) -> None:
         return  # the cluster is followed from open() to close(), not in the caller's group
 
     def when_lost(self, callback: Lost) -> None:
-        self._on_lost = callback
+        self.cluster.on_lost = callback
 
     async def close(self) -> None:
-        with anyio.CancelScope(shield=True):
-            watching, self._watching = self._watching, None
-            if watching is not None:
-                watching.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watching
-            client, self.client = self.client, None
-            if client is not None:
-                # A client cut off from its scheduler logs its cancelled reconnection as an
-                # error with a traceback; the loss is reported already, in one line.
-                quiet = logging.getLogger("distributed.client")
-                level = quiet.level
-                if self.lost is not None:
-                    quiet.setLevel(logging.CRITICAL)
-                try:
-                    with contextlib.suppress(Exception), anyio.move_on_after(5):
-                        await client.close()
-                finally:
-                    quiet.setLevel(level)
-            cluster, self._cluster = self._cluster, None
-            if cluster is not None:
-                with contextlib.suppress(Exception), anyio.move_on_after(15):
-                    await cluster.close()
+        await self.cluster.close()
 
     def status(self) -> dict[str, Any]:
-        return {"executor": "dask", "scheduler": self.scheduler, "threads": self._capacity}
-
-    # -- capacity -------------------------------------------------------------
+        return self.cluster.status()
 
     def slots(self) -> int:
         return self.max_in_flight
 
     async def wait_slot(self, index: int) -> None:
-        """Until the cluster has more than ``index`` threads (or is lost: runs then end
-        ``interrupted`` at once)."""
-        while index >= self._capacity and self.lost is None:
-            await self._capacity_changed.wait()
-
-    async def _read_capacity(self) -> None:
-        info = await self.client.scheduler.identity(n_workers=0)
-        capacity = int(info.get("total_threads", 0))
-        if capacity != self._capacity:
-            self._capacity = capacity
-            self._capacity_changed.set()
-            self._capacity_changed = anyio.Event()
-
-    async def _watch_cluster(self) -> None:
-        """Follow the cluster's size; declare it lost when the scheduler stays away."""
-        unreachable_since: float | None = None
-        while self.lost is None:
-            await anyio.sleep(POLL_SECONDS)
-            try:
-                with anyio.fail_after(self.lost_after_seconds):
-                    await self._read_capacity()
-                unreachable_since = None
-                continue
-            except Exception as exc:  # OSError, CommClosedError, TimeoutError...
-                now = time.monotonic()
-                unreachable_since = unreachable_since or now
-                if now - unreachable_since < self.lost_after_seconds:
-                    continue
-                reason = f"lost the Dask scheduler at {self.scheduler}: {_words(exc)}"
-            await self._lose(reason)
-
-    async def _lose(self, reason: str) -> None:
-        log.error("%s", reason)
-        self.lost = reason
-        self._lost_event.set()
-        self._capacity_changed.set()
-        if self._on_lost is not None:
-            await self._on_lost(reason)
+        await self.cluster.wait_slot(index)
 
     def _on_event(self, event: tuple[float, FleetEvent]) -> None:
         message = event[1]
@@ -312,7 +219,7 @@ class DaskExecutor:
             async with anyio.create_task_group() as race:
 
                 async def lost() -> None:
-                    await self._lost_event.wait()
+                    await self.cluster.lost_event.wait()
                     race.cancel_scope.cancel()
 
                 race.start_soon(lost)
@@ -323,8 +230,10 @@ class DaskExecutor:
                     remote = RemoteResult(nothing(ExecutionStatus.INTERRUPTED, started, error))
                 except Exception as exc:
                     if self.lost is None and _scheduler_gone(exc):
-                        await self._lose(f"lost the Dask scheduler at {self.scheduler}")
-                    error = self.lost or f"the Dask task failed: {_words(exc)}"
+                        await self.cluster.lose(
+                            f"lost the Dask scheduler at {self.cluster.address}"
+                        )
+                    error = self.lost or f"the Dask task failed: {words(exc)}"
                     status = ExecutionStatus.INTERRUPTED if self.lost else ExecutionStatus.ERROR
                     remote = RemoteResult(nothing(status, started, error))
                 race.cancel_scope.cancel()
@@ -409,7 +318,3 @@ def _scheduler_gone(exc: BaseException) -> bool:
     from distributed.client import FutureCancelledError
 
     return isinstance(exc, FutureCancelledError | OSError)
-
-
-def _words(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
