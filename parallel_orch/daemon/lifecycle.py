@@ -32,7 +32,7 @@ from parallel_orch.daemon.paths import GRACE_SECONDS, IDLE_TIMEOUT_SECONDS
 from parallel_orch.daemon.server import DaemonServer
 from parallel_orch.daemon.service import DaemonService
 from parallel_orch.events import EventType
-from parallel_orch.exceptions import sole_orch_error
+from parallel_orch.exceptions import FleetError, sole_orch_error
 from parallel_orch.models import ExecutionStatus
 from parallel_orch.orchestrator import ParallelTestOrchestrator
 
@@ -74,6 +74,8 @@ async def run_daemon(
             if found is None:
                 raise
             raise found from None
+        if orch.executor_lost is not None:
+            raise FleetError(f"{orch.executor_lost}; the daemon stopped")
 
 
 class _Daemon:
@@ -119,6 +121,7 @@ class _Daemon:
             self.orch.config.num_workers,
         )
         task_status.started(self.bound.path)
+        self.orch.executor.when_lost(self._executor_lost)
         await self.service.stop_requested.wait()
         await self._stop_work()
         with anyio.move_on_after(CLOSE_SECONDS):
@@ -136,6 +139,11 @@ class _Daemon:
         self._grace_scope = None
         if scope.cancelled_caught:  # forced during the grace
             await self.orch.cancel_all(ExecutionStatus.CANCELLED)
+
+    async def _executor_lost(self, reason: str) -> None:
+        """Nothing more can run (a fleet's scheduler gone): stop, to be restarted."""
+        log.error("%s: stopping", reason)
+        self.service.request_stop(now=True)
 
     async def _cut_grace_when_forced(self) -> None:
         await self.service.forced.wait()

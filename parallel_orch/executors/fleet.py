@@ -140,7 +140,7 @@ class DaskExecutor:
         return  # the cluster is followed from open() to close(), not in the caller's group
 
     def when_lost(self, callback: Lost) -> None:
-        self.cluster.on_lost = callback
+        self.cluster.on_lost.append(callback)
 
     async def close(self) -> None:
         await self.cluster.close()

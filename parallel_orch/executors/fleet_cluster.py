@@ -41,7 +41,7 @@ class FleetCluster:
         self.client: Any = None  # distributed.Client, asynchronous
         self.lost: str | None = None  # why the cluster cannot be used any more
         self.lost_event = anyio.Event()
-        self.on_lost: Lost | None = None
+        self.on_lost: list[Lost] = []  # told, in order, when the cluster is lost
         self.capacity = 0  # the cluster's threads
         self._capacity_changed = anyio.Event()
         self._local: Any = None  # the LocalCluster started here, if any
@@ -120,8 +120,8 @@ class FleetCluster:
         self.lost = reason
         self.lost_event.set()
         self._capacity_changed.set()
-        if self.on_lost is not None:
-            await self.on_lost(reason)
+        for callback in self.on_lost:
+            await callback(reason)
 
     async def _read_capacity(self) -> None:
         info = await self.client.scheduler.identity(n_workers=0)

@@ -132,5 +132,6 @@ class Executor(Protocol):
         """Until worker loop ``index`` may take its next request (a fleet's size changes)."""
 
     def when_lost(self, callback: Callable[[str], Awaitable[None]]) -> None:
-        """Call ``callback(reason)`` if the executor can no longer run anything (a fleet's
-        scheduler gone): the orchestrator then interrupts its sessions."""
+        """Call ``callback(reason)`` (each callback given, in order) if the executor can no
+        longer run anything (a fleet's scheduler gone): the orchestrator then interrupts its
+        sessions, and a daemon stops."""

@@ -279,3 +279,50 @@ def test_executor_dask_without_a_scheduler_starts_a_local_cluster_for_the_run(
     host = _tests(_report(tmp_path / "r.json"))["fleet::a"]["attempts"][0]["host"]
     assert host.startswith("tcp://127.0.0.1:")
     assert sorted(p.name for p in worker_dir.glob("*/slot-*") if p.is_dir()) == ["slot-0", "slot-1"]
+
+
+def test_max_failures_stops_the_tests_still_running_on_the_workers(
+    repo: GitRepo, tmp_path: Path, cluster: DaskCluster, worker_dir: Path
+) -> None:
+    """``--max-failures 1``: once one test fails, the others are cancelled and killed there."""
+    marks = tmp_path / "marks"
+    holds = "".join(
+        f'[[test]]\nid = "hold{n}"\nrun = \'echo $$ >> "MARKS/pids"; exec sleep 120\'\n'
+        for n in range(3)
+    )
+    wait = 'while [ "$(wc -l < MARKS/pids)" -lt 3 ]; do sleep 0.1; done'
+    fails = f"[[test]]\nid = \"fails\"\nrun = '{wait}; exit 1'\n"
+    _plans(repo, marks, holds + fails)
+    (marks / "pids").touch()
+    done = run_cli(
+        ["run", "--max-failures", "1", "--report-json", str(tmp_path / "r.json")],
+        cwd=repo.path, env=fleet_env(cluster, worker_dir), timeout=RUN_SECONDS,
+    )  # fmt: skip
+    assert done.returncode == 130, done.stderr  # stopped, as a local run is
+    tests = _tests(_report(tmp_path / "r.json"))
+    assert tests["fleet::fails"]["status"] == "failed"
+    assert {tests[f"fleet::hold{n}"]["status"] for n in range(3)} == {"cancelled"}
+    pids = [int(p) for p in (marks / "pids").read_text().split()]
+    wait_until(lambda: not any(psutil.pid_exists(p) for p in pids), what="the held tests to die")
+
+
+def test_a_worker_that_joins_mid_session_takes_work(repo: GitRepo, tmp_path: Path) -> None:
+    """A second worker started while a session runs gets some of its tests."""
+    plan = "".join(f'[[test]]\nid = "t{n}"\nrun = "sleep 1"\n' for n in range(10))
+    _plans(repo, tmp_path / "marks", plan)
+    own = DaskCluster(tmp_path / "dask").start({"first": None})
+    try:
+        run = subprocess.Popen(
+            cli_argv("run", "--report-json", str(tmp_path / "r.json")),
+            cwd=repo.path, env=cli_env(fleet_env(own, tmp_path / "fleet")),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        own.add_worker("late")
+        own.wait_for_workers(2)
+        late = own.workers()["late"]
+        _, err = run.communicate(timeout=RUN_SECONDS)
+    finally:
+        own.stop()
+    assert run.returncode == 0, err
+    hosts = {t["attempts"][0]["host"] for t in _tests(_report(tmp_path / "r.json")).values()}
+    assert late in hosts and len(hosts) == 2
