@@ -220,7 +220,8 @@ def test_the_readme_runs_as_written_in_a_copy_of_the_repo(copy: Path) -> None:
         elif block.kind == "output":
             assert printed, f"README.md:{block.line}: a sample output before anything ran"
             check_sample(block, printed[-1])
-    assert len(printed) >= 5 and len(python) == 3
+    assert len(printed) >= 5 and len(python) == 4
     assert "complete 3 / 3" in python[0]  # run_tests of the demo's basics plan
     assert "session.finished" in python[1]  # the events example saw its session end
     assert python[2].splitlines()[-1] == "complete"  # the daemon client's report
+    assert python[3].startswith("complete on ") and "tcp://" in python[3]  # the fleet's
