@@ -1,4 +1,4 @@
-"""A Dask fleet against the local executor: 200 tests of ``sleep 0.2``, 4 slots each.
+"""A Dask fleet against the local executor: 200 tests of sleep 0.2 on 4 slots each.
 
 A real Dask scheduler and two real worker processes of 2 threads each on the
 loopback (the venv's ``dask scheduler`` / ``dask worker``,
