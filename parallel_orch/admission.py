@@ -13,7 +13,7 @@ import hashlib
 import json
 import statistics
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,10 +107,12 @@ class Admission:
         bus: EventBus,
         registry: SessionRegistry,
         owner: str,
-        num_workers: int,
+        num_workers: Callable[[], int],
         spawn: Spawn,
         state_dir: Path,
     ) -> None:
+        """:param num_workers: how many attempts run at once now (a fleet's grows and
+        shrinks): recorded with each session, and what ``shards = "auto"`` splits into."""
         self.repo = repo
         self.store = store
         self.queue = queue
@@ -122,11 +124,15 @@ class Admission:
             self._resolve_together
         )
         self._known: Coalescer[_Wanted, _Known] = Coalescer(self._look_up_together)
-        self.num_workers = num_workers
+        self._width = num_workers
         self.spawn = spawn
         self.accepting = False
         self._default: SessionState | None = None  # of submit_batch
         self._default_lock = anyio.Lock()
+
+    @property
+    def num_workers(self) -> int:
+        return max(1, self._width())
 
     async def create_session(
         self,

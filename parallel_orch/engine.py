@@ -76,7 +76,7 @@ class Engine:
             bus=bus,
             registry=registry,
             owner=owner,
-            num_workers=config.num_workers,
+            num_workers=executor.width,
             spawn=spawn,
             state_dir=config.resolved_state_dir,
         )

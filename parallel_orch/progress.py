@@ -106,7 +106,7 @@ class ProgressState:
         table.add_column("worker", justify="right")
         table.add_column("running")
         table.add_column("for", justify="right")
-        for worker in range(self.num_workers):
+        for worker in range(max(self.num_workers, max(self.running, default=-1) + 1)):
             what, since = self.running.get(worker, ("-", None))
             took = seconds(max(0.0, (now - since).total_seconds())) if since else ""
             table.add_row(str(worker), Text(what), took)  # ids are user text: never markup

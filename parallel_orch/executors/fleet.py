@@ -148,6 +148,9 @@ class DaskExecutor:
     def status(self) -> dict[str, Any]:
         return self.cluster.status()
 
+    def width(self) -> int:
+        return self.cluster.capacity or self.config.num_workers
+
     def slots(self) -> int:
         return self.max_in_flight
 

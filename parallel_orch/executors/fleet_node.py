@@ -79,6 +79,7 @@ class FleetNode:
         self._stop = anyio.Event()
         self._lock_fd: int | None = None
         self._fetch_lock = anyio.Lock()
+        self._commits: set[str] = set()  # known to be in the clone (objects are never lost)
         self._running: dict[str, anyio.CancelScope] = {}
         self._cancelled: collections.OrderedDict[str, None] = collections.OrderedDict()
 
@@ -235,7 +236,10 @@ class FleetNode:
         the commit itself."""
         assert self.slot is not None
         repo = self.slot / "repo"
+        if sha in self._commits:
+            return
         if await anyio.to_thread.run_sync(disk.has_commit, repo, sha):
+            self._commits.add(sha)
             return
         async with self._fetch_lock:
             timeout = self.settings.git_timeout_seconds
@@ -246,7 +250,9 @@ class FleetNode:
                     await anyio.to_thread.run_sync(
                         disk.git, ["-C", str(repo), "fetch", "--quiet", "origin", *refspec], timeout
                     )
-            if not await anyio.to_thread.run_sync(disk.has_commit, repo, sha):
+            if await anyio.to_thread.run_sync(disk.has_commit, repo, sha):
+                self._commits.add(sha)
+            else:
                 raise FleetError(
                     f"commit {sha[:12]} is not in {self.settings.repo_url} as worker "
                     f"{self.link.address} sees it; push it there, or give workers a repo "

@@ -141,6 +141,9 @@ class LocalExecutor:
     def status(self) -> dict[str, Any]:
         return dict(self.pool.status())
 
+    def width(self) -> int:
+        return self.config.num_workers
+
     def slots(self) -> int:
         return self.config.num_workers
 

@@ -124,6 +124,9 @@ class Executor(Protocol):
     def status(self) -> dict[str, Any]:
         """A snapshot for ``status``: for the local executor, its worktree pool."""
 
+    def width(self) -> int:
+        """How many attempts run at once now: the local workers, a fleet's threads."""
+
     def slots(self) -> int:
         """How many attempts may run at once at most: the orchestrator runs a worker
         loop for each."""

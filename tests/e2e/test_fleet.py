@@ -326,3 +326,23 @@ def test_a_worker_that_joins_mid_session_takes_work(repo: GitRepo, tmp_path: Pat
     assert run.returncode == 0, err
     hosts = {t["attempts"][0]["host"] for t in _tests(_report(tmp_path / "r.json")).values()}
     assert late in hosts and len(hosts) == 2
+
+
+def test_workers_fetch_the_commits_a_later_session_needs(
+    repo: GitRepo, tmp_path: Path, cluster: DaskCluster, worker_dir: Path
+) -> None:
+    """A commit made after the workers cloned, and one no branch holds, run on the fleet."""
+    _plans(repo, tmp_path / "marks", '[[test]]\nid = "v"\nrun = "cat version"\n')
+    env = fleet_env(cluster, worker_dir)
+    first = run_cli(["run"], cwd=repo.path, env=env, timeout=RUN_SECONDS)
+    assert first.returncode == 1  # no version file yet: the workers have cloned
+    repo.commit({"version": "2\n"})
+    dangling = repo.git("commit-tree", "HEAD^{tree}", "-p", "HEAD", "-m", "on no branch")
+    for ref, expected in (("HEAD", "2\n"), (dangling, "2\n")):
+        done = run_cli(
+            ["run", "--ref", ref, "--report-json", str(tmp_path / "r.json")],
+            cwd=repo.path, env=env, timeout=RUN_SECONDS,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        attempt = _tests(_report(tmp_path / "r.json"))["fleet::v"]["attempts"][0]
+        assert Path(attempt["log_path"]).read_text() == expected

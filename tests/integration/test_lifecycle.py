@@ -87,6 +87,9 @@ class RecordingExecutor:
     ) -> set[int]:
         return await self.inner.kill_leftovers(session_id, attempts)
 
+    def width(self) -> int:
+        return self.inner.width()
+
     def slots(self) -> int:
         return self.inner.slots()
 
@@ -159,6 +162,9 @@ class HangingExecutor:
         self, session_id: str, attempts: Sequence[LeftoverAttempt]
     ) -> set[int]:
         return set()
+
+    def width(self) -> int:
+        return 1
 
     def slots(self) -> int:
         return 1
