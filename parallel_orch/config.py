@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +15,11 @@ from parallel_orch.exceptions import RepoError
 from parallel_orch.gitrepo import toplevel
 from parallel_orch.pyproject import STATE_DIR_NAME, pyproject_table
 from parallel_orch.report.options import Gates, ReportOptions, check_notify_url
+
+#: ``[tcp|tls|ws|wss|ucx://]HOST:PORT``, HOST a name, an IPv4 address or a bracketed IPv6 one.
+SCHEDULER_ADDRESS = re.compile(
+    r"^(?:(?:tcp|tls|ws|wss|ucx)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$"
+)
 
 
 class _PyprojectSource(PydanticBaseSettingsSource):
@@ -64,6 +70,23 @@ class ParallelTestConfig(BaseSettings):
     @classmethod
     def _webhook(cls, url: str | None) -> str | None:
         return check_notify_url(url) if url is not None else None
+
+    @field_validator("dask_scheduler")
+    @classmethod
+    def _scheduler_address(cls, value: str | None) -> str | None:
+        if value is not None and not SCHEDULER_ADDRESS.match(value):
+            raise ValueError(
+                f"{value!r} is not a Dask scheduler address; give tcp://HOST:PORT, as "
+                "`dask scheduler` prints it"
+            )
+        return value
+
+    @field_validator("dask_repo_url")
+    @classmethod
+    def _repo_url(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or value.startswith("-") or "\n" in value):
+            raise ValueError(f"{value!r} is not a repo URL or path workers can clone")
+        return value
 
     @field_validator("quarantine", mode="before")
     @classmethod

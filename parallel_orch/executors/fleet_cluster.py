@@ -67,7 +67,7 @@ class FleetCluster:
                 self.client = await Client(  # type: ignore[no-untyped-call]
                     self.address, asynchronous=True, timeout=CONNECT_SECONDS
                 )
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a bad address
             await self.close()
             raise FleetError(
                 f"cannot reach the Dask scheduler at {self.address}: {words(exc)}; start one "

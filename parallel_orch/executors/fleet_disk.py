@@ -56,12 +56,12 @@ def git(args: list[str], timeout: float) -> str:
 def clone(url: str, repo: Path, timeout: float) -> None:
     """The slot's clone of ``url``: made once (whole or not at all), then reused."""
     if (repo / ".git").exists():
-        git(["-C", str(repo), "remote", "set-url", "origin", url], timeout)
+        git(["-C", str(repo), "remote", "set-url", "--", "origin", url], timeout)
         return
     partial = repo.with_name(repo.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        git(["clone", "--quiet", "--no-checkout", url, str(partial)], timeout)
+        git(["clone", "--quiet", "--no-checkout", "--", url, str(partial)], timeout)
     except FleetError as exc:
         shutil.rmtree(partial, ignore_errors=True)
         raise FleetError(f"cannot clone {url}: {exc.message}") from None

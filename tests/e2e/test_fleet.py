@@ -346,3 +346,23 @@ def test_workers_fetch_the_commits_a_later_session_needs(
         assert done.returncode == 0, done.stderr
         attempt = _tests(_report(tmp_path / "r.json"))["fleet::v"]["attempts"][0]
         assert Path(attempt["log_path"]).read_text() == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PARALLEL_ORCH_DASK_SCHEDULER", "not an address"),
+        ("PARALLEL_ORCH_DASK_SCHEDULER", "tcp://127.0.0.1"),
+        ("PARALLEL_ORCH_DASK_REPO_URL", "--upload-pack=touch pwned"),
+    ],
+)
+def test_a_bad_scheduler_address_or_repo_url_is_exit_2_before_anything_runs(
+    repo: GitRepo, tmp_path: Path, variable: str, value: str
+) -> None:
+    """A scheduler address without a port, or a repo URL git would take as an option: exit 2."""
+    _plans(repo, tmp_path / "marks", '[[test]]\nid = "t"\nrun = "true"\n')
+    env = {"PARALLEL_ORCH_EXECUTOR": "dask", variable: value}
+    done = run_cli(["run"], cwd=repo.path, env=env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: invalid configuration:") and value in done.stderr
+    assert not (repo.path / ".parallel-orch").exists() and not (repo.path / "pwned").exists()
