@@ -277,6 +277,7 @@ class DaskExecutor:
                 result,
                 error=f"the Dask worker {remote.lost_on} running it was lost; it runs again",
             )
+        if result.status is ExecutionStatus.INTERRUPTED:  # what the lost worker left running
             await self._kill_attempt(spec)
         await anyio.to_thread.run_sync(disk.write_files, spec, remote)
         if not watch.placed:
