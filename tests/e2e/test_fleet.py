@@ -107,6 +107,8 @@ def test_a_fleet_run_reports_what_a_local_run_of_the_same_plans_reports(
     assert {a["host"] for t in _tests(ours).values() for a in t["attempts"]} == {""}
     failed = _tests(theirs)["fleet::fails"]["attempts"][-1]
     assert Path(failed["log_path"]).read_text() == "broken\n"  # the log came back
+    assert f"ran on {failed['host']}\n" in fleet.stdout  # the terminal report says where
+    assert "ran on" not in local.stdout
 
 
 def test_a_worker_killed_mid_test_interrupts_the_attempt_and_it_runs_again_elsewhere(

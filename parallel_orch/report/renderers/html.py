@@ -52,6 +52,7 @@ class Failure:
     index: int  # its position in the report: the timeline's bars name it so
     test: TestResult
     log_path: str
+    host: str  # the fleet worker its final attempt ran on ("" here)
     tail: str | None  # the last lines of its final attempt's log, or None when not shown
     failed_cases: Sequence[str]
     more_cases: int
@@ -114,6 +115,7 @@ def _failure(index: int, test: TestResult, *, tail: bool) -> Failure:
         index=index,
         test=test,
         log_path=final.log_path if final else "",
+        host=final.host if final else "",
         tail=log_tail(final.output_tail) if tail and final and final.output_tail else None,
         failed_cases=cases[:MAX_FAILED_CASES],
         more_cases=max(0, len(cases) - MAX_FAILED_CASES),

@@ -364,7 +364,8 @@ def _detail(attempt: AttemptResult, message: str | None = None) -> str:
     """Where and how ``attempt`` ran, for a reader who wants to look."""
     return (
         f"attempt {attempt.number}: {message or _describe(attempt)}\n"
-        f"worker {attempt.worker}, worktree {attempt.worktree or '-'}\n"
+        f"worker {attempt.worker}{f' on {attempt.host}' if attempt.host else ''}, "
+        f"worktree {attempt.worktree or '-'}\n"
         f"log: {attempt.log_path}"
     )
 

@@ -77,8 +77,12 @@ def _detail(text: str, style: str = "") -> Text:
 
 
 def _log(attempt: AttemptResult | None) -> list[Text]:
-    """The log's full path, alone on its line (never cut, so it can be copied)."""
-    return [_detail(f"log: {attempt.log_path}", "dim")] if attempt and attempt.log_path else []
+    """The log's full path, alone on its line (never cut, so it can be copied); on a fleet,
+    the worker it ran on before it."""
+    if attempt is None or not attempt.log_path:
+        return []
+    where = [_detail(f"ran on {attempt.host}", "dim")] if attempt.host else []
+    return [*where, _detail(f"log: {attempt.log_path}", "dim")]
 
 
 def _what_went_wrong(test: TestResult) -> list[Text]:
