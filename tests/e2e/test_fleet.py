@@ -368,3 +368,42 @@ def test_a_bad_scheduler_address_or_repo_url_is_exit_2_before_anything_runs(
     assert done.returncode == 2
     assert done.stderr.startswith("error: invalid configuration:") and value in done.stderr
     assert not (repo.path / ".parallel-orch").exists() and not (repo.path / "pwned").exists()
+
+
+def test_a_higher_priority_session_goes_before_queued_tests_on_the_fleet(
+    repo: GitRepo,
+    tmp_path: Path,
+    cluster: DaskCluster,
+    worker_dir: Path,
+    start_daemon: StartDaemon,
+    socket_path: Path,
+) -> None:
+    """Our queue decides what the fleet runs next: a later, higher priority test overtakes."""
+    plan = "".join(f'[[test]]\nid = "low{n}"\nrun = "sleep 1"\n' for n in range(8))
+    repo.commit({"plans/urgent.toml": '[[test]]\nid = "now"\nrun = "true"\n'})
+    _plans(repo, tmp_path / "marks", plan)
+    start_daemon(repo.path, "--scheduler", cluster.address, env=fleet_env(cluster, worker_dir))
+    sock = ["--socket", str(socket_path)]
+    low = run_cli(["submit", "plans/fleet.toml", *sock], cwd=repo.path)
+    assert low.returncode == 0, low.stderr
+    urgent = run_cli(
+        ["submit", "plans/urgent.toml", *sock, "--priority", "10", "--wait",
+         "--report-json", str(tmp_path / "urgent.json")],
+        cwd=repo.path, timeout=RUN_SECONDS,
+    )  # fmt: skip
+    assert urgent.returncode == 0, urgent.stderr
+    state = repo.path / ".parallel-orch"
+    first = low.stdout.split()[0]
+    wait_until(
+        lambda: query(state, "SELECT status FROM sessions WHERE id = ?", first) != [("running",)]
+    )
+    started = dict(
+        query(
+            state,
+            "SELECT e.session_id || e.test_id, a.started_at FROM attempts a"
+            " JOIN executions e ON e.id = a.execution_id",
+        )
+    )
+    urgent_at = started[_report(tmp_path / "urgent.json")["session_id"] + "urgent::now"]
+    low_starts = sorted(v for k, v in started.items() if k.startswith(first))
+    assert urgent_at < low_starts[4]  # before the tests that waited for a free thread
