@@ -65,6 +65,7 @@ class ParallelTestConfig(BaseSettings):
     dask_scheduler: str | None = None  # tcp://HOST:PORT; none: a LocalCluster for the session
     dask_repo_url: str | None = None  # what Dask workers clone; default this repo's path
     dask_worker_dir: str | None = None  # where workers keep clones and pools
+    dask_connect_seconds: float = Field(default=10.0, gt=0)  # to reach the scheduler at start
 
     @field_validator("notify_url")
     @classmethod

@@ -23,7 +23,6 @@ from parallel_orch.exceptions import FleetError
 
 log = logging.getLogger(__name__)
 
-CONNECT_SECONDS = 10.0  # to reach the scheduler at start
 POLL_SECONDS = 0.5  # how often the cluster's size is read
 Lost = Callable[[str], Awaitable[None]]
 
@@ -63,9 +62,10 @@ class FleetCluster:
                     dashboard_address=None,
                 )
                 self.address = self._local.scheduler_address
-            with anyio.fail_after(CONNECT_SECONDS + 1):
+            connect = self.config.dask_connect_seconds
+            with anyio.fail_after(connect + 1):
                 self.client = await Client(  # type: ignore[no-untyped-call]
-                    self.address, asynchronous=True, timeout=CONNECT_SECONDS
+                    self.address, asynchronous=True, timeout=connect
                 )
         except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a bad address
             await self.close()

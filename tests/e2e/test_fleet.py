@@ -206,7 +206,10 @@ def test_a_scheduler_that_is_not_there_is_exit_3_with_one_line(
 ) -> None:
     """``--scheduler`` at a closed port: exit 3, one line saying so, no traceback."""
     _plans(repo, tmp_path / "marks", '[[test]]\nid = "t"\nrun = "true"\n')
-    done = run_cli(["run", "--scheduler", "tcp://127.0.0.1:9"], cwd=repo.path, timeout=60)
+    env = {"PARALLEL_ORCH_DASK_CONNECT_SECONDS": "2"}
+    started = time.monotonic()
+    done = run_cli(["run", "--scheduler", "tcp://127.0.0.1:9"], cwd=repo.path, env=env)
+    assert time.monotonic() - started < 30  # it gives up after the 2 s it was given
     assert done.returncode == 3
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in lines[0]
