@@ -77,16 +77,15 @@ async def run_process(
     pgid = process.pid  # start_new_session: the child leads its own group
     timed_out = False
     try:
-        async with anyio.create_task_group() as tg:
-            if on_spawn is not None:
-                tg.start_soon(on_spawn, process.pid, pgid)  # recorded while the command runs
-            with anyio.move_on_after(timeout_seconds) as scope:
+        if on_spawn is not None:
+            await on_spawn(process.pid, pgid)  # told at once: a hook must not wait for long
+        with anyio.move_on_after(timeout_seconds) as scope:
+            await wait_exit(process)
+        if scope.cancelled_caught:
+            timed_out = True
+            with anyio.CancelScope(shield=True):
+                await procs.terminate_group(pgid, grace_seconds)
                 await wait_exit(process)
-            if scope.cancelled_caught:
-                timed_out = True
-                with anyio.CancelScope(shield=True):
-                    await procs.terminate_group(pgid, grace_seconds)
-                    await wait_exit(process)
     finally:
         with anyio.CancelScope(shield=True):
             if process.returncode is None:  # cancelled from outside

@@ -1,18 +1,21 @@
 """The record of an attempt as it happens, and what follows its end.
 
 :class:`AttemptRecorder` is the hooks a worker gives the executor: where the
-attempt runs and which process it is reach the store at once, so a crash
-mid-attempt leaves a trace. :class:`Settler` records the end and decides by
-the retry policy: the request goes back to the queue, or its execution is
-final.
+attempt runs reaches the store before its first process starts, so a crash
+mid-attempt leaves a trace; which process it is, once it has run a moment.
+:class:`Settler` records the end and decides by the retry policy: the request
+goes back to the queue, or its execution is final.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 from parallel_orch import events
 from parallel_orch.events import Event, EventBus
+from parallel_orch.exceptions import StoreError
 from parallel_orch.executors.protocol import AttemptResult, AttemptSpec, Placement
 from parallel_orch.models import ExecutionStatus
 from parallel_orch.queue import QueueItem, TestQueue
@@ -20,10 +23,15 @@ from parallel_orch.retry import RetryPolicy
 from parallel_orch.sessions import SessionRegistry, SessionState
 from parallel_orch.store import AttemptEnd, ExecutionEnd, Store
 
+log = logging.getLogger(__name__)
+
+#: How long an attempt's process runs before it is recorded on its own, not with its end.
+PROCESS_RECORD_SECONDS = 0.1
+
 
 class AttemptRecorder:
-    """The hooks a worker gives the executor: where the attempt runs and which process
-    it is reach the store as they happen."""
+    """The hooks a worker gives the executor: where the attempt runs reaches the store
+    before its first process starts; which process, see :meth:`spawned`."""
 
     def __init__(self, store: Store, bus: EventBus, spec: AttemptSpec) -> None:
         self.store = store
@@ -32,6 +40,9 @@ class AttemptRecorder:
         self.attempt_id: int | None = None
         self.stopped_result: AttemptResult | None = None
         self._started: Event | None = None
+        self._process: tuple[int, int] | None = None  # pid, pgid
+        self._timer: asyncio.TimerHandle | None = None  # to record the process on its own
+        self._recording: asyncio.Future[None] | None = None
 
     async def placed(self, placement: Placement) -> None:
         # Before the first process starts, so a crash right after leaves a trace.
@@ -63,14 +74,46 @@ class AttemptRecorder:
         return self.attempt_id
 
     async def spawned(self, pid: int, pgid: int) -> None:
-        assert self.attempt_id is not None
-        await self.store.set_attempt_process(self.attempt_id, pid, pgid)
+        """Which process the attempt runs now (its setup's, then its command's).
+
+        Written with the attempt's end, or on its own once it has run for
+        :data:`PROCESS_RECORD_SECONDS`: a short attempt costs one transaction
+        less. The pgid only helps recovery, which finds an attempt's groups by
+        their environment marker anyway (``procs.session_groups``); the
+        attempt's row, written before its first process, is the trace.
+        """
+        self._process = (pid, pgid)
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(PROCESS_RECORD_SECONDS, self._record_process_soon)
+
+    def _record_process_soon(self) -> None:
+        self._timer = None
+        self._recording = asyncio.ensure_future(self._record_process())
+
+    async def _record_process(self) -> None:
+        if self.attempt_id is None or self._process is None:
+            return
+        try:
+            await self.store.set_attempt_process(self.attempt_id, *self._process)
+        except StoreError as exc:  # a hint for recovery: the end writes it again
+            log.warning("cannot record the process of attempt %s: %s", self.attempt_id, exc)
+
+    async def _process_recorded(self) -> None:
+        """No process write pending or running once this returns."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._recording is not None:
+            await self._recording
+            self._recording = None
 
     async def stopped(self, result: AttemptResult) -> None:
         self.stopped_result = result
 
     async def end(self, result: AttemptResult) -> tuple[AttemptEnd, Event]:
         """The record of the attempt's end, and its ``attempt.finished`` event."""
+        await self._process_recorded()
         attempt_id = self.attempt_id
         if attempt_id is None:  # its start was never recorded: it is now
             attempt_id = await self._record_start(result.placement or Placement(worktree=""))
@@ -87,6 +130,8 @@ class AttemptRecorder:
             leaked=result.leaked,
             setup_seconds=result.setup_seconds,
             sharded=result.sharded,
+            pid=self._process[0] if self._process else None,
+            pgid=self._process[1] if self._process else None,
         )
         finished = events.attempt_finished(
             self._started,

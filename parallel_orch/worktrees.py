@@ -14,7 +14,6 @@ path. Without one, a worktree is cleaned when it is leased.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -109,9 +108,7 @@ class WorktreePool:
             if not wt.ready_for(sha, keep):
                 same = wt.sha == sha
                 try:
-                    await anyio.to_thread.run_sync(
-                        functools.partial(clean, wt.path, sha, keep, keep_bytecode=same)
-                    )
+                    await clean(wt.path, sha, keep, keep_bytecode=same)
                 except WorktreeError:
                     await self._replace(wt, sha)
                 wt.mark_clean(sha, keep)
@@ -217,9 +214,7 @@ class WorktreePool:
 
         async def scrub() -> None:
             try:
-                await anyio.to_thread.run_sync(
-                    functools.partial(clean, wt.path, sha, keep, keep_bytecode=True)
-                )
+                await clean(wt.path, sha, keep, keep_bytecode=True)
                 wt.mark_clean(sha, keep)
             except WorktreeError as exc:
                 log.info("%s; it is cleaned again or replaced at its next lease", exc.message)

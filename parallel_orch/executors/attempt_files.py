@@ -3,7 +3,10 @@ scratch folder (TEST_TMPDIR)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import shutil
 from pathlib import Path
 from typing import IO
 
@@ -14,12 +17,34 @@ from parallel_orch.executors.protocol import AttemptSpec
 
 
 async def scratch(spec: AttemptSpec) -> Path | None:
-    """The attempt's TEST_TMPDIR, made empty, inside its scratch folder."""
+    """The attempt's TEST_TMPDIR, made empty, inside its scratch folder.
+
+    Made inline: a few ``mkdir`` calls cost less than a hop to a thread.
+    """
     if spec.scratch_dir is None:
         return None
     tmp = spec.scratch_dir / "tmp"
-    await anyio.to_thread.run_sync(functools.partial(tmp.mkdir, parents=True, exist_ok=True))
+    tmp.mkdir(parents=True, exist_ok=True)
     return tmp
+
+
+async def remove_scratch(spec: AttemptSpec) -> None:
+    """Remove the attempt's scratch folder and whatever its test left there.
+
+    Empty (most attempts) it goes inline, with two ``rmdir`` calls; otherwise
+    in a thread, as a test may leave a tree of any size.
+    """
+    if spec.scratch_dir is None:
+        return
+    try:
+        with contextlib.suppress(FileNotFoundError):  # the test may have removed it
+            os.rmdir(spec.scratch_dir / "tmp")
+        with contextlib.suppress(FileNotFoundError):  # never made: stopped before its command
+            os.rmdir(spec.scratch_dir)
+    except OSError:  # not empty
+        await anyio.to_thread.run_sync(
+            functools.partial(shutil.rmtree, spec.scratch_dir, ignore_errors=True)
+        )
 
 
 async def open_log(spec: AttemptSpec) -> IO[bytes]:

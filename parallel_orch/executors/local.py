@@ -9,10 +9,8 @@ set it aside, locked, when it failed and failed worktrees are kept).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
-import shutil
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -202,10 +200,7 @@ class LocalExecutor:
         so that the scrub overlaps what follows)."""
         sharded = _sharded(spec, so_far)
         tail = runner.read_tail(so_far.log, self.config.log_tail_bytes)
-        if spec.scratch_dir is not None:
-            await anyio.to_thread.run_sync(
-                functools.partial(shutil.rmtree, spec.scratch_dir, ignore_errors=True)
-            )
+        await attempt_files.remove_scratch(spec)
         with contextlib.suppress(OSError):  # a full disk must not cost the record
             so_far.log.close()
         outcome, wt = so_far.outcome, so_far.worktree

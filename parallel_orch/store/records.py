@@ -168,6 +168,8 @@ class AttemptEnd:
     leaked: int = 0
     setup_seconds: float | None = None
     sharded: bool | None = None
+    pid: int | None = None  # its last process, when not recorded while it ran
+    pgid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

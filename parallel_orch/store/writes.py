@@ -181,7 +181,8 @@ def end_attempt(
         "UPDATE attempts SET status = ?, exit_code = ?, completed_at = ?,"
         " duration_seconds = ?, output_tail = ?, error = ?, cases_passed = ?,"
         " cases_failed = ?, cases_errors = ?, cases_skipped = ?, leaked = ?,"
-        " junit_error = ?, setup_seconds = ?, sharded = ? WHERE id = ?",
+        " junit_error = ?, setup_seconds = ?, sharded = ?, pid = COALESCE(?, pid),"
+        " pgid = COALESCE(?, pgid) WHERE id = ?",
         (
             end.status.value,
             end.exit_code,
@@ -194,6 +195,8 @@ def end_attempt(
             end.junit.error if end.junit else None,
             end.setup_seconds,
             end.sharded,
+            end.pid,
+            end.pgid,
             end.attempt_id,
         ),
     )
