@@ -120,6 +120,7 @@ class Admission:
         self.registry = registry
         self.owner = owner
         self.state_dir = state_dir
+        self._resolver = gitrepo.RefResolver(repo)
         self._refs: Coalescer[tuple[str, ...], dict[str, str | RefError]] = Coalescer(
             self._resolve_together
         )
@@ -133,6 +134,10 @@ class Admission:
     @property
     def num_workers(self) -> int:
         return max(1, self._width())
+
+    async def aclose(self) -> None:
+        """End the long-running git process that resolves refs."""
+        await anyio.to_thread.run_sync(self._resolver.close)
 
     async def create_session(
         self,
@@ -253,13 +258,13 @@ class Admission:
     async def _resolve_together(
         self, batches: Sequence[tuple[str, ...]]
     ) -> list[dict[str, str | RefError]]:
-        """Concurrent submits' refs in one ``git rev-parse``; each gets its own back."""
+        """Concurrent submits' refs in one question to ``git cat-file``; each gets its own back."""
         every = list(dict.fromkeys(ref for refs in batches for ref in refs))
-        resolved = await anyio.to_thread.run_sync(gitrepo.resolve_refs, self.repo, every)
+        resolved = await anyio.to_thread.run_sync(self._resolver.resolve, every)
         return [{ref: resolved[ref] for ref in refs} for refs in batches]
 
     async def _look_up_together(self, batches: Sequence[_Wanted]) -> list[_Known]:
-        """Concurrent submits' refs and histories: one ``git rev-parse`` and one read for all,
+        """Concurrent submits' refs and histories: one ref lookup and one read for all,
         side by side."""
         refs = tuple(dict.fromkeys(ref for wanted in batches for ref in wanted.refs))
         ids = {test_id for wanted in batches for test_id in wanted.ids}

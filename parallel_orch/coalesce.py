@@ -8,7 +8,7 @@ serves more than its own batch, so under steady load nobody waits longer than
 the call in flight when it arrived plus its own. A leader's call is
 shielded: a leader that is cancelled still finishes its batch mates' work and
 passes the lead on (its own result is dropped). This is how group commit
-works, and how concurrent submits share one ``git rev-parse``.
+works, and how concurrent submits share one lookup of their refs.
 """
 
 from __future__ import annotations

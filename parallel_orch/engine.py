@@ -80,6 +80,7 @@ class Engine:
             spawn=spawn,
             state_dir=config.resolved_state_dir,
         )
+        stack.push_async_callback(admission.aclose)
         settler = Settler(store, queue, bus, registry, retry_policy)
         resumed = await recovery.recover(
             store, executor, registry, repo=config.repo, owner=owner, resume=resume

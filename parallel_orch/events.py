@@ -59,44 +59,76 @@ class EventBus:
     """Fan-out of events to subscribers; publishing never blocks the engine.
 
     A subscriber with a bounded buffer that falls that far behind is dropped:
-    its stream ends early and its :class:`Subscription` says so.
+    its stream ends early and its :class:`Subscription` says so. A subscriber
+    to one session gets that session's events only: a daemon with many
+    watches does not wake each of them for every other session's events.
     """
 
     def __init__(self) -> None:
-        self._subscribers: dict[MemoryObjectSendStream[Event], Subscription] = {}
+        # by session id; None: subscribers to every session's events
+        self._subscribers: dict[str | None, dict[MemoryObjectSendStream[Event], Subscription]] = {}
 
     def publish(self, event: Event) -> None:
-        for stream in list(self._subscribers):
+        for key in (None, event.session_id):
+            subscribers = self._subscribers.get(key)
+            if subscribers:
+                self._deliver(key, subscribers, event)
+
+    def _deliver(
+        self,
+        key: str | None,
+        subscribers: dict[MemoryObjectSendStream[Event], Subscription],
+        event: Event,
+    ) -> None:
+        for stream in list(subscribers):
             try:
                 stream.send_nowait(event)
             except anyio.WouldBlock:  # its buffer is full: it has fallen too far behind
-                self._subscribers.pop(stream).dropped = True
+                subscribers.pop(stream).dropped = True
                 stream.close()
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.pop(stream, None)  # its reader is gone
+                subscribers.pop(stream, None)  # its reader is gone
                 stream.close()
+        if not subscribers:
+            self._subscribers.pop(key, None)
 
-    def _open(self, max_buffer: float) -> Subscription:
+    def _open(
+        self, max_buffer: float, session_id: str | None
+    ) -> tuple[MemoryObjectSendStream[Event], Subscription]:
         send, receive = anyio.create_memory_object_stream[Event](max_buffer)
         subscription = Subscription(receive)
-        self._subscribers[send] = subscription
-        return subscription
+        self._subscribers.setdefault(session_id, {})[send] = subscription
+        return send, subscription
+
+    def _close(self, send: MemoryObjectSendStream[Event], session_id: str | None) -> None:
+        subscribers = self._subscribers.get(session_id, {})
+        subscribers.pop(send, None)
+        send.close()
+        if not subscribers:
+            self._subscribers.pop(session_id, None)
 
     def open(self) -> MemoryObjectReceiveStream[Event]:
         """A stream of every event published from this call on; close it when done."""
-        return self._open(math.inf).receive
+        return self._open(math.inf, None)[1].receive
 
     @asynccontextmanager
-    async def subscribe(self, max_buffer: float = math.inf) -> AsyncIterator[Subscription]:
-        """A subscription for the block, dropped if it falls ``max_buffer`` events behind."""
-        subscription = self._open(max_buffer)
-        async with subscription.receive:
-            yield subscription
+    async def subscribe(
+        self, max_buffer: float = math.inf, *, session_id: str | None = None
+    ) -> AsyncIterator[Subscription]:
+        """A subscription for the block (to ``session_id``'s events only, if given),
+        dropped if it falls ``max_buffer`` events behind."""
+        send, subscription = self._open(max_buffer, session_id)
+        try:
+            async with subscription.receive:
+                yield subscription
+        finally:  # a session's events may never come again: nothing would clear it
+            self._close(send, session_id)
 
     def close(self) -> None:
         """End every subscriber's stream."""
-        for stream in self._subscribers:
-            stream.close()
+        for subscribers in self._subscribers.values():
+            for stream in subscribers:
+                stream.close()
         self._subscribers.clear()
 
 

@@ -183,11 +183,11 @@ class SessionRegistry:
         :param status: the session's status; by default what its executions
             say, or cancelled/interrupted when it was ``stopping`` so.
         """
-        snapshot = await self.store.session_snapshot(session_id)
+        snapshot, previous = await self.store.ending_snapshot(session_id)
         if status is None:
             status = _status(snapshot.executions, stopping)
         session = replace(snapshot.session, status=status.value, completed_at=utcnow())
-        report = await final_report(self.store, session, snapshot)
+        report = await final_report(self.store, session, snapshot, previous)
         report_json = report.model_dump_json()
         await self.store.finish_session(
             session_id, status, completed_at=session.completed_at, report_json=report_json

@@ -303,7 +303,11 @@ class Connection:
             self._watch_scope = scope
             if self.hung_up:
                 scope.cancel()
-            result = await self.server.service.call(request.method, request.params, self._emit)
+            try:
+                result = await self.server.service.call(request.method, request.params, self._emit)
+            except _ClientGone:  # found by an event it could not be sent, not by the reader
+                log.info("watch ended: client pid %d hung up", self.peer.pid)
+                raise
         self._watch_scope = None
         if scope.cancelled_caught:
             log.info("watch ended: client pid %d hung up", self.peer.pid)

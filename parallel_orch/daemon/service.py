@@ -264,17 +264,18 @@ class DaemonService:
         so a watch that starts late, even after the end, misses nothing.
         """
         store = self.orch.store
-        row = await store.get_session(session_id)
-        async with self.orch.bus.subscribe(WATCH_BUFFER_EVENTS) as subscription:
-            running = self.orch.is_running(row.id)
-            if not running and row.status == SessionStatus.RUNNING.value:
-                row = await store.get_session(row.id)  # it may have ended since it was read
+        if not self.orch.is_running(session_id):  # a prefix, or a session that is not here
+            session_id = (await store.get_session(session_id)).id
+        async with self.orch.bus.subscribe(
+            WATCH_BUFFER_EVENTS, session_id=session_id
+        ) as subscription:
+            running = self.orch.is_running(session_id)
+            row, executions = await store.session_executions(session_id)  # read after both
             if not running and row.status == SessionStatus.RUNNING.value:
                 raise RpcError(
                     ErrorCode.SESSION_NOT_FOUND,
                     f"session {row.id} is run by another process ({row.owner}), not this daemon",
                 )
-            executions = await store.executions(row.id)
             await emit(events.session_started(row.id, len(executions)))
             seen: set[int | None] = set()
             for execution in executions:
@@ -283,9 +284,7 @@ class DaemonService:
                     await emit(_finished(execution))
             if running:
                 async for event in subscription.receive:
-                    if event.session_id != row.id or (
-                        event.type is EventType.TEST_FINISHED and event.execution_id in seen
-                    ):
+                    if event.type is EventType.TEST_FINISHED and event.execution_id in seen:
                         continue
                     await emit(event)
                     if event.type is EventType.SESSION_FINISHED:
@@ -293,7 +292,7 @@ class DaemonService:
                 else:
                     if subscription.dropped:
                         raise _fell_behind(row.id)
-        summary = await listing.summary(store, row.id)
+        summary = listing.summarize(*await store.session_counts(row.id))
         if not running:
             await emit(
                 events.session_finished(

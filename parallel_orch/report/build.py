@@ -239,7 +239,11 @@ async def build_report(store: Store, session_id: str) -> ParallelTestReport:
 
 async def load_report(store: Store, session_id: str) -> ParallelTestReport:
     """A session's stored report, or one built from the store while it has none yet."""
-    session = await store.get_session(session_id)
+    return await report_of(store, await store.get_session(session_id))
+
+
+async def report_of(store: Store, session: SessionRecord) -> ParallelTestReport:
+    """:func:`load_report` of a session already read."""
     if session.report_json:
         return ParallelTestReport.model_validate_json(session.report_json)
     snapshot = await store.session_snapshot(session.id)

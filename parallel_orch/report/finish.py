@@ -8,6 +8,7 @@ SESSION --min-pass-rate ...`` judges a stored one again by other gates.
 from __future__ import annotations
 
 import logging
+from enum import Enum
 
 from parallel_orch.exceptions import SessionNotFoundError
 from parallel_orch.report import build, coverage
@@ -20,6 +21,15 @@ from parallel_orch.store import SessionRecord, SessionSnapshot, Store
 log = logging.getLogger(__name__)
 
 
+class Unread(Enum):
+    """A previous session not read yet (``None`` is "read: there is none")."""
+
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
+
+
 def options_of(session: SessionRecord) -> ReportOptions:
     """The options a session was submitted with (defaults for sessions older than them)."""
     try:
@@ -30,20 +40,24 @@ def options_of(session: SessionRecord) -> ReportOptions:
 
 
 async def baseline_of(
-    store: Store, session: SessionRecord, compare_to: str | None
+    store: Store,
+    session: SessionRecord,
+    compare_to: str | None,
+    previous: SessionRecord | Unread | None = UNREAD,
 ) -> ParallelTestReport | None:
     """The report to compare ``session`` with: ``compare_to``'s, else the previous session's
-    of the same plan set, else none.
+    of the same plan set (``previous``, when it was read already), else none.
 
     :raises SessionNotFoundError: if ``compare_to`` names no session.
     """
     if compare_to is not None:
         return await build.load_report(store, compare_to)
-    previous = await store.previous_session(session)
+    if isinstance(previous, Unread):
+        previous = await store.previous_session(session)
     if previous is None:
         return None
     try:
-        return await build.load_report(store, previous.id)
+        return await build.report_of(store, previous)
     except SessionNotFoundError:  # deleted since
         return None
 
@@ -65,17 +79,21 @@ def judged(
 
 
 async def final_report(
-    store: Store, session: SessionRecord, snapshot: SessionSnapshot
+    store: Store,
+    session: SessionRecord,
+    snapshot: SessionSnapshot,
+    previous: SessionRecord | Unread | None = UNREAD,
 ) -> ParallelTestReport:
     """The report of ``session`` (with its final status) from ``snapshot``, with its coverage
-    combined per commit, compared and judged."""
+    combined per commit, compared (with ``previous``, when it was read with the snapshot)
+    and judged."""
     options = options_of(session)
     report = build.report_from(session, snapshot.executions, snapshot.attempts, snapshot.cases)
     state_dir = store.path.parent  # the store's file lives in the state dir
     combined = await coverage.combine_session(state_dir, session, snapshot)
     report = report.model_copy(update={"coverage": combined})
     try:
-        baseline = await baseline_of(store, session, options.compare_to)
+        baseline = await baseline_of(store, session, options.compare_to, previous)
     except SessionNotFoundError as exc:
         log.warning("session %s: not compared: %s", session.id, exc)
         baseline = None

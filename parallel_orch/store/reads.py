@@ -87,6 +87,23 @@ class StoreReads:
         """
         return await self._read(lambda db: queries.snapshot(db, session_id))
 
+    async def ending_snapshot(
+        self, session_id: str
+    ) -> tuple[SessionSnapshot, SessionRecord | None]:
+        """A session's snapshot (as :meth:`session_snapshot`) and the session of the same plan
+        set that ran last before it (as :meth:`previous_session`), in one read: what its
+        report needs.
+
+        :raises SessionNotFoundError: if there is no such session.
+        """
+
+        def query(db: sqlite3.Connection) -> tuple[SessionSnapshot, SessionRecord | None]:
+            snapshot = queries.snapshot(db, session_id)
+            session = snapshot.session
+            return snapshot, queries.previous(db, session) if session.plan_key else None
+
+        return await self._read(query)
+
     async def get_session(self, session_id: str) -> SessionRecord:
         """A session by id, or by a prefix of its id that names one session only.
 
@@ -96,6 +113,29 @@ class StoreReads:
         :raises AmbiguousSessionError: if the prefix names several; it lists them.
         """
         return await self._read(lambda db: queries.find_session(db, session_id))
+
+    async def session_executions(
+        self, session_id: str
+    ) -> tuple[SessionRecord, list[ExecutionRecord]]:
+        """A session (as :meth:`get_session` finds it) and its executions in submission
+        order, in one read."""
+
+        def query(db: sqlite3.Connection) -> tuple[SessionRecord, list[ExecutionRecord]]:
+            session = queries.find_session(db, session_id)
+            where = "WHERE session_id = ? ORDER BY seq"
+            return session, queries.rows_of(db, ExecutionRecord, where, (session.id,))
+
+        return await self._read(query)
+
+    async def session_counts(self, session_id: str) -> tuple[SessionRecord, dict[str, int]]:
+        """A session (as :meth:`get_session` finds it) and its executions per status, in one
+        read."""
+
+        def query(db: sqlite3.Connection) -> tuple[SessionRecord, dict[str, int]]:
+            session = queries.find_session(db, session_id)
+            return session, queries.counts(db, [session.id])[session.id]
+
+        return await self._read(query)
 
     async def case_durations(self, test_id: str) -> dict[str, float]:
         """The last recorded duration of each JUnit case of ``test_id`` or its shards,

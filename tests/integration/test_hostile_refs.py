@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 from parallel_orch import ExecutionStatus, ParallelTestConfig, SessionStatus, TestRequest
@@ -44,3 +46,63 @@ def test_run_with_an_option_as_ref_says_so_in_one_line(repo: GitRepo) -> None:
     assert result.returncode == 1, result.stderr
     assert "ref '--all' does not resolve to a commit: a ref never starts with '-'" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+async def test_a_long_running_orchestrator_resolves_refs_as_they_are_now(
+    config: ParallelTestConfig, repo: GitRepo
+) -> None:
+    """Commits, branches and tags made after the orchestrator started are what refs name."""
+    async with orchestrator(config) as orch:
+        first = await orch.run_tests([TestRequest(id="t", command="true", ref="main")])
+        moved = repo.commit({"later.txt": "later\n"})
+        repo.git("tag", "v-later")
+        branched = repo.branch("side", {"side.txt": "side\n"})
+        second = await orch.run_tests(
+            [
+                TestRequest(id="main", command="true", ref="main"),
+                TestRequest(id="tag", command="true", ref="v-later"),
+                TestRequest(id="side", command="true", ref="side"),
+                TestRequest(id="short", command="true", ref=moved[:12]),
+            ]
+        )
+    assert first.completed_tests[0].sha != moved
+    shas = {r.test_id: r.sha for r in second.completed_tests}
+    assert shas == {"main": moved, "tag": moved, "side": branched, "short": moved}
+
+
+async def test_a_ref_that_names_no_commit_gets_gits_reason_even_after_its_resolver_died(
+    config: ParallelTestConfig, repo: GitRepo
+) -> None:
+    """A missing ref, a tree, and a ref after the lookup process was killed: as rev-parse says."""
+    async with orchestrator(config) as orch:
+        requests = [
+            TestRequest(id="gone", command="true", ref="no-such-branch"),
+            TestRequest(id="tree", command="true", ref="HEAD^{tree}"),
+            TestRequest(id="fine", command="true"),
+        ]
+        before = await orch.run_tests(requests)
+        lookups = _children_running("cat-file")
+        assert len(lookups) == 1  # one long-running lookup process, not one per session
+        os.kill(lookups[0], signal.SIGKILL)  # as a Ctrl-C to the process group would
+        after = await orch.run_tests(requests)
+    for report in (before, after):
+        results = {r.test_id: r for r in report.completed_tests}
+        assert results["fine"].sha == repo.head()
+        assert results["gone"].status == ExecutionStatus.ERROR
+        assert results["gone"].error is not None
+        assert results["gone"].error.startswith("ref 'no-such-branch' does not resolve to a commit")
+        assert results["tree"].status == ExecutionStatus.ERROR
+
+
+def _children_running(word: str) -> list[int]:
+    """Pids of this process's children whose command line has ``word``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and word.encode() in argv:
+            found.append(int(entry.name))
+    return found
