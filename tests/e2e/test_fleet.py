@@ -54,6 +54,16 @@ def _tests(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["test_id"]: t for t in report["completed_tests"]}
 
 
+def _holds(count: int) -> str:
+    """Tests ``hold0``... that write their pid to MARKS/pids and sleep until killed; their
+    processes carry ``FLEET_MARK=MARKS``."""
+    return "".join(
+        f'[[test]]\nid = "hold{n}"\nenv = {{ FLEET_MARK = "MARKS" }}\n'
+        f"run = 'echo $$ >> \"MARKS/pids\"; exec sleep 120'\n"
+        for n in range(count)
+    )
+
+
 MIXED = """
 [[test]]
 id = "passes"
@@ -145,12 +155,7 @@ def test_cancelling_a_run_kills_its_tests_on_every_worker(
 ) -> None:
     """Ctrl-C while four tests run on two workers: exit 130, no test process left."""
     marks = tmp_path / "marks"
-    holds = "\n".join(
-        f'[[test]]\nid = "hold{n}"\nenv = {{ FLEET_MARK = "MARKS" }}\n'
-        f"run = 'echo $$ >> \"MARKS/pids\"; exec sleep 120'\n"
-        for n in range(4)
-    )
-    _plans(repo, marks, holds)
+    _plans(repo, marks, _holds(4))
     run = subprocess.Popen(
         cli_argv("run"), cwd=repo.path, env=cli_env(fleet_env(cluster, worker_dir)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -291,10 +296,7 @@ def test_max_failures_stops_the_tests_still_running_on_the_workers(
 ) -> None:
     """``--max-failures 1``: once one test fails, the others are cancelled and killed there."""
     marks = tmp_path / "marks"
-    holds = "".join(
-        f'[[test]]\nid = "hold{n}"\nrun = \'echo $$ >> "MARKS/pids"; exec sleep 120\'\n'
-        for n in range(3)
-    )
+    holds = _holds(3)
     wait = 'while [ "$(wc -l < MARKS/pids)" -lt 3 ]; do sleep 0.1; done'
     fails = f"[[test]]\nid = \"fails\"\nrun = '{wait}; exit 1'\n"
     _plans(repo, marks, holds + fails)
