@@ -384,23 +384,25 @@ def test_a_higher_priority_session_goes_before_queued_tests_on_the_fleet(
     socket_path: Path,
 ) -> None:
     """Our queue decides what the fleet runs next: a later, higher priority test overtakes."""
-    plan = "".join(f'[[test]]\nid = "low{n}"\nrun = "sleep 1"\n' for n in range(8))
+    marks = tmp_path / "marks"
+    held = 'echo x >> "MARKS/started"; while [ ! -e "MARKS/gate" ]; do sleep 0.05; done'
+    plan = "".join(f"[[test]]\nid = \"low{n}\"\nrun = '{held}'\n" for n in range(8))
     repo.commit({"plans/urgent.toml": '[[test]]\nid = "now"\nrun = "true"\n'})
-    _plans(repo, tmp_path / "marks", plan)
+    _plans(repo, marks, plan)
     start_daemon(repo.path, "--scheduler", cluster.address, env=fleet_env(cluster, worker_dir))
     sock = ["--socket", str(socket_path)]
     low = run_cli(["submit", "plans/fleet.toml", *sock], cwd=repo.path)
     assert low.returncode == 0, low.stderr
-    urgent = run_cli(
-        ["submit", "plans/urgent.toml", *sock, "--priority", "10", "--wait",
-         "--report-json", str(tmp_path / "urgent.json")],
-        cwd=repo.path, timeout=RUN_SECONDS,
-    )  # fmt: skip
+    started_file = marks / "started"  # the cluster's 4 threads busy, 4 tests queued here
+    wait_until(lambda: started_file.exists() and len(started_file.read_text().split()) == 4)
+    urgent = run_cli(["submit", "plans/urgent.toml", *sock, "--priority", "10"], cwd=repo.path)
     assert urgent.returncode == 0, urgent.stderr
+    (marks / "gate").touch()
     state = repo.path / ".parallel-orch"
-    first = low.stdout.split()[0]
+    ids = [low.stdout.split()[0], urgent.stdout.split()[0]]
     wait_until(
-        lambda: query(state, "SELECT status FROM sessions WHERE id = ?", first) != [("running",)]
+        lambda: query(state, "SELECT count(*) FROM sessions WHERE status != 'running'") == [(2,)],
+        timeout=RUN_SECONDS,
     )
     started = dict(
         query(
@@ -409,6 +411,6 @@ def test_a_higher_priority_session_goes_before_queued_tests_on_the_fleet(
             " JOIN executions e ON e.id = a.execution_id",
         )
     )
-    urgent_at = started[_report(tmp_path / "urgent.json")["session_id"] + "urgent::now"]
-    low_starts = sorted(v for k, v in started.items() if k.startswith(first))
+    urgent_at = started[ids[1] + "urgent::now"]
+    low_starts = sorted(v for k, v in started.items() if k.startswith(ids[0]))
     assert urgent_at < low_starts[4]  # before the tests that waited for a free thread
