@@ -268,12 +268,15 @@ async def test_a_client_that_disconnects_mid_watch_is_dropped_cleanly(
     requests = [{"id": "gated", "command": f"while [ ! -e {gate} ]; do sleep 0.05; done"}]
     async with RawClient.connect(daemon.socket) as probe:  # other tests may hold connections
         baseline = (await probe.call("status"))["result"]["connections"]
-    async with RawClient.connect(daemon.socket) as client:
-        session_id = (await client.call("submit", {"requests": requests}))["result"]["session_id"]
-        await client.request("watch", {"session_id": session_id})
-        assert (await client.receive())["params"]["type"] == "session.started"
-    await anyio.to_thread.run_sync(daemon.wait_for_log, "hung up")
-    gate.touch()
+    try:
+        async with RawClient.connect(daemon.socket) as client:
+            submitted = await client.call("submit", {"requests": requests})
+            session_id = submitted["result"]["session_id"]
+            await client.request("watch", {"session_id": session_id})
+            assert (await client.receive())["params"]["type"] == "session.started"
+        await anyio.to_thread.run_sync(daemon.wait_for_log, "hung up")
+    finally:
+        gate.touch()  # a failure above must not leave the gated test running for ever
     async with RawClient.connect(daemon.socket) as other:
         reply = await other.call("watch", {"session_id": session_id})
         while "id" not in reply:
