@@ -171,6 +171,9 @@ class DaskExecutor:
         started = time.monotonic()
         if self.lost is not None:
             return nothing(ExecutionStatus.INTERRUPTED, started, self.lost)
+        missing = self.cluster.unplaceable(spec.request.resources)
+        if missing is not None:
+            return nothing(ExecutionStatus.ERROR, started, missing)
         key = attempt_key(spec.session_id, spec.execution_id, spec.attempt)
         send, receive = anyio.create_memory_object_stream[FleetEvent](math.inf)
         watch = _Watch(hooks, send, receive)
@@ -232,7 +235,7 @@ class DaskExecutor:
                     error = "the Dask workers running it died (Dask's allowed-failures ran out)"
                     remote = RemoteResult(nothing(ExecutionStatus.INTERRUPTED, started, error))
                 except Exception as exc:
-                    if self.lost is None and _scheduler_gone(exc):
+                    if self.lost is None and _scheduler_gone(exc, self.client):
                         await self.cluster.lose(
                             f"lost the Dask scheduler at {self.cluster.address}"
                         )
@@ -266,7 +269,7 @@ class DaskExecutor:
                 result = await future
                 if isinstance(result, RemoteResult):
                     return result
-            future.cancel()
+            await self.client.cancel([future])
         return cancelled
 
     async def _land(self, spec: AttemptSpec, remote: RemoteResult, watch: _Watch) -> AttemptResult:
@@ -318,7 +321,10 @@ def _task() -> Callable[[RemoteAttempt], Awaitable[RemoteResult]]:
     return run_attempt
 
 
-def _scheduler_gone(exc: BaseException) -> bool:
+def _scheduler_gone(exc: BaseException, client: Any) -> bool:
+    """Whether a future failed because the client lost its scheduler (not because its task
+    raised an OSError of its own, which Dask re-raises as it was)."""
     from distributed.client import FutureCancelledError
 
-    return isinstance(exc, FutureCancelledError | OSError)
+    connected = client is not None and client.status == "running"
+    return isinstance(exc, FutureCancelledError | OSError) and not connected

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -42,6 +42,7 @@ class FleetCluster:
         self.lost_event = anyio.Event()
         self.on_lost: list[Lost] = []  # told, in order, when the cluster is lost
         self.capacity = 0  # the cluster's threads
+        self.resources: list[dict[str, float]] = []  # each worker's, e.g. {"gpu": 1.0}
         self._capacity_changed = anyio.Event()
         self._local: Any = None  # the LocalCluster started here, if any
         self._watching: asyncio.Task[None] | None = None
@@ -123,8 +124,26 @@ class FleetCluster:
         for callback in self.on_lost:
             await callback(reason)
 
+    def unplaceable(self, wanted: Mapping[str, float]) -> str | None:
+        """Why no worker of the cluster can run a test that needs ``wanted`` (None: some can,
+        or it needs nothing). A test no worker could take would wait in Dask for ever."""
+        if not wanted or any(
+            all(have.get(name, 0) >= amount for name, amount in wanted.items())
+            for have in self.resources
+        ):
+            return None
+        asked = ", ".join(f"{name}={amount:g}" for name, amount in sorted(wanted.items()))
+        return (
+            f"no Dask worker of {self.address} has the resources {asked}; start one with "
+            f"`dask worker ... --resources {asked.replace(', ', ',')}`"
+        )
+
     async def _read_capacity(self) -> None:
-        info = await self.client.scheduler.identity(n_workers=0)
+        info = await self.client.scheduler.identity(n_workers=-1)
+        self.resources = [
+            {str(k): float(v) for k, v in (w.get("resources") or {}).items()}
+            for w in info.get("workers", {}).values()
+        ]
         capacity = int(info.get("total_threads", 0))
         if capacity != self.capacity:
             self.capacity = capacity

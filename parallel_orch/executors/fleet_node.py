@@ -29,7 +29,7 @@ import anyio
 
 from parallel_orch import junit, procs
 from parallel_orch.config import ParallelTestConfig
-from parallel_orch.exceptions import FleetError
+from parallel_orch.exceptions import FleetError, StateDirError
 from parallel_orch.executors import fleet_disk as disk
 from parallel_orch.executors.fleet_wire import (
     SLOT_ENV,
@@ -187,6 +187,9 @@ class FleetNode:
                     outcome = await self.executor.run(spec, hooks)
         except FleetError as exc:
             outcome = nothing(ExecutionStatus.ERROR, started, exc.message, self.link.address)
+        except (OSError, StateDirError) as exc:  # a full disk, a folder it cannot write...
+            where = f"on Dask worker {self.link.address}: {exc}"
+            outcome = nothing(ExecutionStatus.ERROR, started, where, self.link.address)
         finally:
             self._running.pop(attempt.key, None)
         if isinstance(outcome, RemoteResult):

@@ -77,10 +77,11 @@ class _Link:
         """The claim is task metadata on the scheduler, forgotten with the task. Dask runs a
         task on one worker at a time, so reading then writing it cannot race."""
         client = get_client()
+        me = [str(self.worker.id), self.address]  # a restarted worker may get the same address
         other = await client.get_metadata([key, CLAIM], default=None)  # type: ignore[no-untyped-call]
-        if other is not None and other != self.address:
-            return str(other)
-        await client.set_metadata([key, CLAIM], self.address)  # type: ignore[no-untyped-call]
+        if isinstance(other, list | tuple) and other and other[0] != me[0]:  # msgpack: tuple
+            return str(other[-1])
+        await client.set_metadata([key, CLAIM], me)  # type: ignore[no-untyped-call]
         return None
 
 

@@ -414,3 +414,20 @@ def test_a_higher_priority_session_goes_before_queued_tests_on_the_fleet(
     urgent_at = started[ids[1] + "urgent::now"]
     low_starts = sorted(v for k, v in started.items() if k.startswith(ids[0]))
     assert urgent_at < low_starts[4]  # before the tests that waited for a free thread
+
+
+def test_a_test_that_needs_a_resource_no_worker_has_is_an_error_not_a_wait(
+    repo: GitRepo, tmp_path: Path, cluster: DaskCluster, worker_dir: Path
+) -> None:
+    """``resources = { tpu = 1 }`` on a fleet without one: ``error`` saying so, at once."""
+    plan = '[[test]]\nid = "tpu"\nresources = { tpu = 1 }\nrun = "true"\n'
+    _plans(repo, tmp_path / "marks", plan + '[[test]]\nid = "cpu"\nrun = "true"\n')
+    done = run_cli(
+        ["run", "--report-json", str(tmp_path / "r.json")],
+        cwd=repo.path, env=fleet_env(cluster, worker_dir), timeout=RUN_SECONDS,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    tests = _tests(_report(tmp_path / "r.json"))
+    assert (tests["fleet::tpu"]["status"], tests["fleet::cpu"]["status"]) == ("error", "passed")
+    assert "no Dask worker" in tests["fleet::tpu"]["attempts"][0]["error"]
+    assert "--resources tpu=1" in tests["fleet::tpu"]["attempts"][0]["error"]
