@@ -19,7 +19,6 @@ early closes the connection.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
@@ -29,13 +28,16 @@ import anyio
 from anyio import AsyncContextManagerMixin
 from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
-from pydantic import ValidationError
 
 from parallel_orch.daemon import protocol as p
+from parallel_orch.daemon import wire
 from parallel_orch.daemon.paths import socket_path_light
-from parallel_orch.daemon.protocol import ErrorCode
+from parallel_orch.daemon.wire import CONNECT_TIMEOUT_SECONDS, MAX_REPLY_BYTES
+from parallel_orch.daemon.wire import DaemonConnectionLost as DaemonConnectionLost
+from parallel_orch.daemon.wire import DaemonProtocolError as DaemonProtocolError
+from parallel_orch.daemon.wire import DaemonRequestError as DaemonRequestError
+from parallel_orch.daemon.wire import DaemonUnreachableError as DaemonUnreachableError
 from parallel_orch.events import Event
-from parallel_orch.exceptions import OrchError
 
 # What only some calls need is imported by them: a client command starts at once.
 if TYPE_CHECKING:
@@ -43,41 +45,6 @@ if TYPE_CHECKING:
     from parallel_orch.models import TestRequest
     from parallel_orch.report import ParallelTestReport
     from parallel_orch.report.options import ReportOptions
-
-CONNECT_TIMEOUT_SECONDS = 5.0
-MAX_REPLY_BYTES = 256 * 1024 * 1024  # a report of a huge session is one long line
-#: Errors that mean "fix what you asked" (exit 2); the rest are infrastructure (exit 3).
-USAGE_ERRORS = frozenset(
-    {
-        ErrorCode.INVALID_PARAMS,
-        ErrorCode.PLAN_ERROR,
-        ErrorCode.PATH_REFUSED,
-        ErrorCode.SESSION_NOT_FOUND,
-        ErrorCode.SESSION_FINISHED,
-    }
-)
-
-
-class DaemonUnreachableError(OrchError):
-    """The daemon cannot be reached; start it with `parallel-orch daemon`."""
-
-
-class DaemonConnectionLost(DaemonUnreachableError):
-    """The connection to the daemon was lost before its answer came."""
-
-
-class DaemonProtocolError(OrchError):
-    """The daemon's reply is not valid protocol; are client and daemon the same version?"""
-
-
-class DaemonRequestError(OrchError):
-    """The daemon refused the request."""
-
-    def __init__(self, code: int, message: str, data: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.data = data or {}
-        self.exit_code = 2 if code in USAGE_ERRORS else 3
 
 
 class DaemonClient(AsyncContextManagerMixin):
@@ -108,25 +75,11 @@ class DaemonClient(AsyncContextManagerMixin):
                 self._stream = self._reader = None
 
     async def _connect(self) -> SocketStream:
-        path = self.socket_path
-        hint = "start it with `parallel-orch daemon` or pass --socket"
         try:
             with anyio.fail_after(CONNECT_TIMEOUT_SECONDS):
-                return await anyio.connect_unix(path)
-        except FileNotFoundError:
-            raise DaemonUnreachableError(f"no daemon at {path} (no socket there); {hint}") from None
-        except ConnectionRefusedError:
-            raise DaemonUnreachableError(
-                f"no daemon answers at {path} (a stale socket); {hint}"
-            ) from None
-        except TimeoutError:
-            raise DaemonUnreachableError(
-                f"the daemon at {path} did not accept within {CONNECT_TIMEOUT_SECONDS:g}s"
-            ) from None
-        except OSError as exc:
-            raise DaemonUnreachableError(
-                f"cannot connect to {path}: {exc.strerror or exc}"
-            ) from None
+                return await anyio.connect_unix(self.socket_path)
+        except OSError as exc:  # TimeoutError too
+            raise wire.unreachable(self.socket_path, exc) from None
 
     # -- the wire -------------------------------------------------------------
 
@@ -153,11 +106,8 @@ class DaemonClient(AsyncContextManagerMixin):
                 "this connection was left in the middle of a watch; reconnect"
             )
         request_id = next(self._ids)
-        line = json.dumps(
-            {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
-        )
         try:
-            await self._stream.send(line.encode() + b"\n")
+            await self._stream.send(wire.request_line(request_id, method, params))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise DaemonConnectionLost(f"lost the connection to the daemon: {exc!r}") from None
         return request_id
@@ -177,25 +127,11 @@ class DaemonClient(AsyncContextManagerMixin):
             ) from None
         except anyio.DelimiterNotFound:
             raise DaemonProtocolError(f"a reply over {MAX_REPLY_BYTES} bytes") from None
-        try:
-            message = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DaemonProtocolError(f"the daemon sent invalid JSON: {exc}") from None
-        if not isinstance(message, dict):
-            raise DaemonProtocolError(f"the daemon sent {type(message).__name__}, not an object")
-        return message
+        return wire.parse_reply_line(line)
 
     @staticmethod
     def _result(message: dict[str, Any], request_id: int) -> Any:
-        try:
-            reply = p.Response.model_validate(message)
-        except ValidationError as exc:
-            raise DaemonProtocolError(f"not a reply: {p.validation_message(exc)}") from None
-        if reply.error is not None:
-            raise DaemonRequestError(reply.error.code, reply.error.message, reply.error.data)
-        if reply.id != request_id:
-            raise DaemonProtocolError(f"reply for id {reply.id!r}, expected {request_id}")
-        return reply.result
+        return wire.reply_result(message, request_id)
 
     # -- methods --------------------------------------------------------------
 

@@ -218,7 +218,7 @@ def sessions(
     from parallel_orch.report.renderers.words import columns, seconds
 
     if socket is not None:
-        rows = run_async(_daemon_sessions, socket, limit)
+        rows = _daemon_sessions(socket, limit)
     else:
         rows = run_async(_sessions, store_dir(repo, state_dir), limit)
     if as_json:
@@ -255,12 +255,18 @@ async def _sessions(state_dir: Path, limit: int) -> list[dict[str, Any]]:
         return [s.model_dump() for s in summaries]
 
 
-async def _daemon_sessions(socket: Path, limit: int) -> list[dict[str, Any]]:
-    """``sessions --socket``: the daemon's list, shaped like the store's."""
-    from parallel_orch.client import DaemonClient
+def _daemon_sessions(socket: Path, limit: int) -> list[dict[str, Any]]:
+    """``sessions --socket``: the daemon's list, shaped like the store's (its times read
+    back into datetimes); no event loop or pydantic to start."""
+    from parallel_orch.cli.status_text import reading
+    from parallel_orch.daemon import wire
 
-    async with DaemonClient(socket) as client:
-        return [s.model_dump() for s in await client.sessions(limit)]
+    rows = wire.call(socket, "sessions", {"limit": limit})
+    with reading("sessions"):
+        for row in rows:
+            for key in ("created_at", "completed_at"):
+                row[key] = row[key] and datetime.fromisoformat(row[key])
+        return list(rows)
 
 
 @app.command()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from parallel_orch.cli import options as opt
+from parallel_orch.cli import status_text
 from parallel_orch.cli.app import (
     EXIT_OK,
     JsonOpt,
@@ -30,7 +31,7 @@ from parallel_orch.cli.app import (
     real_console,
     run_async,
 )
-from parallel_orch.daemon import paths
+from parallel_orch.daemon import paths, wire
 
 # Imported where used: the client commands must start at once (see cli/local.py).
 if TYPE_CHECKING:
@@ -96,20 +97,30 @@ def submit(
     Any report file implies --wait. Gates given here judge the session instead of
     the daemon's configured ones.
     """
+    given: tuple[object, ...] = (report_json, junit_xml, markdown, html, csv, csv_cases, trace)
+    given += (min_pass_rate, gate, max_flaky, max_duration, min_coverage, compare_to, notify_url)
+    where = socket_for(socket, repo, state_dir)
+    if not (wait or follow or no_new_failures or any(x is not None for x in given)):
+        # No report asked for: no report options (pydantic models) to import, and
+        # the submit starts at once.
+        print(submit_once(where, _submit_params(plan_paths, ref, priority)), flush=True)
+        raise typer.Exit(EXIT_OK)
     from parallel_orch.cli import outputs as o
 
     flags = o.ReportFlags.parse(locals())
     outputs = flags.outputs
-    waiting = wait or follow or bool(outputs.files)
-    if waiting:
+    wait = wait or follow or bool(outputs.files)
+    if wait:
         outputs.check()
     options = flags.options() if flags.judged else None
-    # Paths that exist from here are sent absolute; others are for the daemon to find in its repo.
-    sent = [str(Path(x).absolute()) if Path(x).exists() else x for x in plan_paths]
-    params = {"paths": sent, "ref": ref, "priority": priority, "options": options}
-    report = run_async(_submit, socket_for(socket, repo, state_dir), params, waiting, follow)
-    if report is None:
+    params = _submit_params(plan_paths, ref, priority)
+    if options is not None:
+        params["options"] = options.model_dump(mode="json")
+    session_id = submit_once(where, params)
+    print(session_id, flush=True)
+    if not wait:
         raise typer.Exit(EXIT_OK)
+    report = run_async(_wait, where, session_id, follow)
     from parallel_orch.report.gates import exit_code
     from parallel_orch.report.renderers.text import print_report
 
@@ -118,39 +129,48 @@ def submit(
     raise typer.Exit(exit_code(report))
 
 
-async def _submit(
-    socket: Path, params: dict[str, Any], wait: bool, follow: bool
-) -> ParallelTestReport | None:
-
+async def _wait(socket: Path, session_id: str, follow: bool) -> ParallelTestReport:
     from parallel_orch.client import DaemonClient
 
-    submitted = await submit_once(socket, params, idempotency_key=uuid.uuid4().hex)
-    print(submitted.session_id, flush=True)
-    if not wait:
-        return None
     async with DaemonClient(socket) as client:
         if follow:
-            await _follow(socket, client, submitted.session_id)
+            await _follow(socket, client, session_id)
         else:
-            await client.wait(submitted.session_id)
-        return await client.report(submitted.session_id)
+            await client.wait(session_id)
+        return await client.report(session_id)
 
 
-async def submit_once(
-    socket: Path, params: dict[str, Any], *, idempotency_key: str
-) -> p.SubmitResult:
-    """Submit, and once more with the same key if the connection was lost before the
-    answer: the daemon runs it once either way."""
-    from parallel_orch.client import DaemonClient, DaemonConnectionLost
+def _submit_params(plan_paths: list[str], ref: str | None, priority: int) -> dict[str, Any]:
+    # Paths that exist from here are sent absolute; others are for the daemon to find in its repo.
+    sent = [str(Path(x).absolute()) if Path(x).exists() else x for x in plan_paths]
+    params: dict[str, Any] = {"paths": sent, "priority": priority}
+    if ref is not None:
+        params["ref"] = ref
+    return params
 
+
+def submit_once(socket: Path, params: dict[str, Any], *, idempotency_key: str = "") -> str:
+    """Submit; its session id. Sent once more with the same key (a new one by default)
+    if the connection was lost before the answer: the daemon runs it once either way."""
+    keyed = {**params, "idempotency_key": idempotency_key or uuid.uuid4().hex}
     for tries_left in (1, 0):
         try:
-            async with DaemonClient(socket) as client:
-                return await client.submit(**params, idempotency_key=idempotency_key)
-        except DaemonConnectionLost:
+            submitted = _ask(socket, "submit", keyed)
+        except wire.DaemonConnectionLost:
             if not tries_left:
                 raise
+            continue
+        with status_text.reading("submit"):
+            return str(submitted["session_id"])
     raise AssertionError("unreachable")
+
+
+def _ask(socket: Path, method: str, params: dict[str, Any], *, to_end: bool = False) -> Any:
+    """One request on a connection of its own (blocking: no event loop to start)."""
+    result = wire.call(socket, method, params, read_to_end=to_end)
+    if not isinstance(result, dict):
+        raise wire.DaemonProtocolError(f"the daemon's reply to {method} is not an object")
+    return result
 
 
 @app.command()
@@ -165,23 +185,18 @@ def status(
     state_dir: StateDirOpt = None,
 ) -> None:
     """The daemon's workers, queue and running sessions, or one session's status and counts."""
-    from parallel_orch.cli import status_text
-    from parallel_orch.daemon import protocol as p
-
-    result = run_async(_status, socket_for(socket, repo, state_dir), session)
+    params = {"session_id": session} if session is not None else {}
+    result = _ask(socket_for(socket, repo, state_dir), "status", params)
     if as_json:
-        print_json(result.model_dump(mode="json"))
-    elif isinstance(result, p.SessionSummary):
-        _print(status_text.summary_line(result))
-    else:
-        _print(*status_text.daemon_lines(result))
-
-
-async def _status(socket: Path, session: str | None) -> p.SessionSummary | p.DaemonStatus:
-    from parallel_orch.client import DaemonClient
-
-    async with DaemonClient(socket) as client:
-        return await (client.session(session) if session is not None else client.status())
+        print_json(result)
+        return
+    with status_text.reading("status"):
+        lines = (
+            [status_text.summary_line(result)]
+            if session is not None
+            else status_text.daemon_lines(result)
+        )
+    _print(*lines)
 
 
 def _print(*lines: str) -> None:
@@ -201,7 +216,7 @@ def watch(
     from parallel_orch.cli import status_text
 
     summary = run_async(_watch, socket_for(socket, repo, state_dir), session)
-    _print(status_text.summary_line(summary))
+    _print(status_text.summary_line(summary.model_dump(mode="json")))
     raise typer.Exit(exit_code_for(summary.status))
 
 
@@ -238,13 +253,10 @@ def cancel(
     state_dir: StateDirOpt = None,
 ) -> None:
     """Cancel a running session: its queued tests are dropped, running attempts stopped."""
-    from parallel_orch.daemon import protocol as p
-
-    result = run_async(
-        _call, socket_for(socket, repo, state_dir), "cancel", {"session_id": session}
-    )
-    cancelled = p.CancelResult.model_validate(result)
-    typer.echo(f"session {cancelled.session_id}: {cancelled.status}")
+    cancelled = _ask(socket_for(socket, repo, state_dir), "cancel", {"session_id": session})
+    with status_text.reading("cancel"):
+        line = f"session {cancelled['session_id']}: {cancelled['status']}"
+    typer.echo(line)
 
 
 @app.command()
@@ -283,7 +295,7 @@ def report(
     params: dict[str, Any] = {"session_id": session}
     if flags.judged:
         params["options"] = flags.options().model_dump(mode="json")
-    result = run_async(_call, socket_for(socket, repo, state_dir), "report", params)
+    result = _ask(socket_for(socket, repo, state_dir), "report", params)
     parsed = ParallelTestReport.model_validate(result)
     if as_json:
         typer.echo(parsed.render("json"), nl=False)
@@ -298,15 +310,14 @@ def report(
 @handle_errors
 def ping(socket: SocketOpt = None, repo: RepoOpt = None, state_dir: StateDirOpt = None) -> None:
     """Check that the daemon answers; print what it serves."""
-    from parallel_orch.daemon import protocol as p
-
-    info = p.PingResult.model_validate(
-        run_async(_call, socket_for(socket, repo, state_dir), "ping", {})
-    )
-    typer.echo(
-        f"daemon pid {info.pid} serves {info.repo} on {info.socket} (protocol {info.protocol}, "
-        f"version {info.version}, {info.num_workers} workers, up {info.uptime_seconds:.0f}s)"
-    )
+    info = _ask(socket_for(socket, repo, state_dir), "ping", {})
+    with status_text.reading("ping"):
+        line = (
+            f"daemon pid {info['pid']} serves {info['repo']} on {info['socket']} (protocol "
+            f"{info['protocol']}, version {info['version']}, {info['num_workers']} workers, "
+            f"up {info['uptime_seconds']:.0f}s)"
+        )
+    typer.echo(line)
 
 
 @app.command()
@@ -323,20 +334,7 @@ def shutdown(
     state_dir: StateDirOpt = None,
 ) -> None:
     """Stop the daemon: no new sessions, running attempts get its grace, then it exits."""
-    result = run_async(_shutdown, socket_for(socket, repo, state_dir), now, not no_wait)
-    done = "stopped" if not no_wait else f"stopping ({result.mode})"
+    result = _ask(socket_for(socket, repo, state_dir), "shutdown", {"now": now}, to_end=not no_wait)
+    with status_text.reading("shutdown"):
+        done = "stopped" if not no_wait else f"stopping ({result['mode']})"
     typer.echo(f"daemon {done}")
-
-
-async def _shutdown(socket: Path, now: bool, wait: bool) -> p.ShutdownResult:
-    from parallel_orch.client import DaemonClient
-
-    async with DaemonClient(socket) as client:
-        return await client.shutdown(now=now, wait=wait)
-
-
-async def _call(socket: Path, method: str, params: dict[str, Any]) -> Any:
-    from parallel_orch.client import DaemonClient
-
-    async with DaemonClient(socket) as client:
-        return await client.call(method, params)

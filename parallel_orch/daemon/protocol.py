@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from enum import IntEnum, StrEnum
 from typing import Any, Literal
 
 from pydantic import (
@@ -24,49 +23,15 @@ from pydantic import (
     model_validator,
 )
 
+from parallel_orch.daemon.wire import EVENT_METHOD as EVENT_METHOD
+from parallel_orch.daemon.wire import MAX_LINE_BYTES as MAX_LINE_BYTES
+from parallel_orch.daemon.wire import PROTOCOL_VERSION as PROTOCOL_VERSION
+from parallel_orch.daemon.wire import ErrorCode as ErrorCode
+from parallel_orch.daemon.wire import Method as Method
 from parallel_orch.events import Event
 from parallel_orch.exceptions import OrchError
 from parallel_orch.models import TestRequest
 from parallel_orch.report.options import ReportOptions
-
-#: Bumped on any incompatible change to methods, params or results.
-PROTOCOL_VERSION = 1
-MAX_LINE_BYTES = 1024 * 1024  # one request line, newline excluded
-EVENT_METHOD = "event"
-
-
-class Method(StrEnum):
-    PING = "ping"
-    SUBMIT = "submit"
-    STATUS = "status"
-    SESSIONS = "sessions"
-    REPORT = "report"
-    CANCEL = "cancel"
-    WATCH = "watch"
-    SHUTDOWN = "shutdown"
-    HISTORY = "history"
-    FLAKY = "flaky"
-
-
-class ErrorCode(IntEnum):
-    """JSON-RPC's reserved codes, then ours in the -32000..-32099 server range."""
-
-    PARSE_ERROR = -32700
-    INVALID_REQUEST = -32600
-    METHOD_NOT_FOUND = -32601
-    INVALID_PARAMS = -32602
-    INTERNAL_ERROR = -32603
-    PLAN_ERROR = -32001  # the plan is invalid; nothing was queued
-    PATH_REFUSED = -32002  # a submitted path is outside the repository
-    SESSION_NOT_FOUND = -32003
-    SESSION_FINISHED = -32004  # e.g. cancel of a session that already ended
-    SHUTTING_DOWN = -32005  # the daemon takes no new sessions
-    MESSAGE_TOO_LARGE = -32006  # then the connection is closed
-    IDLE_TIMEOUT = -32007  # then the connection is closed
-    PERMISSION_DENIED = -32008  # a peer with another uid; then the connection is closed
-    TOO_MANY_CONNECTIONS = -32009  # then the connection is closed
-    REPO_ERROR = -32010  # a ref or the repository itself is unusable
-    WATCH_DROPPED = -32011  # a watch whose client fell too far behind; its last message
 
 
 class RpcError(OrchError):

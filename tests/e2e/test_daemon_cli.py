@@ -6,13 +6,15 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from parallel_orch.daemon.paths import default_socket_path
-from tests.e2e.cli import run_cli
+from tests.e2e.cli import cli_env, run_cli
 from tests.e2e.conftest import StartDaemon, query, write_plan
 from tests.helpers import GitRepo, make_git_repo
 
@@ -177,3 +179,43 @@ def test_a_socket_dir_the_daemon_creates_is_private(
     start_daemon(repo.path, socket=sock)
     assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(sock.lstat().st_mode) == 0o600
+
+
+def test_client_commands_start_without_an_event_loop_or_pydantic(
+    repo: GitRepo, start_daemon: StartDaemon
+) -> None:
+    """`ping`, `status`, `sessions`, `submit` and `cancel` answer right without importing
+    asyncio or pydantic (most of their start-up time before)."""
+    write_plan(repo.path, "smoke.toml", PASSING)
+    daemon = start_daemon(repo.path)
+    sock = ["--socket", str(daemon.socket)]
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('LOADED', *sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'asyncio', 'anyio', 'pydantic'})))\n"
+        "from parallel_orch.cli import main\n"
+        "sys.argv = ['parallel-orch', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+
+    def client(*args: str) -> tuple[str, str]:
+        argv = [sys.executable, "-c", probe, *args, *sock]
+        done = subprocess.run(argv, cwd=repo.path, env=cli_env(), capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        output, _, loaded = done.stdout.rpartition("LOADED")
+        return output, loaded.strip()
+
+    output, loaded = client("submit", "plans")
+    session_id = output.strip()
+    assert (len(session_id), loaded) == (12, "")
+    output, loaded = client("ping")
+    assert (output.startswith(f"daemon pid {daemon.proc.pid} serves {repo.path}"), loaded) == (
+        True,
+        "",
+    )
+    output, loaded = client("status")
+    assert (output.startswith(f"daemon pid {daemon.proc.pid}, accepting"), loaded) == (True, "")
+    output, loaded = client("sessions")
+    assert (session_id in output, loaded) == (True, "")
+    output, loaded = client("status", session_id)
+    assert (output.startswith(f"session {session_id}: "), loaded) == (True, "")
