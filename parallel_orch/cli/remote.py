@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -100,22 +100,28 @@ def submit(
     given: tuple[object, ...] = (report_json, junit_xml, markdown, html, csv, csv_cases, trace)
     given += (min_pass_rate, gate, max_flaky, max_duration, min_coverage, compare_to, notify_url)
     where = socket_for(socket, repo, state_dir)
-    if not (wait or follow or no_new_failures or any(x is not None for x in given)):
-        # No report asked for: no report options (pydantic models) to import, and
-        # the submit starts at once.
-        print(submit_once(where, _submit_params(plan_paths, ref, priority)), flush=True)
-        raise typer.Exit(EXIT_OK)
+    params = _submit_params(plan_paths, ref, priority)
+    if wait or follow or no_new_failures or any(x is not None for x in given):
+        _submit_with_report(where, params, locals(), follow=follow)
+    # No report asked for: no report options (pydantic models) to import, and the
+    # submit starts at once.
+    print(submit_once(where, params), flush=True)
+    raise typer.Exit(EXIT_OK)
+
+
+def _submit_with_report(
+    where: Path, params: dict[str, Any], flags: dict[str, Any], *, follow: bool
+) -> NoReturn:
+    """``submit`` with report files, gates or ``--wait``: its exit code is the report's."""
     from parallel_orch.cli import outputs as o
 
-    flags = o.ReportFlags.parse(locals())
-    outputs = flags.outputs
-    wait = wait or follow or bool(outputs.files)
+    parsed = o.ReportFlags.parse(flags)
+    outputs = parsed.outputs
+    wait = flags["wait"] or follow or bool(outputs.files)
     if wait:
         outputs.check()
-    options = flags.options() if flags.judged else None
-    params = _submit_params(plan_paths, ref, priority)
-    if options is not None:
-        params["options"] = options.model_dump(mode="json")
+    if parsed.judged:
+        params = {**params, "options": parsed.options().model_dump(mode="json")}
     session_id = submit_once(where, params)
     print(session_id, flush=True)
     if not wait:
