@@ -154,3 +154,18 @@ def test_an_id_that_looks_like_a_shard_is_refused_unless_it_is_one() -> None:
         TestRequest(id="x[1/2]", command="true", shard=(2, 2))
     shard = TestRequest(id="x", command="true", shards=2).split(4)[1]
     assert TestRequest.model_validate_json(shard.model_dump_json()) == shard
+
+
+def test_collection_times_are_kept_only_where_the_next_session_reads_them(tmp_path: Path) -> None:
+    """A local shard is told where to write its modules' times; a fleet node's copy of the
+    durations (no session folder) is not, as nothing there would read them back."""
+    from parallel_orch.models import TestRequest
+    from parallel_orch.sharding import COLLECT_TIMES_ENV, durations_path, shard_env
+
+    shard = TestRequest(id="suite", command="true", shards=2).split(2)[1]
+    local = durations_path(tmp_path, "0123abcd", "suite")
+    env = shard_env(shard, {}, status_file=tmp_path / "s", durations=local)
+    name = local.name.removesuffix(".durations.json")  # the test's id, made safe for a path
+    assert env[COLLECT_TIMES_ENV] == str(tmp_path / "shards" / "collect" / name / "2.json")
+    node = tmp_path / "node-state" / "shards" / "attempt-key.json"
+    assert COLLECT_TIMES_ENV not in shard_env(shard, {}, status_file=tmp_path, durations=node)
