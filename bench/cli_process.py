@@ -76,10 +76,12 @@ def run_cli(
     env: Mapping[str, str],
     log: Path,
     report: Path | None = None,
+    executable: Path | None = None,
 ) -> CliRun:
     """``parallel-orch ARGS`` from start to exit, output to ``log``; with ``report``, the
-    report it wrote there (``--report-json``)."""
-    argv = cli_argv(*args)
+    report it wrote there (``--report-json``). ``executable``: another checkout's
+    ``parallel-orch``, to measure two versions side by side."""
+    argv = [str(executable), *args] if executable is not None else cli_argv(*args)
     if report is not None:
         report.unlink(missing_ok=True)
         argv += ["--report-json", str(report)]

@@ -35,10 +35,20 @@ and CPU (this process and every child) is printed beside them.
 Some files are left out: the ones needing ``pexpect`` and a terminal, and
 the slowest (minutes each serially). Quick mode also leaves out the files
 that take more than a few seconds.
+
+With ``BENCH_SUITE_AGAINST=<another checkout>`` (its ``make install`` done) a
+fifth side runs the sharded plan through that checkout's ``parallel-orch``, in
+the same rounds, pool, store and environment (after an untimed warm-up of its
+own), that checkout on ``PYTHONPATH`` where this one is for the others: a
+change to the engine or the shard plugin measured side by side against its
+base. Each
+report also gives where our wall goes: the CLI's own time outside its
+attempts, and the tail (the last attempt running alone).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +56,7 @@ from pathlib import Path
 
 from bench.cli_process import CliRun, PyEnv, python_envs, run_cli
 from bench.common import Figure, Span, autogroup_note, bench_main, fmt_spans, note
+from bench.daemon_process import PROJECT_ROOT
 from bench.suite_project import (
     PROJECT,
     VERSION,
@@ -63,6 +74,7 @@ from parallel_orch.report import ParallelTestReport, TestResult
 WORKERS = 2
 PER_FILE_TARGET = 1.05
 SHARDED_TARGET = 0.8
+AGAINST_ENV = "BENCH_SUITE_AGAINST"  # another checkout, for a fifth side
 
 
 @dataclass
@@ -73,6 +85,7 @@ class Sides:
     xargs: list[Span] = field(default_factory=list)
     sharded: list[Span] = field(default_factory=list)
     xdist: list[Span] = field(default_factory=list)
+    against: list[Span] = field(default_factory=list)  # sharded, through the other version
     totals_differ: int = 0  # sharded runs whose case totals are not the serial run's
 
 
@@ -84,16 +97,27 @@ class Bench:
     pyenv: PyEnv
     serial: JUnitCounts
     slug: str
+    against: Path | None = None
 
-    def ours(self, plan: Path, name: str) -> CliRun:
-        root = self.project.root
-        return run_cli(
+    def ours(self, plan: Path, name: str, checkout: Path | None = None) -> CliRun:
+        """``parallel-orch run`` of ``plan``: this checkout's, or another ``checkout``'s (on
+        ``PYTHONPATH`` in place of this one, which ``cli_env`` puts there)."""
+        root, env = self.project.root, dict(self.pyenv.env)
+        if checkout is not None:
+            path = env.get("PYTHONPATH", "").split(os.pathsep)
+            env["PYTHONPATH"] = os.pathsep.join(
+                str(checkout) if p == str(PROJECT_ROOT) else p for p in path
+            )
+        run = run_cli(
             ["run", str(plan), "-j", str(WORKERS), "-q", "--state-dir", str(root / "state")],
             cwd=self.project.repo,
-            env=self.pyenv.env,
+            env=env,
             log=root / "logs" / f"{self.slug}-{name}.log",
             report=root / "reports" / f"{self.slug}-{name}.json",
+            executable=None if checkout is None else checkout / ".venv" / "bin" / "parallel-orch",
         )
+        note(f"  {name}: {run.span.wall:.1f} s; {where_it_went(run)}")
+        return run
 
     def shell(self, script: str, name: str, stdin: str = "") -> Span:
         log = self.project.root / "logs" / f"{self.slug}-{name}.log"
@@ -116,6 +140,33 @@ class Bench:
             return False
         note(f"  case totals over {test.shards} shards = the serial run's: {fmt_counts(counts)}")
         return True
+
+
+def where_it_went(run: CliRun) -> str:
+    """Where the CLI's wall went besides its tests: outside the attempts (start-up and the
+    end), between one attempt's process and the next on a worker (lease, spawn, recording),
+    and the tail (the last attempt running with the other worker idle)."""
+    attempts = [a for t in (run.report.completed_tests if run.report else ()) for a in t.attempts]
+    if not attempts:
+        return "no report"
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for a in attempts:
+        start = a.started_at.timestamp()
+        spans.setdefault(a.worker, []).append((start, start + (a.duration_seconds or 0.0)))
+    first = min(start for runs in spans.values() for start, _ in runs)
+    last_ends = [max(end for _, end in runs) for runs in spans.values()]
+    between = [
+        (max(end for _, end in runs) - min(start for start, _ in runs))
+        - sum(end - start for start, end in runs)
+        for runs in spans.values()
+    ]
+    walls = sorted((a.shard, a.duration_seconds or 0.0) for a in attempts if a.shard)
+    shards = "".join(f", shard {shard} {wall:.1f} s" for shard, wall in walls)
+    return (
+        f"outside attempts {run.span.wall - (max(last_ends) - first):.2f} s, "
+        f"between attempts {max(between):.2f} s a worker, "
+        f"tail {max(last_ends) - min(last_ends):.2f} s{shards}"
+    )
 
 
 def _sharded_test(report: ParallelTestReport | None) -> TestResult | None:
@@ -146,6 +197,9 @@ def measure_env(bench: Bench, rounds: int) -> Sides:
     )
     warm = bench.ours(sharded, "sharded-warm")
     note(f"warm-up, sharded: {warm.span.wall:.1f} s (records the case durations shards split by)")
+    if bench.against is not None:
+        warm = bench.ours(sharded, "against-warm", bench.against)
+        note(f"warm-up, sharded through {bench.against}: {warm.span.wall:.1f} s")
     xdist_script = project.pytest("-n", str(WORKERS), *project.files)
     note(f"warm-up, pytest -n {WORKERS}: {bench.shell(xdist_script, 'xdist-warm').wall:.1f} s")
     by_length = sorted(project.files, key=lambda f: -durations.get(Path(f).stem, 0.0))
@@ -168,14 +222,22 @@ def measure_env(bench: Bench, rounds: int) -> Sides:
     def run_xdist(n: int) -> None:
         sides.xdist.append(bench.shell(xdist_script, f"xdist-{n}"))
 
+    def run_against(n: int) -> None:
+        run = bench.ours(sharded, f"against-{n}", bench.against)
+        sides.against.append(run.span)
+        sides.totals_differ += not bench.check_sharded(run)
+
+    order: Sequence[Callable[[int], None]] = (run_per_file, run_xargs, run_sharded, run_xdist)
+    if bench.against is not None:
+        order = (run_per_file, run_xargs, run_sharded, run_against, run_xdist)
     for n in range(rounds):
-        order: Sequence[Callable[[int], None]] = (run_per_file, run_xargs, run_sharded, run_xdist)
         for side in order if n % 2 == 0 else order[::-1]:
             side(n)
+        against = f", against {sides.against[-1].wall:.1f} s" if sides.against else ""
         note(
             f"round {n + 1}: per file {sides.per_file[-1].wall:.1f} s, "
             f"xargs {sides.xargs[-1].wall:.1f} s, shards=2 {sides.sharded[-1].wall:.1f} s, "
-            f"pytest -n {WORKERS} {sides.xdist[-1].wall:.1f} s"
+            f"pytest -n {WORKERS} {sides.xdist[-1].wall:.1f} s{against}"
         )
     return sides
 
@@ -192,10 +254,13 @@ def figures(label: str, sides: Sides, rounds: int) -> list[Figure]:
     note(f"  xargs -P{WORKERS}      : {fmt_spans(sides.xargs)}")
     note(f"  shards=2, ours : {fmt_spans(sides.sharded)}")
     note(f"  pytest -n {WORKERS}    : {fmt_spans(sides.xdist)}")
+    if sides.against:
+        note(f"  shards=2, against: {fmt_spans(sides.against)}")
     per_file = ratio(sides.per_file, sides.xargs, "wall")
     sharded = ratio(sides.sharded, sides.xdist, "wall")
     name = f"suite [{label}]"
     return [
+        *_against_figures(name, sides),
         Figure(
             f"{name}: per file / xargs -P{WORKERS}, wall",
             per_file,
@@ -228,6 +293,28 @@ def figures(label: str, sides: Sides, rounds: int) -> list[Figure]:
     ]
 
 
+def _against_figures(name: str, sides: Sides) -> list[Figure]:
+    if not sides.against:
+        return []
+    return [
+        Figure(
+            f"{name}: shards=2 / shards=2 against, wall",
+            ratio(sides.sharded, sides.against, "wall"),
+        ),
+        Figure(
+            f"{name}: shards=2 / shards=2 against, CPU", ratio(sides.sharded, sides.against, "cpu")
+        ),
+        Figure(
+            f"{name}: shards=2 against / pytest -n {WORKERS}, wall",
+            ratio(sides.against, sides.xdist, "wall"),
+        ),
+        Figure(
+            f"{name}: shards=2 against / pytest -n {WORKERS}, CPU",
+            ratio(sides.against, sides.xdist, "cpu"),
+        ),
+    ]
+
+
 def run(quick: bool) -> list[Figure]:
     rounds = 1 if quick else 2
     project = prepare(quick)
@@ -237,14 +324,17 @@ def run(quick: bool) -> list[Figure]:
         f"{rounds} round(s) per environment, through `parallel-orch run`"
     )
     autogroup_note()
+    against = Path(os.environ[AGAINST_ENV]) if os.environ.get(AGAINST_ENV) else None
+    if against is not None:
+        note(f"a fifth side: the sharded plan through {against}")
     serial, span = serial_totals(project, envs[0].env)
     note(f"one serial pytest run [{envs[0].label}]: {span.wall:.1f} s; {fmt_counts(serial)}")
     out: list[Figure] = []
     for pyenv in envs:
         note(f"-- environment: {pyenv.label} --")
         slug = re.sub(r"[^a-z0-9]+", "-", pyenv.label.lower()).strip("-")
-        sides = measure_env(Bench(project, pyenv, serial, slug), rounds)
-        out += figures(pyenv.label, sides, rounds)
+        sides = measure_env(Bench(project, pyenv, serial, slug, against), rounds)
+        out += figures(pyenv.label, sides, rounds * (2 if against else 1))
     return out
 
 

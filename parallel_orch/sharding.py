@@ -6,7 +6,10 @@ existing Bazel-aware wrappers work unchanged; a pytest suite gets the bundled
 plugin (:mod:`parallel_orch.pytest_plugins.parallel_orch_shard`) through
 ``PYTEST_PLUGINS`` and ``PYTHONPATH``. The durations that balance the split
 are written once per session and test, when it is submitted, so every shard
-and every retry of one reads the same.
+and every retry of one reads the same; with them go the times each test
+module took to import and collect in the shards that last collected it
+(a shard skips the modules holding none of its cases, so that time is part
+of its balance), which the plugin writes back per shard for the next session.
 """
 
 from __future__ import annotations
@@ -21,20 +24,51 @@ from parallel_orch.names import safe_name
 
 PLUGIN_DIR = Path(__file__).parent / "pytest_plugins"
 PLUGIN = "parallel_orch_shard"
+COLLECT_TIMES_ENV = "PARALLEL_ORCH_SHARD_COLLECT_TIMES"  # where a shard writes its modules' times
+
+
+DURATIONS_SUFFIX = ".durations.json"
+COLLECT_DIR = "collect"  # beside the sessions' folders: session ids are hex
 
 
 def durations_path(state_dir: Path, session_id: str, base_id: str) -> Path:
     """Where a sharded test's case durations for one session are."""
-    return state_dir / "shards" / session_id / f"{safe_name(base_id)}.durations.json"
+    return state_dir / "shards" / session_id / f"{safe_name(base_id)}{DURATIONS_SUFFIX}"
+
+
+def collect_times_dir(durations: Path) -> Path | None:
+    """Where the shards of the test whose durations file this is write their modules'
+    collection times, across sessions; None outside the layout of :func:`durations_path`
+    (a fleet node's copy: nothing there reads them back)."""
+    if durations.parent.parent.name != "shards" or not durations.name.endswith(DURATIONS_SUFFIX):
+        return None
+    return durations.parent.parent / COLLECT_DIR / durations.name.removesuffix(DURATIONS_SUFFIX)
+
+
+def collect_times(folder: Path | None) -> dict[str, float]:
+    """The modules' collection times the shards last wrote (the shortest where several did)."""
+    merged: dict[str, float] = {}
+    for path in sorted(folder.glob("*.json")) if folder is not None else ():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for module, seconds in data.items() if isinstance(data, dict) else ():
+            if isinstance(seconds, int | float) and seconds >= 0:
+                merged[str(module)] = min(float(seconds), merged.get(str(module), float("inf")))
+    return merged
 
 
 def write_durations(path: Path, durations: Mapping[str, float]) -> None:
-    """The durations, whole or not at all; a file already there is kept (retries read it)."""
+    """The durations and the collection times, whole or not at all; a file already there is
+    kept (retries read it)."""
     if path.exists():
         return
+    collect = collect_times(collect_times_dir(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(dict(durations), sort_keys=True), encoding="utf-8")
+    content = {"cases": dict(durations), "collect": collect}
+    tmp.write_text(json.dumps(content, sort_keys=True), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -46,7 +80,10 @@ def shard_env(
     index, total = request.shard
     plugins = [p for p in env.get("PYTEST_PLUGINS", "").split(",") if p.strip()]
     path = [str(PLUGIN_DIR), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    collect = collect_times_dir(durations)
+    where = {} if collect is None else {COLLECT_TIMES_ENV: str(collect / f"{index}.json")}
     return {
+        **where,
         "TEST_TOTAL_SHARDS": str(total),
         "TEST_SHARD_INDEX": str(index - 1),  # Bazel counts from 0
         "TEST_SHARD_STATUS_FILE": str(status_file),

@@ -6,25 +6,47 @@ installed into the test's venv, and this module imports nothing but pytest.
 
 With ``TEST_TOTAL_SHARDS`` and ``TEST_SHARD_INDEX`` set, it touches
 ``TEST_SHARD_STATUS_FILE`` (saying "this runner shards", as Bazel asks) and
-deselects every case that is not this shard's. The split is balanced longest
-first by each case's recorded duration (``PARALLEL_ORCH_SHARD_DURATIONS``, a
-JSON object of ``"<classname>::<name>"`` to seconds, the names JUnit XML
-gives them), unknown cases weighed as the median known one so they spread
-evenly; ties go by node id. Every shard computes the same split from the same
-collection and durations, so every case runs in exactly one shard.
+deselects every case that is not this shard's.
+
+The split is planned from the recorded durations alone
+(``PARALLEL_ORCH_SHARD_DURATIONS``, a JSON object of ``"<classname>::<name>"``
+to seconds, the names JUnit XML gives them), so every shard computes the same
+one: longest first onto the least loaded shard, a module's cases kept
+together while they fit (its classes' included), split case by case when
+they would not. A shard then does not import a test module none of whose
+recorded cases is its: that import and collection is most of a shard's
+start-up a pytest-xdist worker, which collects everything, cannot save.
+``PARALLEL_ORCH_SHARD_COLLECT=all`` collects every module (for a suite whose
+tests rely on another module having been imported), as does naming a case
+(``file.py::test``) on the command line; the split is the same either way.
+
+A case with no recorded duration goes to a shard that collects its module:
+in a module every shard collects (one the history does not know, or one
+split across all), onto the least loaded shard as heavy as the median known
+case, by node id; in a module only some shards collect, round robin over
+those, by node id. Either way every shard that collects a module sees the
+same cases in it and decides the same, so every case runs in exactly one
+shard.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import statistics
+import time
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 UNKNOWN_SECONDS = 1.0  # the weight of every case when none has a recorded duration
+SLACK = 0.02  # a module is kept whole if it leaves its shard at most this far over an even share
+COLLECT_ENV = "PARALLEL_ORCH_SHARD_COLLECT"
+COLLECT_TIMES_ENV = "PARALLEL_ORCH_SHARD_COLLECT_TIMES"
 
 
 def junit_key(nodeid: str) -> str:
@@ -35,58 +57,246 @@ def junit_key(nodeid: str) -> str:
     return f"{'.'.join(names[:-1])}::{names[-1]}"
 
 
+def module_prefix(nodeid: str) -> str:
+    """The dotted name JUnit classnames of the cases in this node's file start with."""
+    from _pytest.junitxml import mangle_test_address
+
+    return mangle_test_address(nodeid.split("::", 1)[0])[0]
+
+
+def group_of(classname: str) -> str:
+    """The cases kept together when they fit: a module's. A trailing part of the classname
+    starting with a capital letter is taken for a class (a wrong guess costs only balance)."""
+    parts = classname.split(".")
+    while len(parts) > 1 and parts[-1][:1].isupper():
+        parts.pop()
+    return ".".join(parts)
+
+
+class Plan(NamedTuple):
+    """The split of the recorded cases, the same in every shard."""
+
+    total: int
+    shard_of: dict[str, int]  # recorded case key -> its shard
+    loads: list[float]
+    counts: list[int]
+    holders: dict[str, frozenset[int]]  # dotted prefix of a recorded classname -> shards
+
+    def holding(self, prefix: str) -> frozenset[int]:
+        """The shards that collect the module with this prefix: those holding any of its
+        recorded cases, or all of them when the history knows none."""
+        return self.holders.get(prefix) or frozenset(range(self.total))
+
+
+def make_plan(
+    durations: Mapping[str, float], total: int, collect: Mapping[str, float] | None = None
+) -> Plan:
+    """Modules longest first onto the least loaded shard, split into cases when whole they
+    would leave it over an even share (plus ``SLACK``); ties by name. A module's ``collect``
+    time (its import and collection) counts once in each shard that holds any of its cases."""
+    collect = collect or {}
+    groups: dict[str, list[str]] = {}
+    for key in durations:
+        groups.setdefault(group_of(key.split("::", 1)[0]), []).append(key)
+    weights = {g: sum(durations[k] for k in ks) + collect.get(g, 0.0) for g, ks in groups.items()}
+    target = sum(weights.values()) / total * (1 + SLACK)
+    heap = [(-weights[g], 0, g, sorted(ks)) for g, ks in groups.items()]
+    heapq.heapify(heap)
+    loads, counts = [0.0] * total, [0] * total
+    shard_of: dict[str, int] = {}
+    charged: set[tuple[str, int]] = set()  # (module, shard): its collection counted there
+    while heap:
+        weight, kind, name, keys = heapq.heappop(heap)
+        shard = min(range(total), key=lambda s: (loads[s], counts[s], s))
+        if kind == 0 and len(keys) > 1 and loads[shard] - weight > target:
+            for key in keys:
+                heapq.heappush(heap, (-durations[key], 1, key, [key]))
+            continue
+        group = name if kind == 0 else group_of(name.split("::", 1)[0])
+        extra = 0.0 if kind == 0 or (group, shard) in charged else collect.get(group, 0.0)
+        charged.add((group, shard))
+        for key in keys:
+            shard_of[key] = shard
+        loads[shard] += extra - weight
+        counts[shard] += len(keys)
+    return Plan(total, shard_of, loads, counts, _holders(shard_of))
+
+
+def _holders(shard_of: Mapping[str, int]) -> dict[str, frozenset[int]]:
+    """Every dotted prefix of a recorded classname: the shards holding a case under it."""
+    holders: dict[str, set[int]] = {}
+    for key, shard in shard_of.items():
+        parts = key.split("::", 1)[0].split(".")
+        for n in range(1, len(parts) + 1):
+            holders.setdefault(".".join(parts[:n]), set()).add(shard)
+    return {prefix: frozenset(shards) for prefix, shards in holders.items() if prefix}
+
+
 def assign(
-    keys: Sequence[str], nodeids: Sequence[str], durations: Mapping[str, float], total: int
+    nodeids: Sequence[str],
+    durations: Mapping[str, float],
+    total: int,
+    plan: Plan | None = None,
 ) -> list[int]:
-    """The shard (0-based) of each case: longest first onto the least loaded shard."""
-    known = [durations[k] for k in keys if k in durations]
-    fallback = statistics.median(known) if known else UNKNOWN_SECONDS
-    weights = [durations.get(k, fallback) for k in keys]
-    order = sorted(range(len(keys)), key=lambda i: (-weights[i], nodeids[i]))
-    loads = [0.0] * total
-    counts = [0] * total
-    shard_of = [0] * len(keys)
-    for i in order:
+    """The shard (0-based) of each collected case; see the module docstring. ``plan`` is
+    ``make_plan(durations, total)``, when already made."""
+    plan = plan or make_plan(durations, total)
+    shard_of = [plan.shard_of.get(junit_key(n), -1) for n in nodeids]
+    everyone: list[int] = []
+    by_module: dict[str, list[int]] = {}
+    for i, nodeid in enumerate(nodeids):
+        if shard_of[i] < 0:
+            prefix = module_prefix(nodeid)
+            if len(plan.holding(prefix)) == total:
+                everyone.append(i)
+            else:
+                by_module.setdefault(prefix, []).append(i)
+    weight = statistics.median(durations.values()) if durations else UNKNOWN_SECONDS
+    loads, counts = list(plan.loads), list(plan.counts)
+    for i in sorted(everyone, key=lambda i: nodeids[i]):
         shard = min(range(total), key=lambda s: (loads[s], counts[s], s))
         shard_of[i] = shard
-        loads[shard] += weights[i]
+        loads[shard] += weight
         counts[shard] += 1
+    for prefix, cases in by_module.items():
+        holding = sorted(plan.holding(prefix))
+        start = zlib.crc32(prefix.encode())
+        for n, i in enumerate(sorted(cases, key=lambda i: nodeids[i])):
+            shard_of[i] = holding[(start + n) % len(holding)]
     return shard_of
 
 
-def _durations() -> dict[str, float]:
+def _history() -> tuple[dict[str, float], dict[str, float]]:
+    """The recorded case durations, and the modules' collection times."""
     path = os.environ.get("PARALLEL_ORCH_SHARD_DURATIONS")
-    if not path:
-        return {}
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
     except (OSError, ValueError):
-        return {}
+        data = {}
+    if not isinstance(data, dict):
+        return {}, {}
+    if "cases" not in data:  # a file of durations alone, as first written
+        return _seconds(data), {}
+    return _seconds(data.get("cases")), _seconds(data.get("collect"))
+
+
+def _seconds(data: object) -> dict[str, float]:
     if not isinstance(data, dict):
         return {}
     return {str(k): float(v) for k, v in data.items() if isinstance(v, int | float) and v >= 0}
 
 
+class _Shard(NamedTuple):
+    mine: int  # this shard, from 0
+    total: int
+    durations: dict[str, float]
+    plan: Plan
+    skips: bool  # whether modules holding none of this shard's cases go uncollected
+
+
+_SHARD = pytest.StashKey[_Shard | None]()
+_EMPTY_SHARD = pytest.StashKey[bool]()
+_SKIPPED = pytest.StashKey[set[str]]()  # node ids of the modules not collected
+
+
+def _shard(config: pytest.Config) -> _Shard | None:
+    """This process's shard, planned once; None when it is not one of several."""
+    if _SHARD not in config.stash:
+        total = int(os.environ.get("TEST_TOTAL_SHARDS", "0") or 0)
+        shard = None
+        if total > 1:
+            index = int(os.environ.get("TEST_SHARD_INDEX", "0") or 0)
+            durations, collect = _history()
+            skips = os.environ.get(COLLECT_ENV, "") != "all" and not any(
+                "::" in str(arg) for arg in config.args
+            )
+            shard = _Shard(index, total, durations, make_plan(durations, total, collect), skips)
+        config.stash[_SHARD] = shard
+    return config.stash[_SHARD]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectReport | None:
+    """A test module none of whose recorded cases is this shard's: not imported, no cases."""
+    if not isinstance(collector, pytest.Module):
+        return None
+    shard = _shard(collector.config)
+    if shard is None or not shard.skips:
+        return None
+    if shard.mine in shard.plan.holding(module_prefix(collector.nodeid)):
+        return None
+    collector.config.stash.setdefault(_SKIPPED, set()).add(collector.nodeid)
+    return pytest.CollectReport(collector.nodeid, "passed", None, [])
+
+
+class _Timer:
+    """Times each module's import and collection in this shard and writes them, by module,
+    to ``PARALLEL_ORCH_SHARD_COLLECT_TIMES`` when the session ends (the next session's
+    balance counts them). A module given on the command line is collected twice (imported
+    the first time) with no report after the first: its time runs from each of its
+    ``collectstart`` to the next collection event."""
+
+    def __init__(self, config: pytest.Config, path: Path) -> None:
+        self.config, self.path = config, path
+        self.open: tuple[str, float] | None = None  # the module being collected, since when
+        self.times: dict[str, float] = {}
+
+    def _close(self) -> None:
+        if self.open is not None:
+            nodeid, started = self.open
+            self.open = None
+            if nodeid not in self.config.stash.get(_SKIPPED, ()):
+                prefix = module_prefix(nodeid)
+                self.times[prefix] = self.times.get(prefix, 0.0) + time.perf_counter() - started
+
+    def pytest_collectstart(self, collector: pytest.Collector) -> None:
+        self._close()
+        if isinstance(collector, pytest.Module):
+            self.open = (collector.nodeid, time.perf_counter())
+
+    def pytest_collectreport(self) -> None:
+        self._close()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self) -> None:
+        self._close()
+
+    def pytest_sessionfinish(self) -> None:
+        if not self.times:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            times = {prefix: round(seconds, 3) for prefix, seconds in self.times.items()}
+            tmp.write_text(json.dumps(times, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # only a hint for the next session's balance
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    path = os.environ.get(COLLECT_TIMES_ENV)
+    if path and _shard(config) is not None:
+        config.pluginmanager.register(_Timer(config, Path(path)), "parallel_orch_shard_timer")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    total = int(os.environ.get("TEST_TOTAL_SHARDS", "0") or 0)
-    if total <= 1:
+    shard = _shard(config)
+    if shard is None:
         return
-    index = int(os.environ.get("TEST_SHARD_INDEX", "0") or 0)
     status = os.environ.get("TEST_SHARD_STATUS_FILE")
     if status:
         Path(status).touch()
     nodeids = [item.nodeid for item in items]
-    shard_of = assign([junit_key(n) for n in nodeids], nodeids, _durations(), total)
-    keep = [item for item, shard in zip(items, shard_of, strict=True) if shard == index]
-    dropped = [item for item, shard in zip(items, shard_of, strict=True) if shard != index]
+    shard_of = assign(nodeids, shard.durations, shard.total, shard.plan)
+    keep = [item for item, s in zip(items, shard_of, strict=True) if s == shard.mine]
+    dropped = [item for item, s in zip(items, shard_of, strict=True) if s != shard.mine]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     items[:] = keep
-    config.stash[_EMPTY_SHARD] = bool(dropped) and not keep
-
-
-_EMPTY_SHARD = pytest.StashKey[bool]()
+    skipped = bool(config.stash.get(_SKIPPED, None))
+    config.stash[_EMPTY_SHARD] = (bool(dropped) or skipped) and not keep
 
 
 @pytest.hookimpl(trylast=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import random
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -26,7 +28,7 @@ def test_known_durations_are_balanced_longest_first() -> None:
     """Cases of 8, 7, 6, 5, 4 s over two shards: 8+5+4 against 7+6, not by count."""
     keys = [f"m::t{n}" for n in range(5)]
     durations = {"m::t0": 8.0, "m::t1": 7.0, "m::t2": 6.0, "m::t3": 5.0, "m::t4": 4.0}
-    shard_of = plugin().assign(keys, keys, durations, 2)
+    shard_of = plugin().assign(keys, durations, 2)
     loads = [
         sum(durations[k] for k, s in zip(keys, shard_of, strict=True) if s == i) for i in (0, 1)
     ]
@@ -36,7 +38,7 @@ def test_known_durations_are_balanced_longest_first() -> None:
 def test_unknown_cases_spread_evenly_and_every_case_lands_once() -> None:
     """With no history 100 cases split 34/33/33, each case in exactly one shard."""
     keys = [f"m::t{n:03}" for n in range(100)]
-    shard_of = plugin().assign(keys, keys, {}, 3)
+    shard_of = plugin().assign(keys, {}, 3)
     assert sorted(shard_of.count(s) for s in range(3)) == [33, 33, 34]
     assert len(shard_of) == 100
 
@@ -45,10 +47,78 @@ def test_the_split_is_stable_whatever_the_collection_order() -> None:
     """Every shard computes the same split: it does not depend on the order cases arrive."""
     keys = [f"m::t{n}" for n in range(20)]
     durations = {k: float(i % 7) for i, k in enumerate(keys)}
-    forward = dict(zip(keys, plugin().assign(keys, keys, durations, 4), strict=True))
+    forward = dict(zip(keys, plugin().assign(keys, durations, 4), strict=True))
     back = list(reversed(keys))
-    backward = dict(zip(back, plugin().assign(back, back, durations, 4), strict=True))
+    backward = dict(zip(back, plugin().assign(back, durations, 4), strict=True))
     assert forward == backward
+
+
+def test_a_module_stays_whole_when_it_fits_and_is_split_when_it_would_not() -> None:
+    """Modules of 6, 4 and 2 s go whole (one shard imports each); one of 16 s in a suite of
+    18 is split case by case, and the shards it is split over both import it."""
+    make_plan = plugin().make_plan
+    whole = {f"{m}::t{n}": w for m, w in (("a", 3.0), ("b", 2.0), ("c", 1.0)) for n in (0, 1)}
+    plan = make_plan(whole, 2)
+    assert [sorted(plan.holding(m)) for m in "abc"] == [[0], [1], [1]]
+    assert plan.loads == [6.0, 6.0]
+    big = {**{f"big::t{n}": 4.0 for n in range(4)}, "s::t0": 1.0, "s::t1": 1.0}
+    plan = make_plan(big, 2)
+    assert sorted(plan.holding("big")) == [0, 1] and plan.loads == [9.0, 9.0]
+
+
+def test_a_modules_collection_time_counts_in_the_balance() -> None:
+    """Two 5 s modules, one taking 3 s more to import: the two 1 s modules both go to the
+    other shard, where without that time they would be spread."""
+    make_plan = plugin().make_plan
+    durations = {"a::t": 5.0, "b::t": 5.0, "c::t": 1.0, "d::t": 1.0}
+    assert make_plan(durations, 2).shard_of == {"a::t": 0, "b::t": 1, "c::t": 0, "d::t": 1}
+    plan = make_plan(durations, 2, {"a": 3.0})
+    assert plan.shard_of == {"a::t": 0, "b::t": 1, "c::t": 1, "d::t": 1}
+    assert plan.loads == [8.0, 7.0]
+
+
+def suite(rng: random.Random) -> list[str]:
+    """Node ids of a made-up suite: modules of functions and classes, some parametrized."""
+    ids = []
+    for m in range(rng.randint(1, 12)):
+        for n in range(rng.randint(0, 15)):
+            klass = f"TestK{n % 2}::" if rng.random() < 0.3 else ""
+            ids.append(f"pkg/test_m{m}.py::{klass}test_{n}" + ("[x-1]" if n % 5 == 0 else ""))
+    return ids
+
+
+def test_every_case_runs_in_exactly_one_shard_whatever_each_shard_collects() -> None:
+    """Random suites and histories (stale, partial, none, with collection times): each shard
+    collects only the modules it holds, in its own order, and still every case runs once."""
+    shard = plugin()
+    for seed in range(300):
+        rng = random.Random(seed)
+        nodeids, total = suite(rng), rng.randint(2, 4)
+        known = [n for n in nodeids if rng.random() < 0.7] + ["gone.test_old::test_x"]
+        durations = {shard.junit_key(n): rng.choice([0.0, 0.01, rng.random() * 5]) for n in known}
+        collect = {f"pkg.test_m{m}": rng.random() for m in range(12) if rng.random() < 0.5}
+        plan = shard.make_plan(durations, total, collect)
+        ran: list[str] = []
+        for mine in range(total):
+            collected = [n for n in nodeids if mine in plan.holding(shard.module_prefix(n))]
+            rng.shuffle(collected)
+            shard_of = shard.assign(collected, durations, total, plan)
+            ran += [n for n, s in zip(collected, shard_of, strict=True) if s == mine]
+        assert sorted(ran) == sorted(nodeids), f"seed {seed}"
+
+
+def test_the_history_file_is_read_in_either_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Durations alone (as first written) or with the modules' collection times."""
+    path = tmp_path / "d.json"
+    monkeypatch.setenv("PARALLEL_ORCH_SHARD_DURATIONS", str(path))
+    path.write_text(json.dumps({"m::t": 1.5, "bad": "x"}))
+    assert plugin()._history() == ({"m::t": 1.5}, {})
+    path.write_text(json.dumps({"cases": {"m::t": 1.5}, "collect": {"m": 0.25, "n": -1}}))
+    assert plugin()._history() == ({"m::t": 1.5}, {"m": 0.25})
+    path.write_text("not json")
+    assert plugin()._history() == ({}, {})
 
 
 def test_junit_keys_match_pytests_own_junit_names() -> None:
@@ -84,3 +154,18 @@ def test_an_id_that_looks_like_a_shard_is_refused_unless_it_is_one() -> None:
         TestRequest(id="x[1/2]", command="true", shard=(2, 2))
     shard = TestRequest(id="x", command="true", shards=2).split(4)[1]
     assert TestRequest.model_validate_json(shard.model_dump_json()) == shard
+
+
+def test_collection_times_are_kept_only_where_the_next_session_reads_them(tmp_path: Path) -> None:
+    """A local shard is told where to write its modules' times; a fleet node's copy of the
+    durations (no session folder) is not, as nothing there would read them back."""
+    from parallel_orch.models import TestRequest
+    from parallel_orch.sharding import COLLECT_TIMES_ENV, durations_path, shard_env
+
+    shard = TestRequest(id="suite", command="true", shards=2).split(2)[1]
+    local = durations_path(tmp_path, "0123abcd", "suite")
+    env = shard_env(shard, {}, status_file=tmp_path / "s", durations=local)
+    name = local.name.removesuffix(".durations.json")  # the test's id, made safe for a path
+    assert env[COLLECT_TIMES_ENV] == str(tmp_path / "shards" / "collect" / name / "2.json")
+    node = tmp_path / "node-state" / "shards" / "attempt-key.json"
+    assert COLLECT_TIMES_ENV not in shard_env(shard, {}, status_file=tmp_path, durations=node)
