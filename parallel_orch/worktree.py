@@ -17,17 +17,17 @@ import logging
 import os
 import secrets
 import shutil
-import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
-from parallel_orch import gitrepo, runner, setup
+from parallel_orch import setup
 from parallel_orch.exceptions import RepoError, WorktreeError
 from parallel_orch.gitrepo import GitFailed, run_git
+from parallel_orch.scrub import CleanState
 from parallel_orch.setup import SetupKey
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class Worktree:
     leased: bool = False
     scrubbing: anyio.Event | None = None
     setup_key: SetupKey | None = None  # last set up here for this
+    git_state: CleanState | None = None  # as its last clean left it, for the next to compare
 
     @property
     def name(self) -> str:
@@ -221,6 +222,7 @@ class WorktreeDir:
                 self._worktree("prune")
             self._add(wt.path, sha)
         wt.setup_key = None
+        wt.git_state = None
         setup.clear_marker(wt.path)
 
     def _add(self, path: Path, sha: str) -> None:
@@ -259,82 +261,6 @@ class WorktreeDir:
         except GitFailed as exc:
             log.warning("cannot lock preserved worktree %s: %s", wt.path, git_error(exc))
         release_flock(wt.lock_fd)
-
-
-#: Python's bytecode caches: spared by a clean that stays at the same commit.
-BYTECODE = "__pycache__/"
-
-
-def _clean_argvs(
-    path: Path, sha: str, keep: tuple[str, ...], keep_bytecode: bool
-) -> tuple[list[str], list[str]]:
-    """The two git commands of :func:`clean`, after checking the worktree's link file."""
-    if not (path / ".git").is_file():
-        # Without its link file git would search upwards and check out, then clean,
-        # whatever repository encloses the pool.
-        raise WorktreeError(f"worktree {path} is broken: its .git file is missing")
-    spared = (*keep, BYTECODE) if keep_bytecode else keep
-    excludes = [arg for pattern in spared for arg in ("-e", pattern)]
-    # --force restores deleted and modified tracked files; --detach leaves any branch
-    checkout = ["checkout", "--quiet", "--force", "--detach", sha]
-    return checkout, ["clean", "-ffdxq", *excludes]
-
-
-async def clean(
-    path: Path, sha: str, keep: tuple[str, ...], *, keep_bytecode: bool = False
-) -> None:
-    """Make the worktree at ``path`` a clean detached checkout of ``sha``, sparing ``keep``.
-
-    With ``keep_bytecode`` (the worktree stays at the commit it was at) the
-    ``__pycache__`` folders survive too, so the next attempt does not compile
-    the project's modules again. Python checks each ``.pyc`` against its
-    source's mtime and size, and a file that ``checkout --force`` restores
-    gets a new mtime. Across commits they go: a checkout and an import in
-    the same second could leave a same-sized, changed file looking compiled.
-
-    Git runs as processes the event loop waits on, not in a thread: a clean
-    follows every attempt, and a thread's GIL hand-offs with the loop cost
-    more than the clean's own Python. Git is let finish when the caller is
-    cancelled, as a thread would be: a checkout cut short leaves its index locked.
-
-    :raises WorktreeError: if git cannot (the worktree is broken).
-    """
-    for args in _clean_argvs(path, sha, keep, keep_bytecode):
-        with anyio.CancelScope(shield=True):
-            try:
-                code, stderr = await _git_async(path, args)
-            except OSError as exc:
-                raise WorktreeError(f"worktree {path} is broken: {exc}") from exc
-        if code != 0:
-            reason = gitrepo.git_error(stderr) or f"git {args[0]} exited {code}"
-            raise WorktreeError(f"worktree {path} is broken: {reason}")
-
-
-async def _git_async(cwd: Path, args: Sequence[str]) -> tuple[int, str]:
-    """``git ARGS`` in ``cwd``, waited for on the loop; its exit code and stderr.
-
-    Its stderr goes to an anonymous in-memory file read once git is done: a pipe
-    would need reading while git runs, or git would block on a full one.
-    """
-    err = os.memfd_create("git-stderr", os.MFD_CLOEXEC)
-    try:
-        code = await runner.wait_exit(_start_git(cwd, args, err))
-        stderr = os.pread(err, 64 * 1024, 0).decode(errors="replace")
-    finally:
-        os.close(err)
-    return code, stderr
-
-
-def _start_git(cwd: Path, args: Sequence[str], stderr: int) -> subprocess.Popen[bytes]:
-    """``git ARGS`` started in ``cwd`` (blocks only until it execs, as asyncio's spawning does)."""
-    return subprocess.Popen(
-        ["git", *args],
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-        env={**os.environ, **gitrepo.C_LOCALE},
-    )
 
 
 def validate_worktree_dir(repo: Path, base_dir: Path) -> None:

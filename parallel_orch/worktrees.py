@@ -23,8 +23,9 @@ import anyio
 from anyio.abc import TaskGroup
 
 from parallel_orch.exceptions import WorktreeError
+from parallel_orch.scrub import clean
 from parallel_orch.setup import SetupKey
-from parallel_orch.worktree import Worktree, WorktreeDir, clean, release_flock
+from parallel_orch.worktree import Worktree, WorktreeDir, release_flock
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,7 @@ class WorktreePool:
                 with anyio.CancelScope(shield=True):  # brief, and the worktree is ours now
                     await wt.scrubbing.wait()
             if not wt.ready_for(sha, keep):
-                same = wt.sha == sha
-                try:
-                    await clean(wt.path, sha, keep, keep_bytecode=same)
-                except WorktreeError:
-                    await self._replace(wt, sha)
+                await self._clean(wt, sha, keep, keep_bytecode=wt.sha == sha)
                 wt.mark_clean(sha, keep)
         except BaseException:  # cancelled or broken past repair: back to the pool, not lost
             with anyio.CancelScope(shield=True):
@@ -121,6 +118,16 @@ class WorktreePool:
             raise
         wt.kept = keep  # what the scrub after this lease spares
         return wt
+
+    async def _clean(
+        self, wt: Worktree, sha: str, keep: tuple[str, ...], *, keep_bytecode: bool
+    ) -> None:
+        """Clean ``wt`` for a lease at ``sha``, replacing it if git cannot."""
+        last, wt.git_state = wt.git_state, None
+        try:
+            wt.git_state = await clean(wt.path, sha, keep, keep_bytecode=keep_bytecode, last=last)
+        except WorktreeError:
+            await self._replace(wt, sha)
 
     async def _take(
         self, sha: str, keep: tuple[str, ...], setup: SetupKey | None, avoid: str | None
@@ -214,7 +221,8 @@ class WorktreePool:
 
         async def scrub() -> None:
             try:
-                await clean(wt.path, sha, keep, keep_bytecode=True)
+                last, wt.git_state = wt.git_state, None
+                wt.git_state = await clean(wt.path, sha, keep, keep_bytecode=True, last=last)
                 wt.mark_clean(sha, keep)
             except WorktreeError as exc:
                 log.info("%s; it is cleaned again or replaced at its next lease", exc.message)

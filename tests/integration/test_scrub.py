@@ -1,0 +1,153 @@
+"""The clean between attempts: looking first and repairing only what changed leaves exactly
+what the full checkout + clean leaves, whatever the test did to its worktree."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from parallel_orch.exceptions import WorktreeError
+from parallel_orch.scrub import CleanState, clean
+from tests.helpers import GitRepo, git
+
+KEEP = ("cache/",)
+
+#: What a test may do to its worktree, as shell run there. ``$GD``: its git dir.
+TRASH = {
+    "nothing": "true",
+    "untracked file": "echo junk > junk.txt",
+    "untracked in a tracked folder": "echo junk > src/junk.py",
+    "ignored file and folder": "echo log > debug.log && mkdir -p build && echo o > build/a.o",
+    "empty folder": "mkdir empty",
+    "nested empty folders": "mkdir -p a/b/c",
+    "nested repository": "mkdir nested && git -C nested init -q && touch nested/f",
+    "kept and bytecode": "mkdir -p cache src/__pycache__ && touch cache/x src/__pycache__/m.pyc",
+    "bytecode in a new folder": "mkdir -p new/__pycache__ && touch new/m.py new/__pycache__/m.pyc",
+    "name with a newline": "touch 'odd\nname' 'sp ace'",
+    "modified file": "echo changed >> src/app.py",
+    "deleted file": "rm README.md",
+    "deleted folder": "rm -r src",
+    "mode change": "chmod +x README.md",
+    "file to symlink": "rm README.md && ln -s src/app.py README.md",
+    "file to folder": "rm README.md && mkdir README.md && touch README.md/x",
+    "same size, other content": "printf '# DEMO\\n' > README.md",
+    "touched, same content": "touch -d 2001-01-01 README.md",
+    "commit": "echo c >> README.md && git commit -qam c",
+    "branch checkout": 'git checkout -q -b "other-$(basename "$PWD")"',
+    "soft reset of a commit": "echo c >> README.md && git commit -qam c && git reset -q --soft @~",
+    "staged change": "echo staged >> README.md && git add README.md",
+    "staged, restored": "echo s >> README.md && git add README.md && git checkout -q @ README.md",
+    "staged deletion": "git rm -q --cached src/app.py",
+    "intent to add": "touch new.txt && git add -N new.txt",
+    "skip-worktree": "git update-index --skip-worktree README.md && echo hidden >> README.md",
+    "assume-unchanged": "git update-index --assume-unchanged README.md && echo hidden >> README.md",
+    "a file in the git dir": 'echo x > "$GD/MERGE_MSG"',
+    "a git killed holding the index lock": 'touch "$GD/index.lock"',
+    "HEAD pointing at a ref by hand": 'echo "ref: refs/heads/main" > "$GD/HEAD"',
+}
+
+
+def add_worktree(repo: GitRepo, path: Path, sha: str) -> Path:
+    repo.git("worktree", "add", "-q", "--detach", str(path), sha)
+    return path
+
+
+def trash(worktree: Path, script: str) -> None:
+    gitdir = git(worktree, "rev-parse", "--absolute-git-dir")
+    subprocess.run(
+        ["bash", "-ec", script], cwd=worktree, env={**os.environ, "GD": gitdir}, check=True
+    )
+
+
+def fingerprint(worktree: Path) -> dict[str, object]:
+    """Everything a next attempt could see: files (type, mode, content), index, HEAD, git dir."""
+    files: dict[str, tuple[str, int, str]] = {}
+    for root, dirs, names in os.walk(worktree):
+        for name in [*dirs, *names]:
+            full = Path(root, name)
+            rel = str(full.relative_to(worktree))
+            if rel == ".git" or rel.startswith("nested/.git/"):
+                continue
+            info = full.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                files[rel] = ("link", 0, os.readlink(full))
+            elif stat.S_ISDIR(info.st_mode):
+                files[rel] = ("dir", 0, "")
+            else:
+                digest = hashlib.sha256(full.read_bytes()).hexdigest()
+                files[rel] = ("file", info.st_mode & 0o111, digest)
+    gitdir = Path(git(worktree, "rev-parse", "--absolute-git-dir"))
+    return {
+        "files": files,
+        "index": git(worktree, "ls-files", "-s", "-v"),  # modes, blobs and flags
+        "status": git(worktree, "status", "--porcelain", "--ignored", "-uall"),
+        "head": (gitdir / "HEAD").read_text(),
+        "gitdir": sorted(os.listdir(gitdir)),
+    }
+
+
+async def clean_or_error(
+    worktree: Path, sha: str, last: CleanState | None
+) -> tuple[CleanState | None, str | None]:
+    """What the clean returned, or the error it raised."""
+    try:
+        return await clean(worktree, sha, KEEP, keep_bytecode=True, last=last), None
+    except WorktreeError as exc:
+        return None, str(exc)
+
+
+@pytest.mark.parametrize("script", TRASH.values(), ids=TRASH.keys())
+async def test_a_clean_after_a_look_leaves_what_the_full_clean_leaves(
+    repo: GitRepo, tmp_path: Path, script: str
+) -> None:
+    """Whatever an attempt did, the look-first clean leaves what checkout + clean would have."""
+    sha = repo.head()
+    looked = add_worktree(repo, tmp_path / "looked", sha)
+    full = add_worktree(repo, tmp_path / "full", sha)
+    state = await clean(looked, sha, KEEP, keep_bytecode=True)  # a full one: no state yet
+    assert state is not None
+    trash(looked, script)
+    trash(full, script)
+
+    after_look = await clean_or_error(looked, sha, state)
+    after_full = await clean_or_error(full, sha, None)
+
+    assert (after_look[1] is None) == (after_full[1] is None), (after_look, after_full)
+    if after_full[1] is None:
+        cleaned = fingerprint(looked)
+        assert cleaned == fingerprint(full)
+        # and the next look, with nothing done in between, changes nothing
+        assert await clean(looked, sha, KEEP, keep_bytecode=True, last=after_look[0])
+        assert fingerprint(looked) == cleaned
+
+
+async def test_a_look_that_finds_nothing_runs_no_repair(repo: GitRepo, tmp_path: Path) -> None:
+    """With nothing changed, the clean leaves every file alone: a restored file would be new."""
+    sha = repo.head()
+    worktree = add_worktree(repo, tmp_path / "wt", sha)
+    state = await clean(worktree, sha, (), keep_bytecode=True)
+    before = {p: p.stat().st_mtime_ns for p in worktree.rglob("*") if p.is_file()}
+    os.utime(worktree / "README.md", ns=(1, 1))  # a checkout would rewrite it
+
+    await clean(worktree, sha, (), keep_bytecode=True, last=state)
+
+    assert (worktree / "README.md").stat().st_mtime_ns == 1
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p.name != "README.md")
+
+
+async def test_moving_to_another_commit_checks_it_out(repo: GitRepo, tmp_path: Path) -> None:
+    """A state recorded at one commit does not stop the clean from moving to another."""
+    first = repo.head()
+    second = repo.commit({"README.md": "# second\n"})
+    worktree = add_worktree(repo, tmp_path / "wt", first)
+    state = await clean(worktree, first, ())
+
+    await clean(worktree, second, (), last=state)
+
+    assert git(worktree, "rev-parse", "HEAD") == second
+    assert (worktree / "README.md").read_text() == "# second\n"
