@@ -8,6 +8,8 @@ and the settler that records it and decides what follows.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -51,11 +53,19 @@ class ExecutionWorker:
         self.state_dir = state_dir
         self.current: Running | None = None
         self._finishing: anyio.Event | None = None  # the previous attempt's record
+        self._scratch_dir: Path | None = None  # its attempts' scratch folder, reused
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
+        try:
+            await self._run()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._scratch_done()
+
+    async def _run(self) -> None:
         while True:
             with self.queue.until_closed():  # a fleet's worker loop waits for room there
                 await self.executor.wait_slot(self.index)
@@ -84,6 +94,26 @@ class ExecutionWorker:
                 if not running.finishing:
                     self._done(running)
 
+    def _scratch(self, session_id: str) -> Path:
+        """This worker's scratch folder in the session (TEST_TMPDIR's parent): one for all
+        its attempts there, each of which leaves it empty (see ``attempt_files``)."""
+        folder = self.state_dir / "scratch" / session_id / f"w{self.index}"
+        last, self._scratch_dir = self._scratch_dir, folder
+        if last is not None and last != folder:
+
+            async def remove() -> None:
+                await anyio.to_thread.run_sync(_remove_scratch, last)
+
+            with contextlib.suppress(OrchestratorClosedError):  # then it stays, empty
+                self.spawn(remove)
+        return folder
+
+    async def _scratch_done(self) -> None:
+        """Remove the scratch folder of the session this worker ran last."""
+        folder, self._scratch_dir = self._scratch_dir, None
+        if folder is not None:
+            await anyio.to_thread.run_sync(_remove_scratch, folder)
+
     def status(self) -> dict[str, Any]:
         """What this worker runs now, for ``status``."""
         current = self.current
@@ -110,7 +140,7 @@ class ExecutionWorker:
                 else None
             ),
             avoid_worktree=item.avoid_worktree,
-            scratch_dir=self.state_dir / "scratch" / item.session_id / name,
+            scratch_dir=self._scratch(item.session_id),
             shard_durations=(
                 sharding.durations_path(self.state_dir, item.session_id, item.request.base_id)
                 if item.request.shard
@@ -178,6 +208,13 @@ class ExecutionWorker:
                     done.set()
 
         self.spawn(finish)
+
+
+def _remove_scratch(folder: Path) -> None:
+    """Remove a worker's scratch folder, and its session's once no other worker's is in it."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # another worker's is still there
+        folder.parent.rmdir()
 
 
 def _final(

@@ -20,6 +20,7 @@ import collections
 import contextlib
 import logging
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -271,6 +272,8 @@ class FleetNode:
             if path is not None:
                 with contextlib.suppress(OSError):
                     path.unlink()
+        if spec.scratch_dir is not None:  # the executor leaves it (empty) for reuse
+            shutil.rmtree(spec.scratch_dir, ignore_errors=True)
         return RemoteResult(
             result, log=data, log_dropped=dropped, junit_xml=junit_xml, coverage=coverage
         )

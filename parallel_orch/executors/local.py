@@ -200,7 +200,7 @@ class LocalExecutor:
         so that the scrub overlaps what follows)."""
         sharded = _sharded(spec, so_far)
         tail = runner.read_tail(so_far.log, self.config.log_tail_bytes)
-        await attempt_files.remove_scratch(spec)
+        await attempt_files.empty_scratch(spec)
         with contextlib.suppress(OSError):  # a full disk must not cost the record
             so_far.log.close()
         outcome, wt = so_far.outcome, so_far.worktree

@@ -8,7 +8,7 @@ import anyio
 
 from parallel_orch import ParallelTestConfig, SessionStatus, TestRequest
 from parallel_orch.settle import PROCESS_RECORD_SECONDS
-from tests.helpers import GitRepo, make_fifo, orchestrator, process_alive, read_fifo
+from tests.helpers import GitRepo, MakeConfig, make_fifo, orchestrator, process_alive, read_fifo
 
 
 async def test_a_long_attempt_has_its_process_recorded_while_it_runs(
@@ -48,3 +48,27 @@ async def test_scratch_left_full_by_a_test_is_removed_after_it(
     assert len(tmpdirs) == 3
     for tmp in tmpdirs:
         assert not tmp.parent.exists(), tmp  # the attempt's scratch folder, TEST_TMPDIR's parent
+
+
+async def test_each_attempt_starts_with_an_empty_scratch_even_after_one_filled_it(
+    make_config: MakeConfig, outside: Path
+) -> None:
+    """A worker's attempts share one scratch folder, each finding it empty; gone at the end."""
+    seen = outside / "seen"
+    look = f'echo "$TEST_TMPDIR $(ls -A "$TEST_TMPDIR" "$TEST_TMPDIR/.." | tr "\\n" " ")" >> {seen}'
+    fill = f'{look}; mkdir "$TEST_TMPDIR/a" && touch "$TEST_TMPDIR/a/f" "$TEST_TMPDIR/../left"'
+    requests = [TestRequest(id=f"t{n}", command=fill, priority=-n) for n in range(3)]
+    async with orchestrator(make_config(num_workers=1)) as orch:
+        first = await orch.run_tests(requests)
+        second = await orch.run_tests(requests[:1])
+    assert first.tests_passed == 3 and second.tests_passed == 1
+    lines = seen.read_text().splitlines()
+    assert len(lines) == 4
+    for line in lines:  # nothing in TEST_TMPDIR, nothing beside it
+        tmp, *listed = line.split()
+        assert listed == [f"{tmp}:", f"{tmp}/..:", "tmp"], line
+    tmps = {line.split()[0] for line in lines}
+    assert len(tmps) == 2  # one per session
+    for tmp in tmps:
+        assert not Path(tmp).parent.exists()
+        assert not Path(tmp).parent.parent.exists()  # the session's scratch folder too
