@@ -20,11 +20,19 @@ on both sides) is printed beside them: on a shared machine it is the
 steadier figure.
 
 Targets: our wall / baseline wall <= 1.3, for both.
+
+``--cli-only`` runs the second comparison alone; ``--checkout LABEL=PATH``
+(repeatable) runs its CLI side once per checkout, each importing its own
+package first (``PYTHONPATH``), all in the same alternating rounds: two
+versions side by side in one run, against the same shell loops.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import itertools
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import anyio
@@ -34,14 +42,15 @@ from bench.common import (
     Figure,
     Span,
     autogroup_note,
-    bench_main,
     fmt_spans,
     fresh_dir,
     git,
     init_repo,
+    is_quick,
     measure,
     median,
     note,
+    run_benchmark,
     run_shell,
 )
 from parallel_orch import ParallelTestConfig, ParallelTestOrchestrator, RetryPolicy, TestRequest
@@ -74,6 +83,15 @@ def requests(count: int, sha: str) -> list[TestRequest]:
     return [TestRequest(id=f"trivial-{i:04d}", command="true", ref=sha) for i in range(count)]
 
 
+def baseline_worktrees(repo: Path, work: Path, sha: str) -> Path:
+    """One pre-made worktree per worker for the shell baselines; their folder."""
+    base = work / "baseline-worktrees"
+    base.mkdir(parents=True)
+    for slot in range(WORKERS):
+        git(repo, "worktree", "add", "-q", "--detach", str(base / f"wt{slot}"), sha)
+    return base
+
+
 async def measure_sides(
     repo: Path, work: Path, sha: str, tests: int, rounds: int, *, check: bool = True
 ) -> tuple[list[Span], list[Span]]:
@@ -81,10 +99,7 @@ async def measure_sides(
 
     :param check: warn when a report does not show every test passed.
     """
-    base = work / "baseline-worktrees"
-    base.mkdir(parents=True)
-    for slot in range(WORKERS):
-        git(repo, "worktree", "add", "-q", "--detach", str(base / f"wt{slot}"), sha)
+    base = baseline_worktrees(repo, work, sha)
     baseline_env = {"BENCH_BASE": str(base), "BENCH_SHA": sha}
     script = BASELINE_SCRIPT.format(workers=WORKERS)
     stdin = "".join(f"{i}\n" for i in range(tests))
@@ -130,9 +145,20 @@ def per_test(spans: list[Span], tests: int) -> str:
     return f"{median([s.wall for s in spans]) / tests * 1000:.1f} ms/test"
 
 
-def measure_cli(repo: Path, work: Path, sha: str, tests: int, rounds: int) -> dict[str, list[Span]]:
+def measure_cli(
+    repo: Path,
+    work: Path,
+    sha: str,
+    tests: int,
+    rounds: int,
+    checkouts: Mapping[str, Path] | None = None,
+) -> dict[str, list[Span]]:
     """Rounds of ``parallel-orch run`` (a new process each, in both environments) and the two
-    shell loops, in the worktrees :func:`measure_sides` made; each side's spans by label."""
+    shell loops, in the worktrees :func:`baseline_worktrees` made; each side's spans by label.
+
+    :param checkouts: run the CLI side once per checkout (label: its path), each
+        importing its own package; None: this checkout only.
+    """
     plan = work / "trivial.toml"
     plan.write_text("".join(f'[[test]]\nid = "t{i:04d}"\nrun = "true"\n' for i in range(tests)))
     args = ["run", str(plan), "-j", str(WORKERS), "-q", "--state-dir", str(work / "cli-state")]
@@ -143,10 +169,22 @@ def measure_cli(repo: Path, work: Path, sha: str, tests: int, rounds: int) -> di
     def cli(env: dict[str, str], log: Path) -> Callable[[], Span]:
         return lambda: run_cli(args, cwd=repo, env=env, log=log).span
 
-    sides = {
-        pyenv.label: cli(pyenv.env, work / f"cli-{index}.log")
-        for index, pyenv in enumerate(python_envs())
-    }
+    def cli_in(env: dict[str, str], log: Path, state: Path) -> Callable[[], Span]:
+        """The CLI side of one checkout: a state dir (and pool) of its own."""
+        own = [*args[:-1], str(state)]
+        return lambda: run_cli(own, cwd=repo, env=env, log=log).span
+
+    sides: dict[str, Callable[[], Span]] = {}
+    for index, pyenv in enumerate(python_envs()):
+        if checkouts is None:
+            sides[pyenv.label] = cli(pyenv.env, work / f"cli-{index}.log")
+            continue
+        for name, path in checkouts.items():
+            env = {**pyenv.env, "PYTHONPATH": str(path)}
+            args_state = work / f"cli-state-{name}"
+            sides[f"{pyenv.label}, {name}"] = cli_in(
+                env, work / f"cli-{index}-{name}.log", args_state
+            )
 
     def two_loops() -> Span:
         with measure() as span:
@@ -198,7 +236,13 @@ def run(quick: bool) -> list[Figure]:
         ),
         Figure("isolation: ours / xargs reset+clean, CPU", ratio(ours, baseline, "cpu")),
     ]
-    cli = measure_cli(repo, work, sha, tests, rounds)
+    figures += cli_figures(measure_cli(repo, work, sha, tests, rounds), tests)
+    return figures
+
+
+def cli_figures(cli: dict[str, list[Span]], tests: int) -> list[Figure]:
+    """The CLI sides against the two shell loops, wall and CPU."""
+    figures = []
     loops = cli.pop("loops")
     note(f"two shell loops         : {fmt_spans(loops)}  ({per_test(loops, tests)})")
     for label, spans in cli.items():
@@ -218,8 +262,38 @@ def run(quick: bool) -> list[Figure]:
     return figures
 
 
+def run_cli_only(checkouts: Mapping[str, Path] | None, quick: bool) -> list[Figure]:
+    """Only the CLI comparison (``--cli-only``), for each of ``checkouts`` if given."""
+    files, tests, rounds = (500, 100, 2) if quick else (2_000, 300, 4)
+    work = fresh_dir("isolation")
+    repo = work / "repo"
+    sha = init_repo(repo, files)
+    note(f"repo: {files} files; {tests} tests of `true`, {WORKERS} workers, {rounds} rounds")
+    for name, path in (checkouts or {}).items():
+        note(f"checkout {name}: {path} ({git(path, 'rev-parse', '--short', 'HEAD')})")
+    autogroup_note()
+    baseline_worktrees(repo, work, sha)
+    return cli_figures(measure_cli(repo, work, sha, tests, rounds, checkouts), tests)
+
+
+def parse_checkouts(args: Sequence[str]) -> dict[str, Path] | None:
+    """``--checkout LABEL=PATH`` pairs, in order; None when there are none."""
+    found = {}
+    for flag, value in itertools.pairwise(args):
+        if flag == "--checkout":
+            label, _, path = value.partition("=")
+            found[label] = Path(path).resolve()
+    return found or None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    bench_main("isolation overhead near the git floor", run, argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    title = "isolation overhead near the git floor"
+    checkouts = parse_checkouts(args)
+    if checkouts is None and "--cli-only" not in args:
+        run_benchmark(title, run, is_quick(args))
+        return
+    run_benchmark(f"{title}, CLI only", functools.partial(run_cli_only, checkouts), is_quick(args))
 
 
 if __name__ == "__main__":
