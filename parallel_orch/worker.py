@@ -8,7 +8,8 @@ and the settler that records it and decides what follows.
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import secrets
 import shutil
 import time
 from dataclasses import replace
@@ -53,7 +54,9 @@ class ExecutionWorker:
         self.state_dir = state_dir
         self.current: Running | None = None
         self._finishing: anyio.Event | None = None  # the previous attempt's record
-        self._scratch_dir: Path | None = None  # its attempts' scratch folder, reused
+        # TEST_TMPDIR's parent for all its attempts, left empty by each (see attempt_files);
+        # its own name, as another orchestrator may share the state dir
+        self.scratch_dir = state_dir / "scratch" / f"w{index}-{secrets.token_hex(4)}"
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -63,7 +66,8 @@ class ExecutionWorker:
             await self._run()
         finally:
             with anyio.CancelScope(shield=True):
-                await self._scratch_done()
+                remove = functools.partial(shutil.rmtree, self.scratch_dir, ignore_errors=True)
+                await anyio.to_thread.run_sync(remove)
 
     async def _run(self) -> None:
         while True:
@@ -94,26 +98,6 @@ class ExecutionWorker:
                 if not running.finishing:
                     self._done(running)
 
-    def _scratch(self, session_id: str) -> Path:
-        """This worker's scratch folder in the session (TEST_TMPDIR's parent): one for all
-        its attempts there, each of which leaves it empty (see ``attempt_files``)."""
-        folder = self.state_dir / "scratch" / session_id / f"w{self.index}"
-        last, self._scratch_dir = self._scratch_dir, folder
-        if last is not None and last != folder:
-
-            async def remove() -> None:
-                await anyio.to_thread.run_sync(_remove_scratch, last)
-
-            with contextlib.suppress(OrchestratorClosedError):  # then it stays, empty
-                self.spawn(remove)
-        return folder
-
-    async def _scratch_done(self) -> None:
-        """Remove the scratch folder of the session this worker ran last."""
-        folder, self._scratch_dir = self._scratch_dir, None
-        if folder is not None:
-            await anyio.to_thread.run_sync(_remove_scratch, folder)
-
     def status(self) -> dict[str, Any]:
         """What this worker runs now, for ``status``."""
         current = self.current
@@ -140,7 +124,7 @@ class ExecutionWorker:
                 else None
             ),
             avoid_worktree=item.avoid_worktree,
-            scratch_dir=self._scratch(item.session_id),
+            scratch_dir=self.scratch_dir,
             shard_durations=(
                 sharding.durations_path(self.state_dir, item.session_id, item.request.base_id)
                 if item.request.shard
@@ -208,13 +192,6 @@ class ExecutionWorker:
                     done.set()
 
         self.spawn(finish)
-
-
-def _remove_scratch(folder: Path) -> None:
-    """Remove a worker's scratch folder, and its session's once no other worker's is in it."""
-    shutil.rmtree(folder, ignore_errors=True)
-    with contextlib.suppress(OSError):  # another worker's is still there
-        folder.parent.rmdir()
 
 
 def _final(
