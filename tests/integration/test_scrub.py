@@ -15,7 +15,7 @@ from parallel_orch.exceptions import WorktreeError
 from parallel_orch.scrub import CleanState, clean
 from tests.helpers import GitRepo, git
 
-KEEP = ("cache/",)
+KEEP = ("cache/", "*.md")  # the second also matches a tracked file, README.md
 
 #: What a test may do to its worktree, as shell run there. ``$GD``: its git dir.
 TRASH = {
@@ -28,6 +28,7 @@ TRASH = {
     "nested repository": "mkdir nested && git -C nested init -q && touch nested/f",
     "kept and bytecode": "mkdir -p cache src/__pycache__ && touch cache/x src/__pycache__/m.pyc",
     "bytecode in a new folder": "mkdir -p new/__pycache__ && touch new/m.py new/__pycache__/m.pyc",
+    "kept by a pattern": "echo n > notes.md && mkdir -p doc && echo n > doc/a.md",
     "name with a newline": "touch 'odd\nname' 'sp ace'",
     "modified file": "echo changed >> src/app.py",
     "deleted file": "rm README.md",
