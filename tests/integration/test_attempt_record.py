@@ -65,7 +65,7 @@ async def test_each_attempt_starts_with_an_empty_scratch_even_after_one_filled_i
     lines = seen.read_text().splitlines()
     assert len(lines) == 4
     for line in lines:  # nothing in TEST_TMPDIR, nothing beside it
-        tmp, *listed = line.split()
-        assert listed == [f"{tmp}:", f"{tmp}/..:", "tmp"], line
+        path, *listed = line.split()
+        assert listed == [f"{path}:", f"{path}/..:", "tmp"], line
     (tmp,) = {Path(line.split()[0]) for line in lines}
     assert not tmp.parent.exists()  # gone with its worker
