@@ -146,20 +146,25 @@ async def _run(
     show: Callable[[ParallelTestReport], None],
 ) -> ParallelTestReport:
     """Run the session, ``show`` its report, then close: a webhook delivery under way
-    is waited for (within its own time limit) after the report is out."""
+    is waited for (within its own time limit) after the report is out.
+
+    Quiet, nothing follows the events (no progress to draw, no ETA): they are
+    not even subscribed to, which spares a task wake-up per event.
+    """
     import anyio
 
-    from parallel_orch import progress
-    from parallel_orch.eta import SessionEta
     from parallel_orch.orchestrator import ParallelTestOrchestrator
 
     async with ParallelTestOrchestrator(config) as orch:
         async with anyio.create_task_group() as tg:
-            stream = orch.events()
-            follow = functools.partial(
-                progress.show, quiet=quiet, eta=SessionEta(orch.store).seconds_left
-            )
-            tg.start_soon(follow, stream, real_console(console), config.num_workers)
+            if not quiet:
+                from parallel_orch import progress
+                from parallel_orch.eta import SessionEta
+
+                follow = functools.partial(
+                    progress.show, quiet=False, eta=SessionEta(orch.store).seconds_left
+                )
+                tg.start_soon(follow, orch.events(), real_console(console), config.num_workers)
             tg.start_soon(_stop_on_signals, orch, tg.cancel_scope)
             session_id = await orch.create_session(requests, plan_paths=plan_paths, options=options)
             report = await orch.wait_for_session(session_id)

@@ -51,11 +51,11 @@ def test_the_package_namespace_is_lazy() -> None:
     )
 
 
-def loaded_by_run(repo: Path) -> list[str]:
-    """The heavy modules a `parallel-orch run` process had loaded when it exited."""
+def loaded_by_run(repo: Path, watched: tuple[str, ...] = HEAVY) -> list[str]:
+    """The ``watched`` modules a `parallel-orch run -q` process had loaded when it exited."""
     probe = (
         "import atexit, sys\n"
-        f"atexit.register(lambda: print('LOADED', *(m for m in {HEAVY!r} if m in sys.modules)))\n"
+        f"atexit.register(lambda: print('LOADED', *(m for m in {watched!r} if m in sys.modules)))\n"
         "sys.argv = ['parallel-orch', 'run', '-q', 'plans']\n"
         "from parallel_orch.cli import main\n"
         "main()\n"
@@ -77,3 +77,11 @@ def test_run_on_a_current_store_loads_neither_sqlalchemy_nor_gitpython(repo: Git
     assert {"sqlalchemy", "sqlmodel", "alembic"} <= set(first)  # it made the store
     second = loaded_by_run(repo.path)
     assert not {"sqlalchemy", "sqlmodel", "alembic", "git"} & set(second)
+
+
+def test_a_quiet_run_loads_no_progress_display(repo: GitRepo) -> None:
+    """`run -q` draws nothing while it runs: rich's live display and the ETA stay unloaded."""
+    (repo.path / "plans").mkdir()
+    (repo.path / "plans" / "one.toml").write_text('[[test]]\nid = "one"\nrun = "true"\n')
+    watched = ("rich.live", "rich.progress", "parallel_orch.progress", "parallel_orch.eta")
+    assert loaded_by_run(repo.path, watched) == []
