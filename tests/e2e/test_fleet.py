@@ -385,35 +385,35 @@ def test_a_higher_priority_session_goes_before_queued_tests_on_the_fleet(
 ) -> None:
     """Our queue decides what the fleet runs next: a later, higher priority test overtakes."""
     marks = tmp_path / "marks"
-    held = 'echo x >> "MARKS/started"; while [ ! -e "MARKS/gate" ]; do sleep 0.05; done'
-    plan = "".join(f"[[test]]\nid = \"low{n}\"\nrun = '{held}'\n" for n in range(8))
-    repo.commit({"plans/urgent.toml": '[[test]]\nid = "now"\nrun = "true"\n'})
+    held = 'echo {n} >> "MARKS/started"; while [ ! -e "MARKS/gate{n}" ]; do sleep 0.05; done'
+    plan = "".join(f"[[test]]\nid = \"low{n}\"\nrun = '{held.format(n=n)}'\n" for n in range(8))
+    urgent_plan = f'[[test]]\nid = "now"\nrun = "echo urgent >> {marks}/started"\n'
+    repo.commit({"plans/urgent.toml": urgent_plan})
     _plans(repo, marks, plan)
     start_daemon(repo.path, "--scheduler", cluster.address, env=fleet_env(cluster, worker_dir))
     sock = ["--socket", str(socket_path)]
     low = run_cli(["submit", "plans/fleet.toml", *sock], cwd=repo.path)
     assert low.returncode == 0, low.stderr
     started_file = marks / "started"  # the cluster's 4 threads busy, 4 tests queued here
-    wait_until(lambda: started_file.exists() and len(started_file.read_text().split()) == 4)
+
+    def started() -> list[str]:
+        return started_file.read_text().split() if started_file.exists() else []
+
+    wait_until(lambda: len(started()) == 4)
     urgent = run_cli(["submit", "plans/urgent.toml", *sock, "--priority", "10"], cwd=repo.path)
     assert urgent.returncode == 0, urgent.stderr
-    (marks / "gate").touch()
     state = repo.path / ".parallel-orch"
-    ids = [low.stdout.split()[0], urgent.stdout.split()[0]]
+    # One thread comes free: the next test it runs is the urgent one, not a fifth low one.
+    (marks / f"gate{started()[0]}").touch()
+    wait_until(lambda: len(started()) > 4, timeout=RUN_SECONDS)
+    assert started()[4] == "urgent"
+    for n in range(8):
+        (marks / f"gate{n}").touch()
     wait_until(
         lambda: query(state, "SELECT count(*) FROM sessions WHERE status != 'running'") == [(2,)],
         timeout=RUN_SECONDS,
     )
-    started = dict(
-        query(
-            state,
-            "SELECT e.session_id || e.test_id, a.started_at FROM attempts a"
-            " JOIN executions e ON e.id = a.execution_id",
-        )
-    )
-    urgent_at = started[ids[1] + "urgent::now"]
-    low_starts = sorted(v for k, v in started.items() if k.startswith(ids[0]))
-    assert urgent_at < low_starts[4]  # before the tests that waited for a free thread
+    assert sorted(started()) == sorted([*map(str, range(8)), "urgent"])
 
 
 def test_a_test_that_needs_a_resource_no_worker_has_is_an_error_not_a_wait(
