@@ -220,6 +220,7 @@ def sessions(
     ] = None,
 ) -> None:
     """List recent sessions (from the store, or from a daemon with --socket)."""
+    from parallel_orch.cli.status_text import reading
     from parallel_orch.report.renderers.words import columns, seconds
 
     if socket is not None:
@@ -230,18 +231,19 @@ def sessions(
         print_json(rows)
         return
     header = ["session", "status", "created (UTC)", "tests", "passed", "failed", "wall"]
-    cells = [
-        [
-            row["session_id"],
-            row["status"],
-            _short_time(row["created_at"]),
-            str(row["total"]),
-            str(row["passed"]),
-            str(row["failed"]),
-            seconds(row["duration_seconds"]) if row["duration_seconds"] is not None else "-",
+    with reading("sessions"):  # a daemon's reply of another version: one clear line
+        cells = [
+            [
+                row["session_id"],
+                row["status"],
+                _short_time(row["created_at"]),
+                str(row["total"]),
+                str(row["passed"]),
+                str(row["failed"]),
+                seconds(row["duration_seconds"]) if row["duration_seconds"] is not None else "-",
+            ]
+            for row in rows
         ]
-        for row in rows
-    ]
     for line in columns([header, *cells], right=range(3, 7)):
         typer.echo(line)  # plain: never markup, never cut (and no rich to import)
 
@@ -270,7 +272,7 @@ def _daemon_sessions(socket: Path, limit: int) -> list[dict[str, Any]]:
     with reading("sessions"):
         for row in rows:
             for key in ("created_at", "completed_at"):
-                row[key] = row[key] and datetime.fromisoformat(row[key])
+                row[key] = None if row[key] is None else datetime.fromisoformat(row[key])
         return list(rows)
 
 

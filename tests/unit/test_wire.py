@@ -133,3 +133,28 @@ def test_a_daemon_of_another_version_is_one_line_and_exit_3(
     (line,) = done.stderr.splitlines()
     assert "reply to ping is not what this client reads" in line
     assert "same version" in line
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"session_id": "a", "created_at": "", "completed_at": None},
+        {
+            "session_id": "a",
+            "status": "x",
+            "created_at": "2026-01-01T00:00:00Z",
+            "completed_at": None,
+        },
+    ],
+    ids=["bad-time", "no-counts"],
+)
+def test_a_session_list_of_another_shape_is_one_line_and_exit_3(
+    serve: Callable[[Answer], Path], tmp_path: Path, row: dict[str, object]
+) -> None:
+    """`parallel-orch sessions --socket` against rows it cannot read: no traceback."""
+    path = serve(lambda r: reply(r, result=[row]))
+    argv = [sys.executable, "-m", "parallel_orch", "sessions", "--socket", str(path)]
+    done = subprocess.run(argv, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    assert done.returncode == 3
+    (line,) = done.stderr.splitlines()
+    assert "reply to sessions is not what this client reads" in line
