@@ -123,9 +123,8 @@ class WorktreePool:
         self, wt: Worktree, sha: str, keep: tuple[str, ...], *, keep_bytecode: bool
     ) -> None:
         """Clean ``wt`` for a lease at ``sha``, replacing it if git cannot."""
-        last, wt.git_state = wt.git_state, None
         try:
-            wt.git_state = await clean(wt.path, sha, keep, keep_bytecode=keep_bytecode, last=last)
+            await _clean_comparing(wt, sha, keep, keep_bytecode=keep_bytecode)
         except WorktreeError:
             await self._replace(wt, sha)
 
@@ -221,8 +220,7 @@ class WorktreePool:
 
         async def scrub() -> None:
             try:
-                last, wt.git_state = wt.git_state, None
-                wt.git_state = await clean(wt.path, sha, keep, keep_bytecode=True, last=last)
+                await _clean_comparing(wt, sha, keep, keep_bytecode=True)
                 wt.mark_clean(sha, keep)
             except WorktreeError as exc:
                 log.info("%s; it is cleaned again or replaced at its next lease", exc.message)
@@ -268,3 +266,12 @@ class WorktreePool:
             wt.clean = False
             self._scrub_soon(wt)
             self._changed.notify_all()
+
+
+async def _clean_comparing(
+    wt: Worktree, sha: str, keep: tuple[str, ...], *, keep_bytecode: bool
+) -> None:
+    """:func:`~parallel_orch.scrub.clean` of ``wt``, told what its last clean left; what
+    this one leaves is remembered for the next (nothing, if it fails)."""
+    last, wt.git_state = wt.git_state, None
+    wt.git_state = await clean(wt.path, sha, keep, keep_bytecode=keep_bytecode, last=last)

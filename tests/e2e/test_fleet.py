@@ -54,6 +54,16 @@ def _tests(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["test_id"]: t for t in report["completed_tests"]}
 
 
+def _fleet_run(
+    repo: GitRepo, tmp_path: Path, env: dict[str, str], *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, Any]]]:
+    """``parallel-orch run ARGS`` with ``env``; the process, and its report's tests by id."""
+    report = tmp_path / "r.json"
+    argv = ["run", *args, "--report-json", str(report)]
+    done = run_cli(argv, cwd=repo.path, env=env, timeout=RUN_SECONDS)
+    return done, _tests(_report(report)) if report.exists() else {}
+
+
 def _holds(count: int) -> str:
     """Tests ``hold0``... that write their pid to MARKS/pids and sleep until killed; their
     processes carry ``FLEET_MARK=MARKS``."""
@@ -180,12 +190,8 @@ def test_a_test_that_needs_a_gpu_runs_only_on_the_worker_that_has_one(
         for n in range(4)
     )
     _plans(repo, tmp_path / "marks", plan)
-    done = run_cli(
-        ["run", "--report-json", str(tmp_path / "r.json")],
-        cwd=repo.path, env=fleet_env(cluster, worker_dir), timeout=RUN_SECONDS,
-    )  # fmt: skip
+    done, tests = _fleet_run(repo, tmp_path, fleet_env(cluster, worker_dir))
     assert done.returncode == 0, done.stderr
-    tests = _tests(_report(tmp_path / "r.json"))
     gpu = cluster.workers()["gpu"]
     assert {tests[f"fleet::gpu{n}"]["attempts"][0]["host"] for n in range(4)} == {gpu}
 
@@ -196,12 +202,9 @@ def test_a_repo_workers_cannot_clone_is_an_error_per_test_not_a_hang(
     """A repo URL the workers cannot reach: each test ``error``, saying why; exit 1."""
     _plans(repo, tmp_path / "marks", '[[test]]\nid = "t"\nrun = "true"\n')
     env = {**fleet_env(cluster, worker_dir), "PARALLEL_ORCH_DASK_REPO_URL": "/no/such/repo"}
-    done = run_cli(
-        ["run", "--report-json", str(tmp_path / "r.json")],
-        cwd=repo.path, env=env, timeout=RUN_SECONDS,
-    )  # fmt: skip
+    done, tests = _fleet_run(repo, tmp_path, env)
     assert done.returncode == 1, done.stderr
-    test = _tests(_report(tmp_path / "r.json"))["fleet::t"]
+    test = tests["fleet::t"]
     assert test["status"] == "error"
     assert "cannot clone /no/such/repo" in test["attempts"][-1]["error"]
 
@@ -281,12 +284,9 @@ def test_executor_dask_without_a_scheduler_starts_a_local_cluster_for_the_run(
     """``run --executor dask``: a LocalCluster of ``-j`` workers runs it, and is gone after."""
     _plans(repo, tmp_path / "marks", '[[test]]\nid = "a"\nrun = "true"\n')
     env = {"PARALLEL_ORCH_DASK_WORKER_DIR": str(worker_dir)}
-    done = run_cli(
-        ["run", "--executor", "dask", "-j", "2", "--report-json", str(tmp_path / "r.json")],
-        cwd=repo.path, env=env, timeout=RUN_SECONDS,
-    )  # fmt: skip
+    done, tests = _fleet_run(repo, tmp_path, env, "--executor", "dask", "-j", "2")
     assert done.returncode == 0, done.stderr
-    host = _tests(_report(tmp_path / "r.json"))["fleet::a"]["attempts"][0]["host"]
+    host = tests["fleet::a"]["attempts"][0]["host"]
     assert host.startswith("tcp://127.0.0.1:")
     assert sorted(p.name for p in worker_dir.glob("*/slot-*") if p.is_dir()) == ["slot-0", "slot-1"]
 
@@ -301,12 +301,8 @@ def test_max_failures_stops_the_tests_still_running_on_the_workers(
     fails = f"[[test]]\nid = \"fails\"\nrun = '{wait}; exit 1'\n"
     _plans(repo, marks, holds + fails)
     (marks / "pids").touch()
-    done = run_cli(
-        ["run", "--max-failures", "1", "--report-json", str(tmp_path / "r.json")],
-        cwd=repo.path, env=fleet_env(cluster, worker_dir), timeout=RUN_SECONDS,
-    )  # fmt: skip
+    done, tests = _fleet_run(repo, tmp_path, fleet_env(cluster, worker_dir), "--max-failures", "1")
     assert done.returncode == 130, done.stderr  # stopped, as a local run is
-    tests = _tests(_report(tmp_path / "r.json"))
     assert tests["fleet::fails"]["status"] == "failed"
     assert {tests[f"fleet::hold{n}"]["status"] for n in range(3)} == {"cancelled"}
     pids = [int(p) for p in (marks / "pids").read_text().split()]
@@ -346,12 +342,9 @@ def test_workers_fetch_the_commits_a_later_session_needs(
     repo.commit({"version": "2\n"})
     dangling = repo.git("commit-tree", "HEAD^{tree}", "-p", "HEAD", "-m", "on no branch")
     for ref, expected in (("HEAD", "2\n"), (dangling, "2\n")):
-        done = run_cli(
-            ["run", "--ref", ref, "--report-json", str(tmp_path / "r.json")],
-            cwd=repo.path, env=env, timeout=RUN_SECONDS,
-        )  # fmt: skip
+        done, tests = _fleet_run(repo, tmp_path, env, "--ref", ref)
         assert done.returncode == 0, done.stderr
-        attempt = _tests(_report(tmp_path / "r.json"))["fleet::v"]["attempts"][0]
+        attempt = tests["fleet::v"]["attempts"][0]
         assert Path(attempt["log_path"]).read_text() == expected
 
 
@@ -422,12 +415,8 @@ def test_a_test_that_needs_a_resource_no_worker_has_is_an_error_not_a_wait(
     """``resources = { tpu = 1 }`` on a fleet without one: ``error`` saying so, at once."""
     plan = '[[test]]\nid = "tpu"\nresources = { tpu = 1 }\nrun = "true"\n'
     _plans(repo, tmp_path / "marks", plan + '[[test]]\nid = "cpu"\nrun = "true"\n')
-    done = run_cli(
-        ["run", "--report-json", str(tmp_path / "r.json")],
-        cwd=repo.path, env=fleet_env(cluster, worker_dir), timeout=RUN_SECONDS,
-    )  # fmt: skip
+    done, tests = _fleet_run(repo, tmp_path, fleet_env(cluster, worker_dir))
     assert done.returncode == 1, done.stderr
-    tests = _tests(_report(tmp_path / "r.json"))
     assert (tests["fleet::tpu"]["status"], tests["fleet::cpu"]["status"]) == ("error", "passed")
     assert "no Dask worker" in tests["fleet::tpu"]["attempts"][0]["error"]
     assert "--resources tpu=1" in tests["fleet::tpu"]["attempts"][0]["error"]

@@ -30,10 +30,11 @@ async def test_a_long_attempt_has_its_process_recorded_while_it_runs(
     assert (attempt.pid, attempt.pgid) == (pid, pid)
 
 
-async def test_scratch_left_full_by_a_test_is_removed_after_it(
+async def test_no_scratch_folder_outlives_the_run(
     repo: GitRepo, config: ParallelTestConfig, outside: Path
 ) -> None:
-    """What a test leaves in TEST_TMPDIR goes with its attempt; the empty one too."""
+    """Filled, removed or untouched by its test, TEST_TMPDIR's folder is gone once the run
+    ends (each attempt finding it empty is the next test's)."""
     seen = outside / "tmpdirs"
     fill = f'echo "$TEST_TMPDIR" >> {seen}; mkdir -p "$TEST_TMPDIR/a" && touch "$TEST_TMPDIR/a/f"'
     requests = [
