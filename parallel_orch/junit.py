@@ -16,11 +16,12 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
-
-from lxml import etree
+from typing import TYPE_CHECKING, BinaryIO
 
 from parallel_orch.models import JUnitCounts
+
+if TYPE_CHECKING:
+    from lxml import etree
 
 MAX_BYTES = 32 * 1024 * 1024  # a bigger file is not read: it is reported as too large
 MAX_CASES = 100_000  # kept per file; the rest are counted, not kept
@@ -85,6 +86,8 @@ def parse(path: Path) -> JUnitResult:
                 f"the JUnit file {path} is {info.st_size / 2**20:.1f} MiB, over the "
                 f"{MAX_BYTES // 2**20} MiB that are read"
             )
+        from lxml import etree  # when a file is read: runs of plain commands never need it
+
         try:
             return _tally(_cases(source))
         except etree.XMLSyntaxError as exc:
@@ -135,6 +138,8 @@ def _cases(source: BinaryIO) -> Iterator[Case]:
     Every element is dropped once read (a case's children once the case is),
     so memory stays flat whatever the file holds.
     """
+    from lxml import etree
+
     events = etree.iterparse(
         source,
         events=("end",),

@@ -11,16 +11,12 @@ time for deliveries under way; those it cuts short are recorded ``abandoned``.
 from __future__ import annotations
 
 import functools
-import http.client
 import logging
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from email.message import Message
 from importlib import metadata
-from typing import IO
+from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import anyio
@@ -29,6 +25,10 @@ from anyio.abc import TaskGroup
 
 from parallel_orch.exceptions import StoreError
 from parallel_orch.store import Store
+
+if TYPE_CHECKING:
+    import urllib.request
+    from email.message import Message
 
 log = logging.getLogger(__name__)
 
@@ -98,28 +98,35 @@ class Outcome:
         return f"HTTP {self.status}" if self.status is not None else str(self.error)
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer (3xx), not a reason to POST elsewhere, or to GET."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: Message,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        return None
-
-
 @functools.cache
 def _opener() -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(_NoRedirects)  # when first needed: it costs an import
+    """An opener that follows no redirect, made when first needed: its imports
+    (``urllib.request``, ``http.client``) are no cost to a session that sends nothing."""
+    import urllib.request
+
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        """A redirect is an answer (3xx), not a reason to POST elsewhere, or to GET."""
+
+        def redirect_request(
+            self,
+            req: urllib.request.Request,
+            fp: IO[bytes],
+            code: int,
+            msg: str,
+            headers: Message,
+            newurl: str,
+        ) -> urllib.request.Request | None:
+            return None
+
+    return urllib.request.build_opener(NoRedirects)
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout_seconds: float) -> Outcome:
     """One POST of ``body`` (blocking: call it in a thread); never raises for the network."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with _opener().open(request, timeout=timeout_seconds) as response:

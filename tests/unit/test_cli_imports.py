@@ -85,3 +85,18 @@ def test_a_quiet_run_loads_no_progress_display(repo: GitRepo) -> None:
     (repo.path / "plans" / "one.toml").write_text('[[test]]\nid = "one"\nrun = "true"\n')
     watched = ("rich.live", "rich.progress", "parallel_orch.progress", "parallel_orch.eta")
     assert loaded_by_run(repo.path, watched) == []
+
+
+def test_a_run_without_junit_or_webhook_loads_neither_parser_nor_http(repo: GitRepo) -> None:
+    """lxml is loaded to read a JUnit file and urllib/http to post a webhook, not before:
+    a run of plain commands pays for neither."""
+    (repo.path / "plans").mkdir()
+    (repo.path / "plans" / "one.toml").write_text('[[test]]\nid = "one"\nrun = "true"\n')
+    watched = ("lxml", "urllib.request", "http.client")
+    assert loaded_by_run(repo.path, watched) == []
+    (repo.path / "plans" / "one.toml").write_text(
+        '[[test]]\nid = "one"\njunit = true\n'
+        'run = ["sh", "-c", "echo \'<testsuite><testcase name=\\"a\\"/></testsuite>\' '
+        '> \\"$PARALLEL_ORCH_JUNIT\\""]\n'
+    )
+    assert loaded_by_run(repo.path, watched) == ["lxml"]
