@@ -134,8 +134,13 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """``anyio.run``, raising our own error rather than the task group around it."""
+    """``anyio.run``, raising our own error rather than the task group around it.
+    The command's start-up is over by then: the collector runs again (:mod:`~.heap`)."""
     import anyio
+
+    from parallel_orch.cli import heap
+
+    heap.release()
 
     try:
         return anyio.run(fn, *args)

@@ -100,3 +100,40 @@ def test_a_run_without_junit_or_webhook_loads_neither_parser_nor_http(repo: GitR
         '> \\"$PARALLEL_ORCH_JUNIT\\""]\n'
     )
     assert loaded_by_run(repo.path, watched) == ["lxml"]
+
+
+def collector_after(repo: Path, call: str) -> tuple[bool, int]:
+    """Whether the garbage collector was on, and how many objects were frozen, when a
+    process that ran `run -q plans` through ``call`` exited."""
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('GC', gc.isenabled(), gc.get_freeze_count()))\n"
+        f"{call}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=repo, env=cli_env(), capture_output=True, text=True
+    )
+    enabled, frozen = done.stdout.rpartition("GC ")[2].split()
+    return enabled == "True", int(frozen)
+
+
+def test_the_console_script_collects_garbage_while_tests_run(repo: GitRepo) -> None:
+    """`parallel-orch` keeps the collector off only while it starts: the session runs (and
+    the process ends) with it on, start-up's objects frozen out of its walks."""
+    (repo.path / "plans").mkdir()
+    (repo.path / "plans" / "one.toml").write_text('[[test]]\nid = "one"\nrun = "true"\n')
+    call = (
+        "sys.argv = ['parallel-orch', 'run', '-q', 'plans']\n"
+        "from parallel_orch.cli import main\n"
+        "main()"
+    )
+    enabled, frozen = collector_after(repo.path, call)
+    assert enabled and frozen > 10_000
+
+
+def test_the_app_called_in_a_script_leaves_its_collector_alone(repo: GitRepo) -> None:
+    """A script (or test) that calls the typer ``app`` itself keeps its own collector as it was."""
+    (repo.path / "plans").mkdir()
+    (repo.path / "plans" / "one.toml").write_text('[[test]]\nid = "one"\nrun = "true"\n')
+    call = "from parallel_orch.cli import app\napp(['run', '-q', 'plans'], standalone_mode=False)"
+    assert collector_after(repo.path, call) == (True, 0)
