@@ -11,7 +11,9 @@ So the console script holds the collector off while a command starts
 (:func:`hold`), and once the command is about to do its long part (the event
 loop, :func:`release`) moves everything made so far into the permanent
 generation (:func:`gc.freeze`) and lets the collector run again for what is
-made from then on. At exit, :func:`freeze_for_exit` spares the shutdown's walk.
+made from then on. A long-lived command freezes again once it is up
+(:func:`settled`: the daemon, whose engine is imported and started inside the
+loop). At exit, :func:`freeze_for_exit` spares the shutdown's walk.
 Only the console script does this: ``app`` called in another process (a test's
 ``CliRunner``, a user's script) leaves that process's collector alone.
 """
@@ -21,11 +23,13 @@ from __future__ import annotations
 import gc
 
 _held = False
+_ours = False  # the console script runs this process: its collector is ours to tune
 
 
 def hold() -> None:
     """No collections while the command starts (the console script's first step)."""
-    global _held
+    global _held, _ours
+    _ours = True
     if gc.isenabled():
         gc.disable()
         _held = True
@@ -39,6 +43,13 @@ def release() -> None:
         _held = False
         gc.freeze()
         gc.enable()
+
+
+def settled() -> None:
+    """A long-lived command is up: what its start made (the engine, the store, the pool)
+    stays out of the full collections of the hours it serves. Only in the console script."""
+    if _ours:
+        gc.freeze()
 
 
 def freeze_for_exit() -> None:

@@ -80,8 +80,10 @@ async def _serve(options: DaemonOptions) -> None:
 
     import anyio
 
+    from parallel_orch.cli import heap
     from parallel_orch.daemon.lifecycle import run_daemon
 
     async with anyio.create_task_group() as tg:
         path = await tg.start(functools.partial(run_daemon, options))
+        heap.settled()
         print(path, flush=True)  # alone on its line: supervisors and tests wait for it
