@@ -63,17 +63,28 @@ def git_error(stderr: str) -> str:
     return stderr.strip().removeprefix("stderr: ").strip().strip("'").strip()
 
 
+#: Top levels found in this process, by the absolute folder asked about: a run asks
+#: three times before its first test (config, its sources, the orchestrator), each a git
+#: process. Only answers are kept: a folder not in a repo is asked again.
+_toplevels: dict[Path, Path] = {}
+
+
 def toplevel(start: Path) -> Path:
     """The git top level that contains ``start``.
 
     :raises RepoError: if ``start`` is not inside a git work tree.
     """
+    key = start.absolute()
+    found = _toplevels.get(key)
+    if found is not None:
+        return found
     out = _git(start, "rev-parse", "--show-toplevel")
     if out.returncode != 0:
         raise RepoError(
             f"{start} is not inside a git repository; run from a git checkout or pass --repo"
         )
-    return Path(out.stdout.strip())
+    found = _toplevels[key] = Path(out.stdout.strip())
+    return found
 
 
 def check_repo(repo: Path) -> Path:
