@@ -36,12 +36,13 @@ Some files are left out: the ones needing ``pexpect`` and a terminal, and
 the slowest (minutes each serially). Quick mode also leaves out the files
 that take more than a few seconds.
 
-With ``BENCH_SUITE_AGAINST=<another checkout>`` (its ``make install`` done) a
-fifth side runs the sharded plan through that checkout's ``parallel-orch``, in
-the same rounds, pool, store and environment (after an untimed warm-up of its
-own), that checkout on ``PYTHONPATH`` where this one is for the others: a
-change to the engine or the shard plugin measured side by side against its
-base. Each
+With ``BENCH_SUITE_AGAINST=<another checkout>`` (its ``make install`` done)
+two more sides run the per-file and the sharded plans through that checkout's
+``parallel-orch``, in the same rounds and environment, with a pool and a store
+of its own (what one version leaves in its worktrees, bytecode above all, is
+not the other's to use) warmed as ours are, that checkout on ``PYTHONPATH``
+where this one is for the others: a change measured side by side against its
+base. ``BENCH_SUITE_ROUNDS`` sets the rounds per environment. Each
 report also gives where our wall goes: the CLI's own time outside its
 attempts, and the tail (the last attempt running alone).
 """
@@ -58,6 +59,8 @@ from bench.cli_process import CliRun, PyEnv, python_envs, run_cli
 from bench.common import Figure, Span, autogroup_note, bench_main, fmt_spans, note
 from bench.daemon_process import PROJECT_ROOT
 from bench.suite_project import (
+    AGAINST_POOL,
+    AGAINST_STATE,
     PROJECT,
     VERSION,
     SuiteProject,
@@ -74,7 +77,8 @@ from parallel_orch.report import ParallelTestReport, TestResult
 WORKERS = 2
 PER_FILE_TARGET = 1.05
 SHARDED_TARGET = 0.8
-AGAINST_ENV = "BENCH_SUITE_AGAINST"  # another checkout, for a fifth side
+AGAINST_ENV = "BENCH_SUITE_AGAINST"  # another checkout, for two more sides
+ROUNDS_ENV = "BENCH_SUITE_ROUNDS"
 
 
 @dataclass
@@ -86,6 +90,7 @@ class Sides:
     sharded: list[Span] = field(default_factory=list)
     xdist: list[Span] = field(default_factory=list)
     against: list[Span] = field(default_factory=list)  # sharded, through the other version
+    against_per_file: list[Span] = field(default_factory=list)  # per file, the other version
     totals_differ: int = 0  # sharded runs whose case totals are not the serial run's
 
 
@@ -102,14 +107,16 @@ class Bench:
     def ours(self, plan: Path, name: str, checkout: Path | None = None) -> CliRun:
         """``parallel-orch run`` of ``plan``: this checkout's, or another ``checkout``'s (on
         ``PYTHONPATH`` in place of this one, which ``cli_env`` puts there)."""
-        root, env = self.project.root, dict(self.pyenv.env)
-        if checkout is not None:
+        root, env, state = self.project.root, dict(self.pyenv.env), "state"
+        if checkout is not None:  # its own pool and store
             path = env.get("PYTHONPATH", "").split(os.pathsep)
             env["PYTHONPATH"] = os.pathsep.join(
                 str(checkout) if p == str(PROJECT_ROOT) else p for p in path
             )
+            env["PARALLEL_ORCH_WORKTREE_BASE_DIR"] = str(root / AGAINST_POOL)
+            state = AGAINST_STATE
         run = run_cli(
-            ["run", str(plan), "-j", str(WORKERS), "-q", "--state-dir", str(root / "state")],
+            ["run", str(plan), "-j", str(WORKERS), "-q", "--state-dir", str(root / state)],
             cwd=self.project.repo,
             env=env,
             log=root / "logs" / f"{self.slug}-{name}.log",
@@ -198,6 +205,8 @@ def measure_env(bench: Bench, rounds: int) -> Sides:
     warm = bench.ours(sharded, "sharded-warm")
     note(f"warm-up, sharded: {warm.span.wall:.1f} s (records the case durations shards split by)")
     if bench.against is not None:
+        warm = bench.ours(per_file, "against-per-file-warm", bench.against)
+        note(f"warm-up, per file through {bench.against}: {warm.span.wall:.1f} s")
         warm = bench.ours(sharded, "against-warm", bench.against)
         note(f"warm-up, sharded through {bench.against}: {warm.span.wall:.1f} s")
     xdist_script = project.pytest("-n", str(WORKERS), *project.files)
@@ -205,7 +214,7 @@ def measure_env(bench: Bench, rounds: int) -> Sides:
     by_length = sorted(project.files, key=lambda f: -durations.get(Path(f).stem, 0.0))
     # Each file in its own session, as each of our attempts is (see autogroup_note).
     xargs_script = f"xargs -P {WORKERS} -n 1 setsid --wait {project.pytest()}"
-    sides = Sides()
+    sides, against = Sides(), bench.against
 
     def run_per_file(n: int) -> None:
         sides.per_file.append(bench.ours(per_file, f"per-file-{n}").span)
@@ -223,21 +232,29 @@ def measure_env(bench: Bench, rounds: int) -> Sides:
         sides.xdist.append(bench.shell(xdist_script, f"xdist-{n}"))
 
     def run_against(n: int) -> None:
-        run = bench.ours(sharded, f"against-{n}", bench.against)
+        run = bench.ours(sharded, f"against-{n}", against)
         sides.against.append(run.span)
         sides.totals_differ += not bench.check_sharded(run)
 
+    def run_against_per_file(n: int) -> None:
+        sides.against_per_file.append(bench.ours(per_file, f"against-per-file-{n}", against).span)
+
     order: Sequence[Callable[[int], None]] = (run_per_file, run_xargs, run_sharded, run_xdist)
-    if bench.against is not None:
-        order = (run_per_file, run_xargs, run_sharded, run_against, run_xdist)
+    if against is not None:
+        order = (run_per_file, run_against_per_file, run_xargs, run_sharded, run_against, run_xdist)
     for n in range(rounds):
         for side in order if n % 2 == 0 else order[::-1]:
             side(n)
-        against = f", against {sides.against[-1].wall:.1f} s" if sides.against else ""
+        other = (
+            f", against: per file {sides.against_per_file[-1].wall:.1f} s, "
+            f"shards=2 {sides.against[-1].wall:.1f} s"
+            if sides.against
+            else ""
+        )
         note(
             f"round {n + 1}: per file {sides.per_file[-1].wall:.1f} s, "
             f"xargs {sides.xargs[-1].wall:.1f} s, shards=2 {sides.sharded[-1].wall:.1f} s, "
-            f"pytest -n {WORKERS} {sides.xdist[-1].wall:.1f} s{against}"
+            f"pytest -n {WORKERS} {sides.xdist[-1].wall:.1f} s{other}"
         )
     return sides
 
@@ -255,6 +272,7 @@ def figures(label: str, sides: Sides, rounds: int) -> list[Figure]:
     note(f"  shards=2, ours : {fmt_spans(sides.sharded)}")
     note(f"  pytest -n {WORKERS}    : {fmt_spans(sides.xdist)}")
     if sides.against:
+        note(f"  per file, against: {fmt_spans(sides.against_per_file)}")
         note(f"  shards=2, against: {fmt_spans(sides.against)}")
     per_file = ratio(sides.per_file, sides.xargs, "wall")
     sharded = ratio(sides.sharded, sides.xdist, "wall")
@@ -298,6 +316,22 @@ def _against_figures(name: str, sides: Sides) -> list[Figure]:
         return []
     return [
         Figure(
+            f"{name}: per file / per file against, wall",
+            ratio(sides.per_file, sides.against_per_file, "wall"),
+        ),
+        Figure(
+            f"{name}: per file / per file against, CPU",
+            ratio(sides.per_file, sides.against_per_file, "cpu"),
+        ),
+        Figure(
+            f"{name}: per file against / xargs -P{WORKERS}, wall",
+            ratio(sides.against_per_file, sides.xargs, "wall"),
+        ),
+        Figure(
+            f"{name}: per file against / xargs -P{WORKERS}, CPU",
+            ratio(sides.against_per_file, sides.xargs, "cpu"),
+        ),
+        Figure(
             f"{name}: shards=2 / shards=2 against, wall",
             ratio(sides.sharded, sides.against, "wall"),
         ),
@@ -316,7 +350,7 @@ def _against_figures(name: str, sides: Sides) -> list[Figure]:
 
 
 def run(quick: bool) -> list[Figure]:
-    rounds = 1 if quick else 2
+    rounds = int(os.environ.get(ROUNDS_ENV) or (1 if quick else 2))
     project = prepare(quick)
     envs = python_envs()
     note(
@@ -326,7 +360,7 @@ def run(quick: bool) -> list[Figure]:
     autogroup_note()
     against = Path(os.environ[AGAINST_ENV]) if os.environ.get(AGAINST_ENV) else None
     if against is not None:
-        note(f"a fifth side: the sharded plan through {against}")
+        note(f"two more sides: the per-file and sharded plans through {against}")
     serial, span = serial_totals(project, envs[0].env)
     note(f"one serial pytest run [{envs[0].label}]: {span.wall:.1f} s; {fmt_counts(serial)}")
     out: list[Figure] = []

@@ -32,6 +32,9 @@ SUITE_REQUIREMENTS = (
     "packaging==26.3",
 )
 TESTS_DIR = "mpmath/tests"
+#: Another checkout's own pool and store, under the scratch root (``BENCH_SUITE_AGAINST``).
+AGAINST_POOL = "against.worktrees"
+AGAINST_STATE = "state-against"
 #: Left out always: interactive (pexpect and a terminal), or minutes long serially.
 EXCLUDED = frozenset(
     {
@@ -78,7 +81,15 @@ def prepare(quick: bool) -> SuiteProject:
     sdist = fetch_sdist(root)
     python = ensure_venv(root)
     repo = make_repo(root, sdist)
-    for scratch in ("state", "repo.worktrees", "logs", "reports", "plans"):
+    for scratch in (
+        "state",
+        "repo.worktrees",
+        AGAINST_STATE,
+        AGAINST_POOL,
+        "logs",
+        "reports",
+        "plans",
+    ):
         shutil.rmtree(root / scratch, ignore_errors=True)
     for made in ("logs", "reports", "plans"):
         (root / made).mkdir()

@@ -45,8 +45,11 @@ from parallel_orch.exceptions import WorktreeError
 
 #: Python's bytecode caches: spared by a clean that stays at the same commit.
 BYTECODE = "__pycache__/"
+#: In the worktree's git dir: the tests run there since its ``__pycache__`` folders were
+#: last dropped (see :mod:`parallel_orch.worktree`).
+RAN = "parallel-orch-ran"
 #: Files in the worktree's git dir that are ours, not git's: not compared.
-OURS = frozenset({setup.MARKER, f".{setup.MARKER}.tmp"})
+OURS = frozenset({setup.MARKER, f".{setup.MARKER}.tmp", RAN})
 CHECKSUM = 32  # bytes at the index's end compared (SHA-256's size; SHA-1's 20 end there)
 
 

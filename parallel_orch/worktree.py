@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -27,7 +28,7 @@ import anyio
 from parallel_orch import setup
 from parallel_orch.exceptions import RepoError, WorktreeError
 from parallel_orch.gitrepo import GitFailed, run_git
-from parallel_orch.scrub import CleanState
+from parallel_orch.scrub import RAN, CleanState
 from parallel_orch.setup import SetupKey
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ class Worktree:
     scrubbing: anyio.Event | None = None
     setup_key: SetupKey | None = None  # last set up here for this
     git_state: CleanState | None = None  # as its last clean left it, for the next to compare
+    #: Tests run here with bytecode written since its ``__pycache__`` was last dropped
+    #: (:func:`run_key` of each): their modules are compiled here.
+    ran: set[str] = field(default_factory=set)
 
     @property
     def name(self) -> str:
@@ -69,6 +73,53 @@ class Worktree:
         # setup's output survives a clean only if the clean spared what setup kept
         if self.setup_key is not None and (not keep or self.setup_key[2] != keep):
             self.setup_key = None
+
+
+def run_key(test_id: str) -> str:
+    """A test's entry in :attr:`Worktree.ran` and its record: short, one line, any id."""
+    return hashlib.blake2b(test_id.encode(), digest_size=8).hexdigest()
+
+
+def read_ran(path: Path, sha: str | None) -> set[str]:
+    """What the record in the worktree's git dir says ran there, if written at ``sha``.
+
+    The record is its commit on the first line, then one :func:`run_key` a line.
+    """
+    where = setup.git_dir(path)
+    try:
+        lines = (where / RAN).read_text(encoding="ascii").splitlines() if where else []
+    except (OSError, ValueError):
+        return set()
+    return set(lines[1:]) if lines and sha is not None and lines[0] == sha else set()
+
+
+def remember_ran(wt: Worktree, test_id: str) -> None:
+    """Note that ``test_id`` ran in ``wt`` at its commit, in memory and in its record.
+
+    Appending a line: cheap enough inline, and once per test and commit.
+    """
+    key = run_key(test_id)
+    if key in wt.ran or wt.sha is None:
+        return
+    where = setup.git_dir(wt.path)
+    first = not wt.ran
+    wt.ran.add(key)
+    if where is None:
+        return
+    try:
+        with open(where / RAN, "w" if first else "a", encoding="ascii") as record:
+            record.write(f"{wt.sha}\n{key}\n" if first else f"{key}\n")
+    except OSError as exc:  # a lost record costs some compiling, nothing more
+        log.debug("cannot record a test run in %s: %s", wt.path, exc)
+
+
+def forget_ran(wt: Worktree) -> None:
+    """Its ``__pycache__`` folders go: nothing is compiled there any more."""
+    wt.ran.clear()
+    where = setup.git_dir(wt.path)
+    if where is not None:
+        with contextlib.suppress(OSError):
+            (where / RAN).unlink(missing_ok=True)
 
 
 def git_error(exc: GitFailed) -> str:
@@ -176,6 +227,7 @@ class WorktreeDir:
                         sha=entry.get("HEAD"),
                         lock_fd=fd,
                         setup_key=setup.read_marker(path),  # set up by an earlier process
+                        ran=read_ran(path, entry.get("HEAD")),
                     )
                 )
             for child in self.base_dir.iterdir():
@@ -223,6 +275,7 @@ class WorktreeDir:
             self._add(wt.path, sha)
         wt.setup_key = None
         wt.git_state = None
+        wt.ran = set()  # its git dir, the record in it, went with it
         setup.clear_marker(wt.path)
 
     def _add(self, path: Path, sha: str) -> None:

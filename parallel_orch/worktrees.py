@@ -10,6 +10,12 @@ the attempt that used it, and keeps spare worktrees beyond one per worker:
 a worker then leases a worktree that is already clean while the one it just
 gave back is scrubbed, so checkout and clean leave the attempt's critical
 path. Without one, a worktree is cleaned when it is leased.
+
+A lease may name the test it is for (``prefer``): a worktree where that test
+already ran at the commit (:attr:`~parallel_orch.worktree.Worktree.ran`) holds
+the bytecode of the modules it imports, which a clean at the same commit
+spares. Another worktree would compile them again: 50-600 ms of CPU for one
+pytest file of a real suite, about what the file's cases take.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -25,7 +32,7 @@ from anyio.abc import TaskGroup
 from parallel_orch.exceptions import WorktreeError
 from parallel_orch.scrub import clean
 from parallel_orch.setup import SetupKey
-from parallel_orch.worktree import Worktree, WorktreeDir, release_flock
+from parallel_orch.worktree import Worktree, WorktreeDir, forget_ran, release_flock, run_key
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +98,19 @@ class WorktreePool:
         keep: Sequence[str] = (),
         setup: SetupKey | None = None,
         avoid: str | None = None,
+        prefer: str | None = None,
     ) -> Worktree:
         """A clean worktree checked out (detached) at ``sha``, for this caller alone.
 
         Prefers, in order: not ``avoid``, already set up for ``setup`` (a setup
-        costs more than a checkout), at ``sha``, already clean; creates one
-        while under capacity.
+        costs more than a checkout), at ``sha``, where the test ``prefer`` ran
+        (its bytecode is there), already clean; creates one while under capacity.
 
         :raises WorktreeError: if no worktree can be made ready.
         """
         keep = tuple(keep)
-        wt = await self._take(sha, keep, setup, avoid) or await self._take_new(sha)
+        want = _Want(sha, keep, setup, avoid, None if prefer is None else run_key(prefer))
+        wt = await self._take(want) or await self._take_new(sha)
         try:
             if wt.scrubbing is not None:
                 with anyio.CancelScope(shield=True):  # brief, and the worktree is ours now
@@ -128,20 +137,18 @@ class WorktreePool:
         except WorktreeError:
             await self._replace(wt, sha)
 
-    async def _take(
-        self, sha: str, keep: tuple[str, ...], setup: SetupKey | None, avoid: str | None
-    ) -> Worktree | None:
+    async def _take(self, want: _Want) -> Worktree | None:
         """The best idle worktree, leased; None when one is to be created (counted in
         ``_creating``). Waits while every worktree is leased and there is no room."""
         async with self._changed:
             while True:
                 room = len(self._worktrees) + self._creating < self.capacity
-                wt = self._pick(sha, keep, setup, avoid)
+                wt = self._pick(want)
                 # a retry takes the worktree it failed in only when no other can be had
-                if wt is not None and (wt.name != avoid or not room):
+                if wt is not None and (wt.name != want.avoid or not room):
                     wt.leased = True
-                    if room and not wt.ready_for(sha, keep):
-                        self._add_spare(sha)  # so that the next lease finds one ready
+                    if room and not wt.ready_for(want.sha, want.keep):
+                        self._add_spare(want.sha)  # so that the next lease finds one ready
                     return wt
                 if room:
                     self._creating += 1
@@ -163,19 +170,18 @@ class WorktreePool:
                     self._changed.notify_all()
         return created
 
-    def _pick(
-        self, sha: str, keep: tuple[str, ...], setup: SetupKey | None, avoid: str | None
-    ) -> Worktree | None:
+    def _pick(self, want: _Want) -> Worktree | None:
         idle = [wt for wt in self._worktrees if not wt.leased]
         if not idle:
             return None
 
-        def rank(wt: Worktree) -> tuple[bool, bool, bool, bool, bool]:
+        def rank(wt: Worktree) -> tuple[bool, bool, bool, bool, bool, bool]:
             return (
-                wt.name == avoid,
-                setup is not None and wt.setup_key != setup,
-                wt.sha != sha,
-                not wt.ready_for(sha, keep),
+                wt.name == want.avoid,
+                want.setup is not None and wt.setup_key != want.setup,
+                wt.sha != want.sha,
+                want.ran is not None and want.ran not in wt.ran,
+                not wt.ready_for(want.sha, want.keep),
                 wt.scrubbing is None,  # of two not ready, the one being scrubbed is sooner
             )
 
@@ -268,10 +274,23 @@ class WorktreePool:
             self._changed.notify_all()
 
 
+@dataclass(frozen=True, slots=True)
+class _Want:
+    """What a lease asks for."""
+
+    sha: str
+    keep: tuple[str, ...]
+    setup: SetupKey | None
+    avoid: str | None  # a worktree's name
+    ran: str | None  # a test's run_key: where it ran, its modules are compiled
+
+
 async def _clean_comparing(
     wt: Worktree, sha: str, keep: tuple[str, ...], *, keep_bytecode: bool
 ) -> None:
     """:func:`~parallel_orch.scrub.clean` of ``wt``, told what its last clean left; what
     this one leaves is remembered for the next (nothing, if it fails)."""
+    if not keep_bytecode:
+        forget_ran(wt)
     last, wt.git_state = wt.git_state, None
     wt.git_state = await clean(wt.path, sha, keep, keep_bytecode=keep_bytecode, last=last)

@@ -39,7 +39,7 @@ from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.report import coverage
 from parallel_orch.setup import SetupKey
 from parallel_orch.store import utcnow
-from parallel_orch.worktree import Worktree, validate_worktree_dir
+from parallel_orch.worktree import Worktree, remember_ran, validate_worktree_dir
 from parallel_orch.worktrees import WorktreePool
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 ENV_PREFIX = "PARALLEL_ORCH_"
 SHARD_STATUS = "shard.status"  # TEST_SHARD_STATUS_FILE, in the attempt's scratch folder
 BASES_KEPT = 256  # setup bases remembered per (commit, setup_inputs)
+DONT_WRITE_BYTECODE = "PYTHONDONTWRITEBYTECODE"
 #: The variables whose values together mark one attempt's processes, even outside its group.
 MARKER = ("PARALLEL_ORCH_SESSION_ID", "PARALLEL_ORCH_TEST_ID", "PARALLEL_ORCH_ATTEMPT")
 
@@ -93,6 +94,13 @@ def attempt_env(
         if isinstance(request.coverage, tuple):
             env[coverage.SOURCE_ENV] = coverage.source_env(worktree, request.coverage)
     return env
+
+
+def writes_bytecode(request: TestRequest) -> bool:
+    """Whether Python in the request's attempts writes bytecode (the variable set to
+    anything but an empty string stops it), so that where it ran its modules are compiled."""
+    value = request.env.get(DONT_WRITE_BYTECODE, os.environ.get(DONT_WRITE_BYTECODE, ""))
+    return not value
 
 
 @dataclass(eq=False)
@@ -175,8 +183,14 @@ class LocalExecutor:
             so_far.setup_key = await self._setup_key(spec, so_far.log)
             try:
                 so_far.worktree = await self.pool.lease(
-                    spec.sha, keep=request.keep, setup=so_far.setup_key, avoid=spec.avoid_worktree
+                    spec.sha,
+                    keep=request.keep,
+                    setup=so_far.setup_key,
+                    avoid=spec.avoid_worktree,
+                    prefer=spec.test_id,  # where it ran, its modules' bytecode is
                 )
+                if writes_bytecode(request):
+                    remember_ran(so_far.worktree, spec.test_id)
             except WorktreeError as exc:
                 so_far.error = exc.message
                 so_far.log.write(f"parallel-orch: {exc.message}\n".encode())

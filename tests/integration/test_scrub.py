@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from parallel_orch.exceptions import WorktreeError
-from parallel_orch.scrub import CleanState, clean
+from parallel_orch.scrub import RAN, CleanState, clean
 from tests.helpers import GitRepo, git
 
 KEEP = ("cache/", "*.md")  # the second also matches a tracked file, README.md
@@ -152,3 +152,19 @@ async def test_moving_to_another_commit_checks_it_out(repo: GitRepo, tmp_path: P
 
     assert git(worktree, "rev-parse", "HEAD") == second
     assert (worktree / "README.md").read_text() == "# second\n"
+
+
+async def test_the_record_of_tests_run_there_costs_no_repair(repo: GitRepo, tmp_path: Path) -> None:
+    """The pool's record of the tests run in a worktree, written in its git dir between two
+    cleans, is ours: the look still finds nothing to repair."""
+    sha = repo.head()
+    worktree = add_worktree(repo, tmp_path / "wt", sha)
+    state = await clean(worktree, sha, (), keep_bytecode=True)
+    gitdir = Path(git(worktree, "rev-parse", "--absolute-git-dir"))
+    (gitdir / RAN).write_text(f"{sha}\n0123456789abcdef\n")
+    os.utime(worktree / "README.md", ns=(1, 1))  # a checkout would rewrite it
+
+    await clean(worktree, sha, (), keep_bytecode=True, last=state)
+
+    assert (worktree / "README.md").stat().st_mtime_ns == 1
+    assert (gitdir / RAN).exists()
