@@ -103,8 +103,8 @@ class WorktreePool:
         """A clean worktree checked out (detached) at ``sha``, for this caller alone.
 
         Prefers, in order: not ``avoid``, already set up for ``setup`` (a setup
-        costs more than a checkout), at ``sha``, where the test ``prefer`` ran
-        (its bytecode is there), already clean; creates one while under capacity.
+        costs more than a checkout), at ``sha``, already clean, where the test
+        ``prefer`` ran (its bytecode is there); creates one while under capacity.
 
         :raises WorktreeError: if no worktree can be made ready.
         """
@@ -180,8 +180,10 @@ class WorktreePool:
                 wt.name == want.avoid,
                 want.setup is not None and wt.setup_key != want.setup,
                 wt.sha != want.sha,
-                want.ran is not None and want.ran not in wt.ran,
+                # a clean one before one still being scrubbed: a test that is not Python
+                # gains nothing where it ran, and would wait for the scrub
                 not wt.ready_for(want.sha, want.keep),
+                want.ran is not None and want.ran not in wt.ran,
                 wt.scrubbing is None,  # of two not ready, the one being scrubbed is sooner
             )
 
