@@ -122,6 +122,12 @@ def forget_ran(wt: Worktree) -> None:
             (where / RAN).unlink(missing_ok=True)
 
 
+def _stale(path: Path, entry: dict[str, str]) -> bool:
+    """A registered worktree that `git worktree prune` would drop (git says "prunable"
+    since 2.31; its folder gone, for any git), or will once unlocked."""
+    return "prunable" in entry or not path.exists()
+
+
 def git_error(exc: GitFailed) -> str:
     return exc.stderr.strip().removeprefix("stderr: ").strip().strip("'").strip() or str(exc)
 
@@ -209,9 +215,12 @@ class WorktreeDir:
         """Prune stale entries, adopt up to ``capacity`` free worktrees, remove orphan folders."""
         adopted: list[Worktree] = []
         with self._pool_flock():
-            self._unlock_vanished()
-            self._worktree("prune")
             registered = self._registered()
+            stale = [path for path, entry in registered.items() if _stale(path, entry)]
+            if stale:  # a prune and a second listing only when there is something to prune
+                self._unlock_vanished(registered)
+                self._worktree("prune")
+                registered = self._registered()
             for path, entry in registered.items():
                 if not self._is_pooled(path) or "locked" in entry:  # locked: preserved
                     continue
@@ -242,10 +251,10 @@ class WorktreeDir:
                 release_flock(fd)
         return adopted
 
-    def _unlock_vanished(self) -> None:
+    def _unlock_vanished(self, registered: dict[Path, dict[str, str]]) -> None:
         """A preserved worktree the user deleted after inspecting it: prune skips
         locked entries, so unlock it first or it stays registered for ever."""
-        for path, entry in self._registered().items():
+        for path, entry in registered.items():
             if self._is_pooled(path) and "locked" in entry and not path.exists():
                 try:
                     self._worktree("unlock", str(path))

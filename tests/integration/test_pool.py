@@ -262,6 +262,23 @@ async def test_a_deleted_preserved_worktree_leaves_no_registration_behind(
     assert_worktree_list_clean(repo)
 
 
+async def test_a_pooled_worktree_deleted_by_hand_is_pruned_by_the_next_run(
+    repo: GitRepo, make_config: MakeConfig
+) -> None:
+    """A pooled worktree's folder removed by hand: the next run drops its registration
+    (a run prunes only when the listing shows something to prune) and runs as usual."""
+    config = make_config(num_workers=1)
+    await run_ok(config)
+    pooled = [Path(e["worktree"]) for e in repo.worktree_list() if "wt-" in e["worktree"]]
+    assert pooled
+    shutil.rmtree(pooled[0])
+
+    await run_ok(config)
+
+    assert pooled[0] not in {Path(e["worktree"]) for e in repo.worktree_list()}
+    assert_worktree_list_clean(repo)
+
+
 async def test_a_worktree_without_its_git_link_is_replaced_not_resolved_upwards(
     repo: GitRepo, make_config: MakeConfig, tmp_path: Path
 ) -> None:
