@@ -252,6 +252,14 @@ def encode(message: BaseModel) -> bytes:
     return message.model_dump_json(exclude_none=True).encode() + b"\n"
 
 
+_NOTIFICATION = b'{"jsonrpc":"2.0","method":"event","params":'
+
+
+def notification_line(event: Event) -> bytes:
+    """:func:`encode` of ``Notification(params=event)``, without building the notification."""
+    return _NOTIFICATION + event.model_dump_json(exclude_none=True).encode() + b"}\n"
+
+
 def result_line(
     request_id: int | str | None, result: BaseModel | list[Any] | dict[str, Any]
 ) -> bytes:

@@ -314,8 +314,8 @@ class Connection:
             return None
         return result
 
-    async def _emit(self, event: Event) -> None:
-        await self._send(p.encode(p.Notification(params=event)))
+    async def _emit(self, *events: Event) -> None:
+        await self._send(b"".join(p.notification_line(event) for event in events))
 
     async def _send(self, data: bytes, *, at_once: bool = False) -> None:
         """Write ``data`` whole; ``at_once`` (a reply) first tries the socket without a loop turn.

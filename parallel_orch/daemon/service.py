@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +22,7 @@ from parallel_orch import events, history, listing
 from parallel_orch.daemon import protocol as p
 from parallel_orch.daemon.protocol import ErrorCode, Method, RpcError
 from parallel_orch.eta import SessionEta
-from parallel_orch.events import Event, EventType
+from parallel_orch.events import Event, EventType, Subscription
 from parallel_orch.exceptions import (
     OrchError,
     OrchestratorClosedError,
@@ -33,13 +34,15 @@ from parallel_orch.exceptions import (
 from parallel_orch.models import ExecutionStatus, SessionStatus, TestRequest, with_default_ref
 from parallel_orch.orchestrator import ParallelTestOrchestrator
 from parallel_orch.plans import load_plans
-from parallel_orch.store import ExecutionRecord
+from parallel_orch.store import ExecutionRecord, SessionRecord
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[Event], Awaitable[None]]
+Emit = Callable[..., Awaitable[None]]
+"""``await emit(*events)``: send events to the client, in order, in one write."""
 
 WATCH_BUFFER_EVENTS = 2048  # events a watcher may fall behind by before it is dropped
+REPLAY_CHUNK = 256  # events of a watch's replay sent in one write
 
 
 def rpc_error(exc: OrchError) -> RpcError:
@@ -261,47 +264,52 @@ class DaemonService:
 
         "So far" is a ``session.started`` with the total and a ``test.finished`` per
         execution already final, read after subscribing (live duplicates are dropped),
-        so a watch that starts late, even after the end, misses nothing.
+        so a watch that starts late, even after the end, misses nothing. A session that
+        had ended already is read once, before subscribing: nothing can happen to it.
         """
         store = self.orch.store
+        ended: tuple[SessionRecord, list[ExecutionRecord]] | None = None
         if not self.orch.is_running(session_id):  # a prefix, or a session that is not here
-            session_id = (await store.get_session(session_id)).id
+            ended = await store.session_executions(session_id)
+            session_id = ended[0].id
         async with self.orch.bus.subscribe(
             WATCH_BUFFER_EVENTS, session_id=session_id
         ) as subscription:
             running = self.orch.is_running(session_id)
-            row, executions = await store.session_executions(session_id)  # read after both
+            if running or ended is None or ended[0].status == SessionStatus.RUNNING.value:
+                ended = None
+                row, executions = await store.session_executions(session_id)  # after both
+            else:
+                row, executions = ended
             if not running and row.status == SessionStatus.RUNNING.value:
                 raise RpcError(
                     ErrorCode.SESSION_NOT_FOUND,
                     f"session {row.id} is run by another process ({row.owner}), not this daemon",
                 )
-            await emit(events.session_started(row.id, len(executions)))
+            replay = [events.session_started(row.id, len(executions))]
             seen: set[int | None] = set()
             for execution in executions:
                 if ExecutionStatus(execution.status).is_final:
                     seen.add(execution.id)
-                    await emit(_finished(execution))
+                    replay.append(_finished(execution))
             if running:
-                async for event in subscription.receive:
-                    if event.type is EventType.TEST_FINISHED and event.execution_id in seen:
-                        continue
-                    await emit(event)
-                    if event.type is EventType.SESSION_FINISHED:
-                        break
-                else:
-                    if subscription.dropped:
-                        raise _fell_behind(row.id)
-        summary = listing.summarize(*await store.session_counts(row.id))
-        if not running:
-            await emit(
-                events.session_finished(
-                    row.id,
-                    status=summary.status,
-                    total=summary.total,
-                    duration_seconds=summary.duration_seconds,
-                )
+                for start in range(0, len(replay), REPLAY_CHUNK):
+                    await emit(*replay[start : start + REPLAY_CHUNK])
+                await _follow(subscription, seen, emit, row.id)
+        if running:
+            return listing.summarize(*await store.session_counts(row.id))
+        counts = Counter(e.status for e in executions)
+        summary = listing.summarize(row, dict(sorted(counts.items())))  # as the store counts
+        replay.append(
+            events.session_finished(
+                row.id,
+                status=summary.status,
+                total=summary.total,
+                duration_seconds=summary.duration_seconds,
             )
+        )
+        for start in range(0, len(replay), REPLAY_CHUNK):
+            await emit(*replay[start : start + REPLAY_CHUNK])
         return summary
 
     def shutdown(self, *, now: bool) -> p.ShutdownResult:
@@ -321,6 +329,20 @@ def _check_unique(requests: Sequence[TestRequest]) -> None:
                 f"invalid params for submit: duplicate test id {request.id!r}",
             )
         seen.add(request.id)
+
+
+async def _follow(
+    subscription: Subscription, seen: set[int | None], emit: Emit, session_id: str
+) -> None:
+    """A running session's live events (those replayed already left out) to its end."""
+    async for event in subscription.receive:
+        if event.type is EventType.TEST_FINISHED and event.execution_id in seen:
+            continue
+        await emit(event)
+        if event.type is EventType.SESSION_FINISHED:
+            return
+    if subscription.dropped:
+        raise _fell_behind(session_id)
 
 
 def _finished(execution: ExecutionRecord) -> Event:

@@ -24,6 +24,7 @@ from parallel_orch.store.schema import create_schema
 from parallel_orch.store.writer import Writer, sql_time
 
 BULK_CASES = 200  # an attempt's cases beyond which their insert runs in a thread
+BULK_REPORT_CHARS = 64 * 1024  # a stored report beyond which its write runs in a thread
 DB_FILENAME = "orch.sqlite3"
 SCHEMA_LOCK = "orch.sqlite3.schema-lock"  # held while the schema is made
 
@@ -106,7 +107,8 @@ class Store(StoreReads):
             completed_at=ended,
             report_json=report_json,
         )
-        await self._writer.write(write, in_thread=True)  # a report can run to megabytes
+        big = report_json is not None and len(report_json) > BULK_REPORT_CHARS
+        await self._writer.write(write, in_thread=big)  # a report can run to megabytes
 
     async def set_notify_status(self, session_id: str, status: str) -> None:
         """How the webhook's delivery of a session's report went."""

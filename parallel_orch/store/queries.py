@@ -41,23 +41,45 @@ _FLAGS = frozenset({"flaky", "sharded"})
 _TABLE = {SessionRecord: "sessions", ExecutionRecord: "executions", AttemptRecord: "attempts"}
 
 
+class TooLarge(Exception):
+    """A read found more rows than it may read on the event loop (see ``StoreReads``)."""
+
+
+def at_most(db: sqlite3.Connection, limit: int | None, rows: str, params: Sequence[Any]) -> None:
+    """:class:`TooLarge` when ``rows`` (a ``SELECT``) has more than ``limit`` rows; a
+    bounded count. Nothing to check when ``limit`` is ``None``."""
+    if limit is None:
+        return
+    sql = f"SELECT count(*) FROM ({rows} LIMIT ?)"
+    (count,) = db.execute(sql, (*params, limit + 1)).fetchone()
+    if count > limit:
+        raise TooLarge
+
+
 def utc(value: str | None) -> datetime | None:
     """A stored time (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC) as an aware datetime."""
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-def _columns(cls: type[R]) -> str:
-    return ", ".join(f.name for f in fields(cls))
+def _columns(cls: type[R], unread: frozenset[str]) -> str:
+    return ", ".join("NULL" if f.name in unread else f.name for f in fields(cls))
 
 
-def rows_of(db: sqlite3.Connection, cls: type[R], where: str, params: Any = ()) -> list[R]:
-    """``SELECT <cls's fields> FROM <its table> <where>`` as ``cls`` records."""
+_NO_REPORT = frozenset({"report_json"})
+
+
+def rows_of(
+    db: sqlite3.Connection, cls: type[R], where: str, params: Any = (), *, report: bool = True
+) -> list[R]:
+    """``SELECT <cls's fields> FROM <its table> <where>`` as ``cls`` records; sessions
+    without their stored report (``report_json`` None) unless ``report``."""
     names = [f.name for f in fields(cls)]
     times = [i for i, n in enumerate(names) if n in _TIMES]
     flags = [i for i, n in enumerate(names) if n in _FLAGS]
     paths = names.index("plan_paths") if cls is SessionRecord else None
     out = []
-    for row in db.execute(f"SELECT {_columns(cls)} FROM {_TABLE[cls]} {where}", params):
+    columns = _columns(cls, frozenset() if report else _NO_REPORT)
+    for row in db.execute(f"SELECT {columns} FROM {_TABLE[cls]} {where}", params):
         values = list(row)
         for i in times:
             values[i] = utc(values[i])
@@ -78,15 +100,21 @@ def _plan_paths(stored: str) -> tuple[str, ...]:
     return tuple(str(p) for p in paths) if isinstance(paths, list) else ()
 
 
-def session_by_id(db: sqlite3.Connection, session_id: str) -> SessionRecord | None:
-    found = rows_of(db, SessionRecord, "WHERE id = ?", (session_id,))
+def session_by_id(
+    db: sqlite3.Connection, session_id: str, *, report: bool = True
+) -> SessionRecord | None:
+    found = rows_of(db, SessionRecord, "WHERE id = ?", (session_id,), report=report)
     return found[0] if found else None
 
 
-def snapshot(db: sqlite3.Connection, session_id: str) -> SessionSnapshot:
+def snapshot(db: sqlite3.Connection, session_id: str, limit: int | None = None) -> SessionSnapshot:
+    """A session's rows; :class:`TooLarge` when it has more than ``limit`` executions,
+    attempts or cases."""
     session = session_by_id(db, session_id)
     if session is None:
         raise SessionNotFoundError(f"no session {session_id!r}")
+    for rows in _OF_SESSION:
+        at_most(db, limit, rows, (session_id,))
     where = "WHERE session_id = ? ORDER BY"
     return SessionSnapshot(
         session=session,
@@ -95,6 +123,13 @@ def snapshot(db: sqlite3.Connection, session_id: str) -> SessionSnapshot:
         cases=_cases(db, session_id),
     )
 
+
+_OF_SESSION = (
+    "SELECT 1 FROM executions WHERE session_id = ?",
+    "SELECT 1 FROM attempts WHERE session_id = ?",
+    "SELECT 1 FROM cases AS c JOIN attempts AS a ON a.id = c.attempt_id WHERE a.session_id = ?",
+)
+EXECUTIONS_OF = _OF_SESSION[0]
 
 _CASES = (
     "SELECT c.attempt_id, c.classname, c.name, c.file, c.status, c.time, c.message"
@@ -139,11 +174,12 @@ def previous(db: sqlite3.Connection, session: SessionRecord) -> SessionRecord | 
     return found[0] if found else None
 
 
-def find_session(db: sqlite3.Connection, session_id: str) -> SessionRecord:
+def find_session(db: sqlite3.Connection, session_id: str, *, report: bool = True) -> SessionRecord:
     """A session by id, or the one session whose id starts with ``session_id`` (literally:
-    no LIKE, so ``%`` and ``_`` are characters like any other)."""
-    row = session_by_id(db, session_id)
-    rows = [row] if row is not None else _by_prefix(db, session_id)
+    no LIKE, so ``%`` and ``_`` are characters like any other); without its stored report
+    unless ``report``."""
+    row = session_by_id(db, session_id, report=report)
+    rows = [row] if row is not None else _by_prefix(db, session_id, report=report)
     if not rows:
         raise SessionNotFoundError(
             f"no session {session_id!r}; `parallel-orch sessions` lists them"
@@ -158,7 +194,7 @@ def find_session(db: sqlite3.Connection, session_id: str) -> SessionRecord:
     return rows[0]
 
 
-def _by_prefix(db: sqlite3.Connection, prefix: str) -> list[SessionRecord]:
+def _by_prefix(db: sqlite3.Connection, prefix: str, *, report: bool) -> list[SessionRecord]:
     if not prefix:
         return []
     return rows_of(
@@ -166,6 +202,7 @@ def _by_prefix(db: sqlite3.Connection, prefix: str) -> list[SessionRecord]:
         SessionRecord,
         "WHERE substr(id, 1, ?) = ? ORDER BY created_at DESC LIMIT ?",
         (len(prefix), prefix, AMBIGUOUS_LISTED + 1),
+        report=report,
     )
 
 

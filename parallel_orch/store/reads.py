@@ -2,8 +2,11 @@
 
 Each read runs in one read transaction (one snapshot of the WAL) on a thread
 of its own, on a connection from a small pool of the store's own: a read
-that is cancelled waits for its thread and leaves nothing behind. The SQL is
-in :mod:`~.queries` and :mod:`~.history`.
+that is cancelled waits for its thread and leaves nothing behind. A read
+that turns out small (a session of a few tests: what the daemon reads for
+every session it runs) runs on the event loop instead, on a connection of
+its own that never waits for a lock: a hop to a thread and back costs the
+loop more than such a read. The SQL is in :mod:`~.queries` and :mod:`~.history`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from parallel_orch.exceptions import StoreError
 from parallel_orch.models import ExecutionStatus, SessionStatus
 from parallel_orch.store import history as across
 from parallel_orch.store import queries
+from parallel_orch.store.queries import TooLarge
 from parallel_orch.store.records import (
     AttemptRecord,
     ExecutionProgress,
@@ -32,6 +36,14 @@ from parallel_orch.store.writer import describe, on_connect
 
 T = TypeVar("T")
 
+#: Rows (executions, attempts, cases) a read may take on the event loop; a larger read
+#: finds out in a bounded probe and goes to a thread.
+INLINE_ROWS = 64
+
+Small = Callable[[sqlite3.Connection, int | None], T]
+"""A read given a row limit when it runs on the loop: it raises :class:`TooLarge` past
+it (``None``: in a thread, no limit)."""
+
 
 class StoreReads:
     """Reads of the record; WAL readers never wait for the writer."""
@@ -40,6 +52,7 @@ class StoreReads:
         self.path = path
         self._idle: list[sqlite3.Connection] = []  # connections no read is using
         self._idle_lock = threading.Lock()
+        self._loop_db: sqlite3.Connection | None = None  # the event loop's own, never waits
 
     def _take(self) -> sqlite3.Connection:
         with self._idle_lock:
@@ -57,7 +70,8 @@ class StoreReads:
         """Close the idle read connections (blocks: the last one may checkpoint)."""
         with self._idle_lock:
             idle, self._idle = self._idle, []
-        for db in idle:
+        loop_db, self._loop_db = self._loop_db, None
+        for db in [*idle, *([loop_db] if loop_db else [])]:
             db.close()
 
     def _run(self, query: Callable[[sqlite3.Connection], T]) -> T:
@@ -80,6 +94,37 @@ class StoreReads:
         """``query`` in one read transaction, in a worker thread."""
         return await anyio.to_thread.run_sync(self._run, query)
 
+    async def _read_small(self, query: Small[T]) -> T:
+        """``query`` on the event loop when it is small (it raises :class:`TooLarge` past
+        :data:`INLINE_ROWS`) and no lock is in the way; else in a worker thread."""
+        if self._loop_db is None:  # opening may wait out another's recovery: in a thread
+            self._loop_db = await anyio.to_thread.run_sync(self._connect_for_loop)
+        try:
+            return self._run_on_loop(self._loop_db, query)
+        except TooLarge:
+            pass
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise StoreError(describe(self.path, exc)) from exc
+        return await self._read(lambda db: query(db, None))
+
+    def _connect_for_loop(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            on_connect(db, None)
+            db.execute("PRAGMA busy_timeout = 0")  # the loop never sleeps on a lock
+        except sqlite3.Error as exc:
+            raise StoreError(describe(self.path, exc)) from exc
+        return db
+
+    @staticmethod
+    def _run_on_loop(db: sqlite3.Connection, query: Small[T]) -> T:
+        db.execute("BEGIN")
+        try:
+            return query(db, INLINE_ROWS)
+        finally:
+            db.execute("ROLLBACK")
+
     async def session_snapshot(self, session_id: str) -> SessionSnapshot:
         """A session (by exact id), its executions and its attempts, in one read.
 
@@ -92,17 +137,19 @@ class StoreReads:
     ) -> tuple[SessionSnapshot, SessionRecord | None]:
         """A session's snapshot (as :meth:`session_snapshot`) and the session of the same plan
         set that ran last before it (as :meth:`previous_session`), in one read: what its
-        report needs.
+        report needs. On the event loop for a small session.
 
         :raises SessionNotFoundError: if there is no such session.
         """
 
-        def query(db: sqlite3.Connection) -> tuple[SessionSnapshot, SessionRecord | None]:
-            snapshot = queries.snapshot(db, session_id)
+        def query(
+            db: sqlite3.Connection, limit: int | None
+        ) -> tuple[SessionSnapshot, SessionRecord | None]:
+            snapshot = queries.snapshot(db, session_id, limit)
             session = snapshot.session
             return snapshot, queries.previous(db, session) if session.plan_key else None
 
-        return await self._read(query)
+        return await self._read_small(query)
 
     async def get_session(self, session_id: str) -> SessionRecord:
         """A session by id, or by a prefix of its id that names one session only.
@@ -117,25 +164,31 @@ class StoreReads:
     async def session_executions(
         self, session_id: str
     ) -> tuple[SessionRecord, list[ExecutionRecord]]:
-        """A session (as :meth:`get_session` finds it) and its executions in submission
-        order, in one read."""
+        """A session (as :meth:`get_session` finds it, without its stored report) and its
+        executions in submission order, in one read; on the event loop for a small session."""
 
-        def query(db: sqlite3.Connection) -> tuple[SessionRecord, list[ExecutionRecord]]:
-            session = queries.find_session(db, session_id)
+        def query(
+            db: sqlite3.Connection, limit: int | None
+        ) -> tuple[SessionRecord, list[ExecutionRecord]]:
+            session = queries.find_session(db, session_id, report=False)
+            queries.at_most(db, limit, queries.EXECUTIONS_OF, (session.id,))
             where = "WHERE session_id = ? ORDER BY seq"
             return session, queries.rows_of(db, ExecutionRecord, where, (session.id,))
 
-        return await self._read(query)
+        return await self._read_small(query)
 
     async def session_counts(self, session_id: str) -> tuple[SessionRecord, dict[str, int]]:
-        """A session (as :meth:`get_session` finds it) and its executions per status, in one
-        read."""
+        """A session (as :meth:`get_session` finds it, without its stored report) and its
+        executions per status, in one read; on the event loop for a small session."""
 
-        def query(db: sqlite3.Connection) -> tuple[SessionRecord, dict[str, int]]:
-            session = queries.find_session(db, session_id)
+        def query(
+            db: sqlite3.Connection, limit: int | None
+        ) -> tuple[SessionRecord, dict[str, int]]:
+            session = queries.find_session(db, session_id, report=False)
+            queries.at_most(db, limit, queries.EXECUTIONS_OF, (session.id,))
             return session, queries.counts(db, [session.id])[session.id]
 
-        return await self._read(query)
+        return await self._read_small(query)
 
     async def case_durations(self, test_id: str) -> dict[str, float]:
         """The last recorded duration of each JUnit case of ``test_id`` or its shards,
@@ -179,14 +232,14 @@ class StoreReads:
         return await self._read(lambda db: queries.rows_of(db, AttemptRecord, where, params))
 
     async def session_for_key(self, idempotency_key: str) -> str | None:
-        """The session a submit with this idempotency key made, if any."""
+        """The session a submit with this idempotency key made, if any (one row: on the loop)."""
 
-        def query(db: sqlite3.Connection) -> str | None:
+        def query(db: sqlite3.Connection, _limit: int | None) -> str | None:
             sql = "SELECT session_id FROM submit_keys WHERE key = ?"
             row = db.execute(sql, (idempotency_key,)).fetchone()
             return None if row is None else str(row[0])
 
-        return await self._read(query)
+        return await self._read_small(query)
 
     async def count_by_status(self, session_id: str) -> dict[str, int]:
         return (await self.counts_by_session([session_id]))[session_id]

@@ -12,7 +12,7 @@ from parallel_orch import Event, ParallelTestConfig, TestRequest, events
 from parallel_orch.daemon.protocol import ErrorCode, RpcError
 from parallel_orch.daemon.service import WATCH_BUFFER_EVENTS, DaemonService
 from parallel_orch.events import EventBus
-from parallel_orch.store import SessionRecord
+from parallel_orch.store import ExecutionRecord, SessionRecord
 from tests.helpers import WAIT_SECONDS, make_fifo, orchestrator
 
 
@@ -36,8 +36,8 @@ async def test_a_watch_that_falls_behind_ends_with_an_error_and_a_log_line(
     emitted: list[Event] = []
     reading, first = anyio.Event(), anyio.Event()
 
-    async def emit(event: Event) -> None:  # a client that reads only once `reading` is set
-        emitted.append(event)
+    async def emit(*batch: Event) -> None:  # a client that reads only once `reading` is set
+        emitted.extend(batch)
         first.set()
         await reading.wait()
 
@@ -76,23 +76,25 @@ async def test_a_watch_that_starts_as_its_session_ends_gets_that_end(
     gate = make_fifo(tmp_path / "gate")
     emitted: list[Event] = []
 
-    async def emit(event: Event) -> None:
-        emitted.append(event)
+    async def emit(*batch: Event) -> None:
+        emitted.extend(batch)
 
     async with orchestrator(config) as orch:
         service = DaemonService(orch, socket_path=tmp_path / "d.sock", grace_seconds=0.0)
         session_id = await orch.create_session([TestRequest(id="held", command=f"cat {gate}")])
         store = orch.store
-        read = store.get_session
+        read = store.session_executions
 
-        async def read_then_the_session_ends(wanted: str) -> SessionRecord:
-            row = await read(wanted)  # still `running`
-            monkeypatch.setattr(store, "get_session", read)
+        async def read_then_the_session_ends(
+            wanted: str,
+        ) -> tuple[SessionRecord, list[ExecutionRecord]]:
+            found = await read(wanted)  # still `running`
+            monkeypatch.setattr(store, "session_executions", read)
             await anyio.to_thread.run_sync(gate.write_text, "go")
             await orch.wait_for_session(session_id)
-            return row
+            return found
 
-        monkeypatch.setattr(store, "get_session", read_then_the_session_ends)
+        monkeypatch.setattr(store, "session_executions", read_then_the_session_ends)
         summary = await service.watch(session_id[:6], emit)  # a prefix: read to find the id
     assert summary.status == "complete"
     assert emitted[-1].type == "session.finished"
