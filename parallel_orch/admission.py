@@ -124,7 +124,10 @@ class Admission:
         self._refs: Coalescer[tuple[str, ...], dict[str, str | RefError]] = Coalescer(
             self._resolve_together
         )
-        self._known: Coalescer[_Wanted, _Known] = Coalescer(self._look_up_together)
+        self._known: Coalescer[_Wanted, _Known] = Coalescer(
+            self._look_up_together,
+            gather=anyio.lowlevel.checkpoint,  # mostly on the loop
+        )
         self._width = num_workers
         self.spawn = spawn
         self.accepting = False
@@ -264,18 +267,23 @@ class Admission:
         return [{ref: resolved[ref] for ref in refs} for refs in batches]
 
     async def _look_up_together(self, batches: Sequence[_Wanted]) -> list[_Known]:
-        """Concurrent submits' refs and histories: one ref lookup and one read for all,
-        side by side."""
+        """Concurrent submits' refs and histories: one ref lookup and one read for all; on
+        the loop when both are quick, else side by side in threads."""
         refs = tuple(dict.fromkeys(ref for wanted in batches for ref in wanted.refs))
         ids = {test_id for wanted in batches for test_id in wanted.ids}
         history: dict[str, float] = {}
 
         async def read_history() -> None:
-            history.update(await self.store.history(ids))
+            history.update(await self.store.history(ids))  # on the loop when small
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(read_history)
-            resolved = (await self._resolve_together([refs]))[0]
+        at_once = self._resolver.resolve_now(refs)  # None: not at once
+        if at_once is not None:
+            resolved = at_once
+            await read_history()
+        else:  # in threads, side by side
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_history)
+                resolved = (await self._resolve_together([refs]))[0]
         return [
             _Known(
                 {ref: resolved[ref] for ref in wanted.refs},

@@ -37,11 +37,20 @@ class Coalescer(Generic[I, O]):
     """Runs ``call`` over the items that concurrent :meth:`submit` calls bring.
 
     ``call`` gets a batch and returns one outcome per item, in order: a value,
-    or an exception that is raised to that item's caller alone.
+    or an exception that is raised to that item's caller alone. A ``call`` that
+    runs without waiting (on the event loop) gathers nothing while it runs:
+    ``gather``, when given, is awaited by the leader before it takes its batch
+    (one turn of the loop lets the callers that are ready join it).
     """
 
-    def __init__(self, call: Callable[[Sequence[I]], Awaitable[Sequence[O | BaseException]]]):
+    def __init__(
+        self,
+        call: Callable[[Sequence[I]], Awaitable[Sequence[O | BaseException]]],
+        *,
+        gather: Callable[[], Awaitable[None]] | None = None,
+    ):
         self._call = call
+        self._gather = gather
         self._waiting: list[_Waiting[I, O]] = []
         self._leading = False  # a call runs, or the lead is on its way to a waiter
         self.batches = 0  # calls made, for tests and figures
@@ -71,6 +80,8 @@ class Coalescer(Generic[I, O]):
 
     async def _lead(self) -> None:
         """One call for everything waiting, then the lead to whoever arrived during it."""
+        if self._gather is not None:  # shielded, as the whole lead is
+            await self._gather()
         batch, self._waiting = self._waiting, []
         try:
             self.batches += 1

@@ -131,6 +131,9 @@ def resolve_refs(repo: Path, refs: Sequence[str]) -> dict[str, str | RefError]:
 #: (and any it does not answer with a commit) go to ``rev-parse`` for its exact message.
 _BATCHABLE = re.compile(r"[^\s\x00-\x1f\x7f-][^\s\x00-\x1f\x7f]{0,199}")
 _BATCH_LINES = 100  # refs written before their answers are read: far below a pipe's buffer
+#: Refs :meth:`RefResolver.resolve_now` asks at once: a name or an object id, nothing that
+#: makes git search (``:/text``), walk (``~``, ``^``) or read the reflog (``@{...}``).
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}")
 
 
 class RefResolver:
@@ -149,12 +152,37 @@ class RefResolver:
         self.repo = repo
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
+        self._stale = False  # resolve_now failed mid-answer: start the process again
+
+    def resolve_now(self, refs: Sequence[str]) -> dict[str, str | RefError] | None:
+        """:meth:`resolve` when it is quick: plain names (see :data:`_PLAIN`) that all name
+        commits, asked of a ``cat-file`` that runs and that no thread is using (about
+        0.1 ms: cheaper on the event loop than a hop to a thread). Else ``None``: call
+        :meth:`resolve` in a thread."""
+        unique = list(dict.fromkeys(refs))
+        if len(unique) > _BATCH_LINES or not all(_PLAIN.fullmatch(r) for r in unique):
+            return None
+        if self._proc is None or self._stale or not self._lock.acquire(blocking=False):
+            return None
+        try:
+            found = self._ask(unique)
+        except (OSError, ValueError, RepoError):
+            self._stale = True  # closing waits for the process: resolve() does it
+            return None
+        finally:
+            self._lock.release()
+        if len(found) < len(unique):  # not a commit: rev-parse says why, in resolve()
+            return None
+        return dict(found)
 
     def resolve(self, refs: Sequence[str]) -> dict[str, str | RefError]:
         unique = list(dict.fromkeys(refs))
         batchable = [r for r in unique if _BATCHABLE.fullmatch(r)]
         found: dict[str, str | RefError] = {}
         with self._lock:
+            if self._stale:
+                self._close()
+                self._stale = False
             for start in range(0, len(batchable), _BATCH_LINES):
                 try:
                     found.update(self._ask(batchable[start : start + _BATCH_LINES]))

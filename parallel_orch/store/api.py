@@ -76,7 +76,7 @@ class Store(StoreReads):
             idempotency_key=idempotency_key,
             options_json=options_json,
         )
-        return await self._writer.write_synced(write)
+        return await self._writer.write_synced(write, rows=len(executions))
 
     async def add_executions(
         self, session_id: str, executions: Sequence[NewExecution]
@@ -88,7 +88,7 @@ class Store(StoreReads):
             executions=executions,
             now=sql_time(utcnow()),
         )
-        return await self._writer.write_synced(write)
+        return await self._writer.write_synced(write, rows=len(executions))
 
     async def finish_session(
         self,

@@ -227,6 +227,12 @@ def counts(db: sqlite3.Connection, session_ids: Sequence[str]) -> dict[str, dict
     return out
 
 
+def history_rows(ids: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """The rows :func:`history` reads for a few ``ids`` (at most :data:`IN_CHUNK`), to count."""
+    sql = "SELECT 1 FROM executions WHERE test_id IN ({}) AND duration_seconds IS NOT NULL"
+    return sql.format(_marks(len(ids))), tuple(ids)
+
+
 def history(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, float]:
     found: dict[str, list[float]] = {}
     for chunk in _chunks(ids):

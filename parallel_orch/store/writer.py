@@ -5,7 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import statistics
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,6 +24,9 @@ if TYPE_CHECKING:
     from sqlalchemy.pool import ConnectionPoolEntry
 
 BUSY_TIMEOUT_MS = 10_000
+INLINE_SYNC_SECONDS = 0.002  # synced commits this fast (median of the last few) run on the loop
+SYNC_TIMES_KEPT = 8
+BULK_ROWS = 500  # rows of a synced batch beyond which its statements run in a thread
 NEARLY_FULL_BYTES = 64 * 1024  # free space under which an I/O error means a full disk
 
 T = TypeVar("T")
@@ -88,6 +95,12 @@ def sql_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+@dataclass(frozen=True, slots=True)
+class _Synced:
+    fn: Callable[[sqlite3.Connection], Any]
+    rows: int  # about how many rows it writes
+
+
 class Writer:
     """The store's one write path: every write, on one plain sqlite3 connection.
 
@@ -113,9 +126,8 @@ class Writer:
         self._turn = anyio.Lock()
         self._db: sqlite3.Connection | None = None
         self._writes = 0
-        self._synced: Coalescer[Callable[[sqlite3.Connection], Any], Any] = Coalescer(
-            self._commit_synced
-        )
+        self._synced: Coalescer[_Synced, Any] = Coalescer(self._commit_synced, gather=self._gather)
+        self._sync_times: deque[float] = deque(maxlen=SYNC_TIMES_KEPT)  # seconds, newest last
 
     @property
     def synced_commits(self) -> int:
@@ -179,52 +191,108 @@ class Writer:
         await self._count_write()
         return result
 
-    async def write_synced(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write_synced(self, fn: Callable[[sqlite3.Connection], T], *, rows: int = 1) -> T:
         """Run ``fn`` in a transaction that is on disk when this returns (group commit).
 
         For what is acknowledged to someone (a submit): ``synchronous = FULL``
         for its commit, so not even a power cut loses it. Calls that arrive
         while one commits share the next transaction and its one fsync, each in
         a savepoint of its own: an exception in one (a duplicate idempotency
-        key) undoes that one alone and is raised to its caller.
+        key) undoes that one alone and is raised to its caller. The statements
+        run on the loop and the commit, when the disk syncs slowly, in a thread
+        (a thread running the statements would wait for the loop's GIL at each
+        one); batches of more than :data:`BULK_ROWS` ``rows`` run whole in a thread.
 
         :raises StoreError: if the transaction cannot be committed.
         """
-        result: T = await self._synced.submit(fn)
+        result: T = await self._synced.submit(_Synced(fn, rows))
         return result
 
-    async def _commit_synced(self, fns: Sequence[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+    @property
+    def syncs_on_loop(self) -> bool:
+        """Whether the next synced commit runs on the event loop (the disk syncs fast)."""
+        times = self._sync_times
+        return len(times) > 0 and statistics.median(times) <= INLINE_SYNC_SECONDS
+
+    async def _gather(self) -> None:
+        """Before a synced commit on the loop, one turn: submits ready by then share it."""
+        if self.syncs_on_loop:
+            await anyio.lowlevel.checkpoint()
+
+    async def _commit_synced(self, batch: Sequence[_Synced]) -> list[Any]:
+        fns = [item.fn for item in batch]
         async with self._turn:
             try:
                 if self._db is None:
                     self._db = await anyio.to_thread.run_sync(self._connect)
-                outcomes = await anyio.to_thread.run_sync(self._synced_transaction, self._db, fns)
+                db = self._db
+                outcomes = None
+                if sum(item.rows for item in batch) <= BULK_ROWS:
+                    outcomes = await self._synced_from_loop(db, fns)
+                if outcomes is None:  # bulk, or another process writes: wait in a thread
+                    outcomes = await anyio.to_thread.run_sync(self._synced_transaction, db, fns)
             except sqlite3.Error as exc:
                 raise StoreError(describe(self._path, exc)) from exc
         await self._count_write()
         return outcomes
 
+    async def _synced_from_loop(
+        self, db: sqlite3.Connection, fns: Sequence[Callable[[sqlite3.Connection], Any]]
+    ) -> list[Any] | None:
+        """The statements on the loop, the commit on the loop or in a thread (by how fast
+        the disk syncs); ``None`` when another process holds the write lock."""
+        db.execute("PRAGMA synchronous = FULL")
+        try:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+                return None
+            try:
+                outcomes = self._each(db, fns)
+                started = time.perf_counter()
+                if self.syncs_on_loop:
+                    db.execute("COMMIT")
+                else:
+                    await anyio.to_thread.run_sync(db.execute, "COMMIT")
+                self._sync_times.append(time.perf_counter() - started)
+            except BaseException:
+                if db.in_transaction:  # a failed COMMIT can leave it open
+                    db.execute("ROLLBACK")
+                raise
+        finally:
+            db.execute("PRAGMA synchronous = NORMAL")
+        return outcomes
+
+    def _each(
+        self, db: sqlite3.Connection, fns: Sequence[Callable[[sqlite3.Connection], Any]]
+    ) -> list[Any]:
+        """Each ``fn`` in a savepoint of its own: its outcome, or the exception it raised
+        (it alone undone)."""
+        outcomes: list[Any] = []
+        for fn in fns:
+            db.execute("SAVEPOINT one")
+            try:
+                outcomes.append(fn(db))
+            except Exception as exc:  # this one's own failure: undo it alone
+                db.execute("ROLLBACK TO one")
+                if isinstance(exc, sqlite3.Error):
+                    exc = StoreError(describe(self._path, exc))
+                outcomes.append(exc)
+            db.execute("RELEASE one")
+        return outcomes
+
     def _synced_transaction(
         self, db: sqlite3.Connection, fns: Sequence[Callable[[sqlite3.Connection], Any]]
     ) -> list[Any]:
-        """Every ``fn`` in one transaction, each in a savepoint, committed with an fsync."""
-        outcomes: list[Any] = []
+        """Every ``fn`` in one transaction, each in a savepoint, committed with an fsync;
+        in a thread, waiting for the write lock."""
         db.execute("PRAGMA synchronous = FULL")
         try:
-
-            def each(db: sqlite3.Connection) -> None:
-                for fn in fns:
-                    db.execute("SAVEPOINT one")
-                    try:
-                        outcomes.append(fn(db))
-                    except Exception as exc:  # this one's own failure: undo it alone
-                        db.execute("ROLLBACK TO one")
-                        if isinstance(exc, sqlite3.Error):
-                            exc = StoreError(describe(self._path, exc))
-                        outcomes.append(exc)
-                    db.execute("RELEASE one")
-
-            self._transaction_waiting(db, each)
+            started = time.perf_counter()
+            outcomes = self._transaction_waiting(db, lambda db: self._each(db, fns))
+            self._sync_times.append(time.perf_counter() - started)
         finally:
             db.execute("PRAGMA synchronous = NORMAL")
         return outcomes
