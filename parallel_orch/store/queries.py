@@ -61,11 +61,29 @@ def utc(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-def _columns(cls: type[R], unread: frozenset[str]) -> str:
-    return ", ".join("NULL" if f.name in unread else f.name for f in fields(cls))
-
-
 _NO_REPORT = frozenset({"report_json"})
+
+
+_Shape = tuple[str, list[int], list[int], int | None]
+_SHAPES: dict[tuple[type[Any], bool], _Shape] = {}
+
+
+def _shape(cls: type[R], report: bool) -> _Shape:
+    """``cls``'s columns to select, and where its times, flags and plan paths are."""
+    known = _SHAPES.get((cls, report))
+    if known is None:
+        known = _SHAPES[cls, report] = _shape_of(cls, report)
+    return known
+
+
+def _shape_of(cls: type[R], report: bool) -> _Shape:
+    names = [f.name for f in fields(cls)]
+    unread = frozenset() if report else _NO_REPORT
+    columns = ", ".join("NULL" if n in unread else n for n in names)
+    times = [i for i, n in enumerate(names) if n in _TIMES]
+    flags = [i for i, n in enumerate(names) if n in _FLAGS]
+    paths = names.index("plan_paths") if cls is SessionRecord else None
+    return columns, times, flags, paths
 
 
 def rows_of(
@@ -73,12 +91,8 @@ def rows_of(
 ) -> list[R]:
     """``SELECT <cls's fields> FROM <its table> <where>`` as ``cls`` records; sessions
     without their stored report (``report_json`` None) unless ``report``."""
-    names = [f.name for f in fields(cls)]
-    times = [i for i, n in enumerate(names) if n in _TIMES]
-    flags = [i for i, n in enumerate(names) if n in _FLAGS]
-    paths = names.index("plan_paths") if cls is SessionRecord else None
+    columns, times, flags, paths = _shape(cls, report)
     out = []
-    columns = _columns(cls, frozenset() if report else _NO_REPORT)
     for row in db.execute(f"SELECT {columns} FROM {_TABLE[cls]} {where}", params):
         values = list(row)
         for i in times:

@@ -74,12 +74,14 @@ async def test_a_duplicate_key_in_a_shared_commit_fails_alone(tmp_path: Path) ->
 
 
 async def test_concurrent_sessions_resolve_refs_together(config: ParallelTestConfig) -> None:
-    """Sessions submitted at once share git rev-parse calls and history reads, and all run."""
+    """Sessions submitted at once whose refs git must work out (``HEAD~0``, in a thread)
+    share git calls and history reads, and all run."""
     async with orchestrator(config) as orch:
         ids: list[str] = []
 
         async def submit(n: int) -> None:
-            ids.append(await orch.create_session([TestRequest(id=f"t{n}", command="true")]))
+            request = TestRequest(id=f"t{n}", command="true", ref="HEAD~0")
+            ids.append(await orch.create_session([request]))
 
         async with anyio.create_task_group() as tg:
             for n in range(10):
