@@ -260,6 +260,34 @@ async def test_watch_streams_events_until_session_finished_then_the_result(
     assert result["result"]["counts"] == {"passed": 1, "failed": 1}
 
 
+async def test_a_watch_of_an_ended_session_replays_it_and_sums_it_up_as_status_does(
+    daemon: DaemonProcess,
+) -> None:
+    """Watching a session that has ended (by a prefix of its id): its start, each test's end
+    and its end, in one go, and a result equal to ``status`` of that session."""
+    async with RawClient.connect(daemon.socket) as client:
+        submitted = await client.call("submit", {"paths": ["plans/quick.toml"]})
+        session_id = submitted["result"]["session_id"]
+        first = await client.call("watch", {"session_id": session_id})
+        while "id" not in first:
+            first = await client.receive()
+        await client.request("watch", {"session_id": session_id[:8]}, request_id=4)
+        messages = [await client.receive()]
+        while "id" not in messages[-1]:
+            messages.append(await client.receive())
+        status = await client.call("status", {"session_id": session_id}, request_id=5)
+    *notes, result = messages
+    assert [(n["params"]["type"], n["params"].get("test_id")) for n in notes] == [
+        ("session.started", None),
+        ("test.finished", "quick::a"),
+        ("test.finished", "quick::b"),
+        ("session.finished", None),
+    ]
+    assert notes[0]["params"]["total"] == notes[-1]["params"]["total"] == 2
+    assert notes[-1]["params"]["status"] == "partial_success"
+    assert result["result"] == status["result"] == first["result"]
+
+
 async def test_a_client_that_disconnects_mid_watch_is_dropped_cleanly(
     daemon: DaemonProcess,
 ) -> None:

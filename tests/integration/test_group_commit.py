@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import time
 from pathlib import Path
 
 import anyio
@@ -10,7 +13,7 @@ import pytest
 from parallel_orch import ParallelTestConfig, TestRequest
 from parallel_orch.exceptions import DuplicateSubmitError
 from parallel_orch.store import NewExecution, Store, open_store
-from tests.helpers import orchestrator
+from tests.helpers import WAIT_SECONDS, orchestrator
 
 SYNCHRONOUS_FULL, SYNCHRONOUS_NORMAL = 2, 1
 
@@ -104,3 +107,84 @@ async def test_a_submit_whose_write_fails_gets_the_error_and_the_writer_goes_on(
         with pytest.raises(RuntimeError, match="the disk said no"):
             await store._writer.write_synced(broken)
         assert await create(store, "after")  # the writer still works
+
+
+FAST, SLOW = 0.0001, 0.05  # seconds a synced commit took: under and over the loop's bound
+
+
+def syncing(store: Store, seconds: float) -> None:
+    """Make the writer believe its last synced commits took ``seconds`` each."""
+    times = store._writer._sync_times
+    times.clear()
+    times.extend([seconds] * (times.maxlen or 1))
+
+
+@pytest.mark.parametrize("seconds", [FAST, SLOW], ids=["fsync-on-loop", "fsync-in-thread"])
+async def test_a_submit_returns_once_another_connection_sees_its_rows(
+    tmp_path: Path, seconds: float
+) -> None:
+    """Whether the commit's fsync runs on the loop or in a thread, the rows are committed by
+    the time the submit returns (however slow the disk), and concurrent submits still share
+    commits."""
+    async with open_store(tmp_path) as store:
+        await create(store, "warm")  # the writer's connection is open
+        writer_db = store._writer._db
+        assert writer_db is not None
+
+        def slow_disk(statement: str) -> None:
+            if statement.strip().upper() == "COMMIT":
+                time.sleep(0.1)  # as a COMMIT's fsync on a slow disk
+
+        writer_db.set_trace_callback(slow_disk)
+        syncing(store, seconds)
+        assert store._writer.syncs_on_loop is (seconds == FAST)
+        seen: dict[str, int] = {}
+        other = sqlite3.connect(store.path, check_same_thread=False)
+        sql = "SELECT count(*) FROM executions WHERE session_id = ?"
+
+        async def create_and_look(session_id: str) -> None:
+            await create(store, session_id)
+            seen[session_id] = other.execute(sql, (session_id,)).fetchone()[0]  # at once
+
+        with contextlib.closing(other):
+            async with anyio.create_task_group() as tg:
+                for n in range(20):
+                    tg.start_soon(create_and_look, f"s{n:02}")
+        commits = store._writer.synced_commits
+    assert seen == {f"s{n:02}": 1 for n in range(20)}
+    assert commits < 20
+
+
+@pytest.mark.parametrize("seconds", [FAST, SLOW], ids=["fsync-on-loop", "fsync-in-thread"])
+async def test_a_submit_waits_off_the_loop_while_another_process_writes(
+    tmp_path: Path, seconds: float
+) -> None:
+    """Another connection holding the write lock delays a submit, never fails it, and the
+    event loop keeps running meanwhile."""
+    async with open_store(tmp_path) as store:
+        syncing(store, seconds)
+        await create(store, "warm")  # the writer's connection is open
+        other = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        ticks = 0
+        created = anyio.Event()
+
+        async def tick() -> None:
+            nonlocal ticks
+            while not created.is_set():
+                ticks += 1
+                await anyio.sleep(0.01)
+
+        async def release_later() -> None:
+            await anyio.sleep(0.5)
+            other.execute("COMMIT")
+
+        with anyio.fail_after(WAIT_SECONDS):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(tick)
+                tg.start_soon(release_later)
+                ids = await create(store, "waited")
+                created.set()
+        other.close()
+    assert len(ids) == 1
+    assert ticks >= 20  # the loop ran through the half second the lock was held

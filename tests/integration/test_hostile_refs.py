@@ -7,6 +7,8 @@ import signal
 from pathlib import Path
 
 from parallel_orch import ExecutionStatus, ParallelTestConfig, SessionStatus, TestRequest
+from parallel_orch.exceptions import RefError
+from parallel_orch.gitrepo import RefResolver
 from tests.e2e.cli import run_cli
 from tests.e2e.conftest import write_plan
 from tests.helpers import GitRepo, orchestrator
@@ -106,3 +108,33 @@ def _children_running(word: str) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and word.encode() in argv:
             found.append(int(entry.name))
     return found
+
+
+def test_plain_names_are_answered_at_once_and_anything_git_must_work_out_is_not(
+    repo: GitRepo,
+) -> None:
+    """The daemon's quick lookup answers names and ids from the running ``cat-file``, sees a
+    branch made since, and leaves walks, searches, unknown names and a lookup already in
+    progress to the full one (in a thread), which says why a ref is bad."""
+    resolver = RefResolver(repo.path)
+    try:
+        assert resolver.resolve_now(["HEAD"]) is None  # no cat-file running yet
+        head = repo.head()
+        assert resolver.resolve(["HEAD"]) == {"HEAD": head}
+        feature = repo.branch("feature", {"f.txt": "f\n"})  # made after cat-file started
+        assert resolver.resolve_now(["HEAD", "main", "feature", head]) == {
+            "HEAD": head,
+            "main": head,
+            "feature": feature,
+            head: head,
+        }
+        for slow in (["HEAD~0"], [":/initial"], ["main@{0}"], ["HEAD", "feature^"]):
+            assert resolver.resolve_now(slow) is None
+        assert resolver.resolve_now(["no-such-branch"]) is None
+        (error,) = resolver.resolve(["no-such-branch"]).values()
+        assert isinstance(error, RefError) and "no-such-branch" in str(error)
+        with resolver._lock:  # a thread's lookup in progress: no waiting for it on the loop
+            assert resolver.resolve_now(["HEAD"]) is None
+        assert resolver.resolve_now(["feature"]) == {"feature": feature}
+    finally:
+        resolver.close()

@@ -1,4 +1,5 @@
-"""The store under contention: another writer on the SQLite file delays records, loses none."""
+"""The store under contention: another writer on the SQLite file delays records, loses none;
+large reads stay off the event loop."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 import shlex
 import sqlite3
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ import pytest
 
 from parallel_orch import EventType, ParallelTestConfig, SessionStatus, TestRequest
 from parallel_orch.report import ParallelTestReport
-from parallel_orch.store import open_store
+from parallel_orch.store import NewExecution, Store, open_store
+from parallel_orch.store.reads import INLINE_ROWS
 from tests.helpers import WAIT_SECONDS, make_fifo, orchestrator, recording
 
 #: A statement that needs SQLite's write lock, so waits while another connection holds it.
@@ -92,3 +95,47 @@ async def test_processes_opening_a_fresh_state_dir_at_once_all_get_the_store(
         async with anyio.create_task_group() as tg:
             for _ in range(6):
                 tg.start_soon(use, tmp_path / f"state{round_}")
+
+
+async def _session(store: Store, session_id: str, tests: int) -> None:
+    requests = [TestRequest(id=f"{session_id}::{n}", command="true") for n in range(tests)]
+    await store.create_session(
+        session_id,
+        num_workers=1,
+        repo="/r",
+        plan_paths=(),
+        plan_key=session_id,
+        owner="me",
+        executions=[NewExecution(request=r, sha="a" * 40) for r in requests],
+    )
+
+
+async def test_a_small_sessions_reads_stay_on_the_loop_a_large_ones_go_to_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a watch and a session's end read is the same either way; only a session of more
+    than a few dozen rows costs a thread, so a large read never stalls the daemon's loop."""
+    async with open_store(tmp_path) as store:
+        await _session(store, "small", 3)
+        await _session(store, "large", INLINE_ROWS + 1)
+        in_thread: list[str] = []
+        read = store._read
+
+        async def counted(query: Any) -> Any:
+            in_thread.append("read")
+            return await read(query)
+
+        monkeypatch.setattr(store, "_read", counted)
+        for session_id, hops in (("small", 0), ("large", 3)):
+            in_thread.clear()
+            row, executions = await store.session_executions(session_id[:3])  # a prefix
+            counted_row, counts = await store.session_counts(session_id)
+            snapshot, previous = await store.ending_snapshot(session_id)
+            assert len(in_thread) == hops
+            monkeypatch.setattr(store, "_read", read)
+            whole = await store.session_snapshot(session_id)  # in a thread, as it always was
+            monkeypatch.setattr(store, "_read", counted)
+            assert row == counted_row == replace(whole.session, report_json=None)
+            assert executions == list(whole.executions)
+            assert counts == {"pending": len(executions)}
+            assert (snapshot, previous) == (whole, None)

@@ -136,3 +136,26 @@ async def test_a_cancelled_waiter_neither_blocks_nor_loses_the_others() -> None:
             tg.start_soon(submit, "c")
     assert results == {"a": "A", "c": "C"}
     assert "b" not in taken
+
+
+async def test_a_call_that_never_waits_gathers_the_ready_callers_with_one_turn() -> None:
+    """A call that runs without waiting (on the loop) serves the callers ready at the same
+    time in one batch when given ``gather``; without it, each is served alone."""
+
+    async def call(items: Sequence[int]) -> list[int]:
+        return [i * 10 for i in items]  # no await: nobody can join while it runs
+
+    for gather, batches in ((anyio.lowlevel.checkpoint, 1), (None, 5)):
+        coalescer: Coalescer[int, int] = Coalescer(call, gather=gather)
+        results: dict[int, int] = {}
+
+        async def submit(
+            item: int, to: Coalescer[int, int] = coalescer, into: dict[int, int] = results
+        ) -> None:
+            into[item] = await to.submit(item)
+
+        async with anyio.create_task_group() as tg:
+            for item in range(5):
+                tg.start_soon(submit, item)
+        assert results == {i: i * 10 for i in range(5)}
+        assert coalescer.batches == batches

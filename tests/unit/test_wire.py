@@ -1,4 +1,5 @@
-"""The CLI's blocking client call against a real Unix socket: replies, refusals, bad daemons."""
+"""The CLI's blocking client call against a real Unix socket: replies, refusals, bad daemons;
+and the daemon's event lines it reads."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from parallel_orch import events
+from parallel_orch.daemon import protocol as p
 from parallel_orch.daemon import wire
 from tests.e2e.cli import cli_env
 
@@ -158,3 +161,18 @@ def test_a_session_list_of_another_shape_is_one_line_and_exit_3(
     assert done.returncode == 3
     (line,) = done.stderr.splitlines()
     assert "reply to sessions is not what this client reads" in line
+
+
+def test_an_event_line_is_the_notification_model_encoded() -> None:
+    """Each kind of event goes out as exactly what encoding its Notification model gives."""
+    samples = [
+        events.session_started("s1", 3),
+        events.test_finished(
+            "s1", test_id="t", execution_id=7, attempt=2, status="failed", error="exit 1"
+        ),
+        events.session_finished("s1", status="complete", total=3, duration_seconds=1.5),
+    ]
+    for event in samples:
+        line = p.notification_line(event)
+        assert line == p.encode(p.Notification(params=event))
+        assert json.loads(line)["params"]["type"] == event.type.value
