@@ -123,7 +123,7 @@ class Writer:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._turn = anyio.Lock()
+        self._turn = anyio.Lock(fast_acquire=True)  # no loop turn when no one else writes
         self._db: sqlite3.Connection | None = None
         self._writes = 0
         self._synced: Coalescer[_Synced, Any] = Coalescer(self._commit_synced, gather=self._gather)
