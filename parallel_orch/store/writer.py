@@ -6,6 +6,7 @@ import contextlib
 import os
 import sqlite3
 import statistics
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -116,7 +117,10 @@ class Writer:
     for locks (``busy_timeout = 0``: when another process holds the write lock
     the transaction is retried in a thread, waiting as the store's other
     connections do) nor checkpoints the WAL on commit (an fsync): every
-    :data:`CHECKPOINT_EVERY` writes a passive checkpoint runs in a thread.
+    :data:`CHECKPOINT_EVERY` writes a passive checkpoint runs in a thread of
+    its own that no writer waits for. A synced commit's statements run on the
+    loop too, and its fsync as well while the disk syncs fast (see
+    :meth:`write_synced`).
     """
 
     CHECKPOINT_EVERY = 200
@@ -126,6 +130,7 @@ class Writer:
         self._turn = anyio.Lock(fast_acquire=True)  # no loop turn when no one else writes
         self._db: sqlite3.Connection | None = None
         self._writes = 0
+        self._checkpointer: threading.Thread | None = None
         self._synced: Coalescer[_Synced, Any] = Coalescer(self._commit_synced, gather=self._gather)
         self._sync_times: deque[float] = deque(maxlen=SYNC_TIMES_KEPT)  # seconds, newest last
 
@@ -163,7 +168,10 @@ class Writer:
             db.execute("PRAGMA busy_timeout = 0")
 
     def _checkpoint(self) -> None:
-        with contextlib.closing(sqlite3.connect(self._path, isolation_level=None)) as db:
+        with (  # a checkpoint missed (the store gone, say): the next one makes it
+            contextlib.suppress(sqlite3.Error),
+            contextlib.closing(sqlite3.connect(self._path, isolation_level=None)) as db,
+        ):
             db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, in_thread: bool = False) -> T:
@@ -188,7 +196,7 @@ class Writer:
                         result = await anyio.to_thread.run_sync(self._transaction_waiting, db, fn)
             except sqlite3.Error as exc:
                 raise StoreError(describe(self._path, exc)) from exc
-        await self._count_write()
+        self._count_write()
         return result
 
     async def write_synced(self, fn: Callable[[sqlite3.Connection], T], *, rows: int = 1) -> T:
@@ -233,7 +241,7 @@ class Writer:
                     outcomes = await anyio.to_thread.run_sync(self._synced_transaction, db, fns)
             except sqlite3.Error as exc:
                 raise StoreError(describe(self._path, exc)) from exc
-        await self._count_write()
+        self._count_write()
         return outcomes
 
     async def _synced_from_loop(
@@ -297,14 +305,20 @@ class Writer:
             db.execute("PRAGMA synchronous = NORMAL")
         return outcomes
 
-    async def _count_write(self) -> None:
+    def _count_write(self) -> None:
+        """Every :data:`CHECKPOINT_EVERY` writes, a checkpoint in a thread of its own that
+        nobody waits for (a submit waiting for one was a submit's slowest ack)."""
         self._writes += 1
-        if self._writes % self.CHECKPOINT_EVERY == 0:
-            # Shielded: the write is committed, a cancel here must not make it look failed.
-            with anyio.CancelScope(shield=True), contextlib.suppress(sqlite3.Error):
-                await anyio.to_thread.run_sync(self._checkpoint)
+        running = self._checkpointer is not None and self._checkpointer.is_alive()
+        if self._writes % self.CHECKPOINT_EVERY == 0 and not running:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint, name="store-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         if self._db is not None:
             self._db.close()
             self._db = None
