@@ -170,6 +170,10 @@ class SessionRegistry:
                     duration_seconds=report.duration_seconds,
                 )
             )
+            # here, not by a subscriber to every event: that woke a task for each one
+            log.info(
+                "session %s finished: %s (%s tests)", state.id, report.status, report.total_tests
+            )
 
     async def record_end(
         self,

@@ -31,7 +31,6 @@ from parallel_orch.daemon.loop import quiet_cancelled_reads
 from parallel_orch.daemon.paths import GRACE_SECONDS, IDLE_TIMEOUT_SECONDS
 from parallel_orch.daemon.server import DaemonServer
 from parallel_orch.daemon.service import DaemonService
-from parallel_orch.events import EventType
 from parallel_orch.exceptions import FleetError, sole_orch_error
 from parallel_orch.models import ExecutionStatus
 from parallel_orch.orchestrator import ParallelTestOrchestrator
@@ -112,7 +111,6 @@ class _Daemon:
         await tg.start(self.server.serve)
         if self.options.handle_signals:
             await tg.start(self._on_signals)
-        tg.start_soon(self._log_sessions)
         tg.start_soon(self._cut_grace_when_forced)
         log.info(
             "serving %s on %s with %d workers",
@@ -169,13 +167,3 @@ class _Daemon:
                 else:
                     log.warning("%s again: forcing the stop", name)
                     self.service.request_stop(now=True)
-
-    async def _log_sessions(self) -> None:
-        async for event in self.orch.events():
-            if event.type is EventType.SESSION_FINISHED:
-                log.info(
-                    "session %s finished: %s (%s tests)",
-                    event.session_id,
-                    event.status,
-                    event.total,
-                )

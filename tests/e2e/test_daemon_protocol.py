@@ -316,6 +316,19 @@ async def test_a_client_that_disconnects_mid_watch_is_dropped_cleanly(
     os.unlink(gate)
 
 
+async def test_the_daemon_logs_each_session_end(daemon: DaemonProcess) -> None:
+    """The daemon's log has a line for each ended session: its id, status and test count."""
+    async with RawClient.connect(daemon.socket) as client:
+        submitted = await client.call("submit", {"requests": [{"id": "logged", "command": "true"}]})
+        session_id = submitted["result"]["session_id"]
+        reply = await client.call("watch", {"session_id": session_id})
+        while "id" not in reply:  # the session's events come first
+            reply = await client.receive()
+    assert reply["result"]["status"] == "complete"
+    line = f"session {session_id} finished: complete (1 tests)"
+    await anyio.to_thread.run_sync(daemon.wait_for_log, line)
+
+
 def request_line(method: str, params: Any = None, request_id: int = 1) -> bytes:
     """One request as the line a client sends."""
     message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
