@@ -71,8 +71,11 @@ async def open_log(spec: AttemptSpec) -> IO[bytes]:
     if spec.coverage_file is not None:
         folders.append(spec.coverage_file.parent)
     try:
-        if not all(f.is_dir() for f in folders):  # stats: cheaper than a hop to a thread
-            await anyio.to_thread.run_sync(make_dirs, *folders)
+        # inline, as the open is: a session's first attempt makes its folders (two
+        # ``mkdir``s of ~20 us here), and a hop to a thread and back costs the loop more;
+        # later attempts find them (stats)
+        if not all(f.is_dir() for f in folders):
+            make_dirs(*folders)
         return spec.log_path.open("a+b")
     except OSError as exc:
         where = exc.filename or spec.log_path
