@@ -312,40 +312,19 @@ def figures(label: str, sides: Sides, rounds: int) -> list[Figure]:
 
 
 def _against_figures(name: str, sides: Sides) -> list[Figure]:
+    """The other checkout's sides against ours and against the baselines, wall and CPU."""
     if not sides.against:
         return []
+    pairs = [
+        ("per file / per file against", sides.per_file, sides.against_per_file),
+        (f"per file against / xargs -P{WORKERS}", sides.against_per_file, sides.xargs),
+        ("shards=2 / shards=2 against", sides.sharded, sides.against),
+        (f"shards=2 against / pytest -n {WORKERS}", sides.against, sides.xdist),
+    ]
     return [
-        Figure(
-            f"{name}: per file / per file against, wall",
-            ratio(sides.per_file, sides.against_per_file, "wall"),
-        ),
-        Figure(
-            f"{name}: per file / per file against, CPU",
-            ratio(sides.per_file, sides.against_per_file, "cpu"),
-        ),
-        Figure(
-            f"{name}: per file against / xargs -P{WORKERS}, wall",
-            ratio(sides.against_per_file, sides.xargs, "wall"),
-        ),
-        Figure(
-            f"{name}: per file against / xargs -P{WORKERS}, CPU",
-            ratio(sides.against_per_file, sides.xargs, "cpu"),
-        ),
-        Figure(
-            f"{name}: shards=2 / shards=2 against, wall",
-            ratio(sides.sharded, sides.against, "wall"),
-        ),
-        Figure(
-            f"{name}: shards=2 / shards=2 against, CPU", ratio(sides.sharded, sides.against, "cpu")
-        ),
-        Figure(
-            f"{name}: shards=2 against / pytest -n {WORKERS}, wall",
-            ratio(sides.against, sides.xdist, "wall"),
-        ),
-        Figure(
-            f"{name}: shards=2 against / pytest -n {WORKERS}, CPU",
-            ratio(sides.against, sides.xdist, "cpu"),
-        ),
+        Figure(f"{name}: {label}, {attr.replace('cpu', 'CPU')}", ratio(ours, other, attr))
+        for label, ours, other in pairs
+        for attr in ("wall", "cpu")
     ]
 
 
