@@ -54,5 +54,10 @@ def settled() -> None:
 
 def freeze_for_exit() -> None:
     """Objects left at exit are freed by reference counts; the shutdown need not walk them
-    for cycles first (a last ~30 ms of a run's process)."""
+    for cycles first (a last ~30 ms of a run's process). A command that never reached its
+    loop (a client command, ``--help``) gets its collector back as it found it."""
+    global _held
     gc.freeze()
+    if _held:
+        _held = False
+        gc.enable()

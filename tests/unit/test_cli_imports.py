@@ -137,3 +137,16 @@ def test_the_app_called_in_a_script_leaves_its_collector_alone(repo: GitRepo) ->
     (repo.path / "plans" / "one.toml").write_text('[[test]]\nid = "one"\nrun = "true"\n')
     call = "from parallel_orch.cli import app\napp(['run', '-q', 'plans'], standalone_mode=False)"
     assert collector_after(repo.path, call) == (True, 0)
+
+
+def test_a_command_that_never_starts_a_loop_gives_the_collector_back() -> None:
+    """`parallel-orch --help` (like a client command) ends with the collector on, as found."""
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('GC', gc.isenabled()))\n"
+        "sys.argv = ['parallel-orch', '--help']\n"
+        "from parallel_orch.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.rpartition("GC ")[2].split() == ["True"], done.stdout + done.stderr
