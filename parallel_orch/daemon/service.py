@@ -277,7 +277,6 @@ class DaemonService:
         ) as subscription:
             running = self.orch.is_running(session_id)
             if running or ended is None or ended[0].status == SessionStatus.RUNNING.value:
-                ended = None
                 row, executions = await store.session_executions(session_id)  # after both
             else:
                 row, executions = ended
@@ -293,8 +292,7 @@ class DaemonService:
                     seen.add(execution.id)
                     replay.append(_finished(execution))
             if running:
-                for start in range(0, len(replay), REPLAY_CHUNK):
-                    await emit(*replay[start : start + REPLAY_CHUNK])
+                await _emit_in_chunks(replay, emit)
                 await _follow(subscription, seen, emit, row.id)
         if running:
             return listing.summarize(*await store.session_counts(row.id))
@@ -308,8 +306,7 @@ class DaemonService:
                 duration_seconds=summary.duration_seconds,
             )
         )
-        for start in range(0, len(replay), REPLAY_CHUNK):
-            await emit(*replay[start : start + REPLAY_CHUNK])
+        await _emit_in_chunks(replay, emit)
         return summary
 
     def shutdown(self, *, now: bool) -> p.ShutdownResult:
@@ -329,6 +326,12 @@ def _check_unique(requests: Sequence[TestRequest]) -> None:
                 f"invalid params for submit: duplicate test id {request.id!r}",
             )
         seen.add(request.id)
+
+
+async def _emit_in_chunks(replay: Sequence[Event], emit: Emit) -> None:
+    """A watch's replay, :data:`REPLAY_CHUNK` events to a write."""
+    for start in range(0, len(replay), REPLAY_CHUNK):
+        await emit(*replay[start : start + REPLAY_CHUNK])
 
 
 async def _follow(
