@@ -274,7 +274,7 @@ class Admission:
         async def read_history() -> None:
             history.update(await self.store.history(ids))  # on the loop when small
 
-        at_once = self._resolver.resolve_now(refs)  # None: not at once
+        at_once = await self._resolver.resolve_soon(refs)  # None: not at once
         if at_once is not None:
             resolved = at_once
             await read_history()

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import anyio
+
 from parallel_orch.exceptions import RefError, RepoError
 
 #: git's messages in English whatever the user's locale: they are parsed and shown as is.
@@ -131,8 +133,10 @@ def resolve_refs(repo: Path, refs: Sequence[str]) -> dict[str, str | RefError]:
 #: (and any it does not answer with a commit) go to ``rev-parse`` for its exact message.
 _BATCHABLE = re.compile(r"[^\s\x00-\x1f\x7f-][^\s\x00-\x1f\x7f]{0,199}")
 _BATCH_LINES = 100  # refs written before their answers are read: far below a pipe's buffer
-#: Refs :meth:`RefResolver.resolve_now` asks at once: a name or an object id, nothing that
-#: makes git search (``:/text``), walk (``~``, ``^``) or read the reflog (``@{...}``).
+_ANSWER_SECONDS = 10.0  # a cat-file this slow is started again (by resolve(), in a thread)
+#: Refs :meth:`RefResolver.resolve_soon` asks of the running ``cat-file``: a name or an
+#: object id, nothing that makes git search (``:/text``), walk (``~``, ``^``) or read
+#: the reflog (``@{...}``).
 _PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}")
 
 
@@ -152,20 +156,32 @@ class RefResolver:
         self.repo = repo
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
-        self._stale = False  # resolve_now failed mid-answer: start the process again
+        self._stale = False  # resolve_soon failed mid-answer: start the process again
 
-    def resolve_now(self, refs: Sequence[str]) -> dict[str, str | RefError] | None:
+    async def resolve_soon(self, refs: Sequence[str]) -> dict[str, str | RefError] | None:
         """:meth:`resolve` when it is quick: plain names (see :data:`_PLAIN`) that all name
-        commits, asked of a ``cat-file`` that runs and that no thread is using (about
-        0.1 ms: cheaper on the event loop than a hop to a thread). Else ``None``: call
-        :meth:`resolve` in a thread."""
+        commits, asked of a ``cat-file`` that runs and that no thread is using. The loop
+        serves others while ``cat-file`` thinks (on a busy machine it waits for a core,
+        and the loop would wait with it); this costs no hop to a thread. Else ``None``:
+        call :meth:`resolve` in a thread."""
         unique = list(dict.fromkeys(refs))
         if len(unique) > _BATCH_LINES or not all(_PLAIN.fullmatch(r) for r in unique):
             return None
-        if self._proc is None or self._stale or not self._lock.acquire(blocking=False):
+        proc = self._proc
+        if proc is None or self._stale or not self._lock.acquire(blocking=False):
             return None
-        try:
-            found = self._ask(unique)
+        try:  # held across the wait: a thread's resolve() waits; resolve_soon() goes by
+            assert proc.stdout is not None
+            self._write(proc, unique)
+            with anyio.move_on_after(_ANSWER_SECONDS) as waiting:
+                try:
+                    await anyio.wait_readable(proc.stdout.fileno())
+                except BaseException:  # cancelled mid-answer: its answer would come next time
+                    self._stale = True
+                    raise
+            if waiting.cancelled_caught:
+                raise OSError(f"git cat-file did not answer in {_ANSWER_SECONDS:g} s")
+            found = self._read(proc, unique)
         except (OSError, ValueError, RepoError):
             self._stale = True  # closing waits for the process: resolve() does it
             return None
@@ -197,9 +213,19 @@ class RefResolver:
     def _ask(self, refs: Sequence[str]) -> dict[str, str]:
         """The refs among ``refs`` that name a commit, with its name."""
         proc = self._proc or self._start()
-        assert proc.stdin is not None and proc.stdout is not None
+        self._write(proc, refs)
+        return self._read(proc, refs)
+
+    @staticmethod
+    def _write(proc: subprocess.Popen[str], refs: Sequence[str]) -> None:
+        assert proc.stdin is not None
         proc.stdin.write("".join(f"{ref}^{{commit}}\n" for ref in refs))
         proc.stdin.flush()
+
+    @staticmethod
+    def _read(proc: subprocess.Popen[str], refs: Sequence[str]) -> dict[str, str]:
+        """``cat-file``'s answers to ``refs``, asked in this order: those that name a commit."""
+        assert proc.stdout is not None
         out = {}
         for ref in refs:
             line = proc.stdout.readline()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
+
+import anyio
 
 from parallel_orch import ExecutionStatus, ParallelTestConfig, SessionStatus, TestRequest
 from parallel_orch.exceptions import RefError
@@ -110,7 +113,7 @@ def _children_running(word: str) -> list[int]:
     return found
 
 
-def test_plain_names_are_answered_at_once_and_anything_git_must_work_out_is_not(
+async def test_plain_names_are_answered_at_once_and_anything_git_must_work_out_is_not(
     repo: GitRepo,
 ) -> None:
     """The daemon's quick lookup answers names and ids from the running ``cat-file``, sees a
@@ -118,23 +121,82 @@ def test_plain_names_are_answered_at_once_and_anything_git_must_work_out_is_not(
     progress to the full one (in a thread), which says why a ref is bad."""
     resolver = RefResolver(repo.path)
     try:
-        assert resolver.resolve_now(["HEAD"]) is None  # no cat-file running yet
+        assert await resolver.resolve_soon(["HEAD"]) is None  # no cat-file running yet
         head = repo.head()
         assert resolver.resolve(["HEAD"]) == {"HEAD": head}
         feature = repo.branch("feature", {"f.txt": "f\n"})  # made after cat-file started
-        assert resolver.resolve_now(["HEAD", "main", "feature", head]) == {
+        assert await resolver.resolve_soon(["HEAD", "main", "feature", head]) == {
             "HEAD": head,
             "main": head,
             "feature": feature,
             head: head,
         }
         for slow in (["HEAD~0"], [":/initial"], ["main@{0}"], ["HEAD", "feature^"]):
-            assert resolver.resolve_now(slow) is None
-        assert resolver.resolve_now(["no-such-branch"]) is None
+            assert await resolver.resolve_soon(slow) is None
+        assert await resolver.resolve_soon(["no-such-branch"]) is None
         (error,) = resolver.resolve(["no-such-branch"]).values()
         assert isinstance(error, RefError) and "no-such-branch" in str(error)
         with resolver._lock:  # a thread's lookup in progress: no waiting for it on the loop
-            assert resolver.resolve_now(["HEAD"]) is None
-        assert resolver.resolve_now(["feature"]) == {"feature": feature}
+            assert await resolver.resolve_soon(["HEAD"]) is None
+        assert await resolver.resolve_soon(["feature"]) == {"feature": feature}
+    finally:
+        resolver.close()
+
+
+def _state(pid: int) -> str:
+    """A process's state letter from ``/proc`` (``T``: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+async def test_a_lookup_waits_for_cat_file_without_holding_up_the_loop(repo: GitRepo) -> None:
+    """While ``cat-file`` cannot answer (stopped here, as a busy machine delays it), the event
+    loop keeps serving its other tasks; the answer comes once it runs again."""
+    resolver = RefResolver(repo.path)
+    try:
+        head = repo.head()
+        resolver.resolve(["HEAD"])
+        assert resolver._proc is not None
+        pid = resolver._proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        rescue = threading.Timer(5.0, os.kill, (pid, signal.SIGCONT))  # a blocked loop's way out
+        rescue.start()
+        found = {}
+        async with anyio.create_task_group() as tg:
+
+            async def look_up() -> None:
+                found.update(await resolver.resolve_soon(["HEAD"]) or {})
+
+            tg.start_soon(look_up)
+            for _ in range(10):  # the loop turns while the lookup waits
+                await anyio.sleep(0.01)
+            still_stopped = _state(pid) == "T"
+            os.kill(pid, signal.SIGCONT)
+        rescue.cancel()
+        assert still_stopped, "the loop was held up until cat-file ran again"
+        assert found == {"HEAD": head}
+    finally:
+        resolver.close()
+
+
+async def test_a_lookup_cancelled_mid_answer_leaves_no_answer_for_the_next(repo: GitRepo) -> None:
+    """A submit cancelled while ``cat-file`` is answering does not leave that answer to be read
+    as the next lookup's: the next lookup starts it afresh and names the right commit."""
+    resolver = RefResolver(repo.path)
+    try:
+        head = repo.head()
+        feature = repo.branch("feature", {"f.txt": "f\n"})
+        resolver.resolve(["HEAD"])
+        assert resolver._proc is not None
+        pid = resolver._proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        with anyio.move_on_after(0.05):
+            await resolver.resolve_soon(["HEAD"])
+        os.kill(pid, signal.SIGCONT)
+        assert await resolver.resolve_soon(["feature"]) is None  # out of step: not asked
+        assert resolver.resolve(["feature"]) == {"feature": feature}
+        assert await resolver.resolve_soon(["HEAD", "feature"]) == {
+            "HEAD": head,
+            "feature": feature,
+        }
     finally:
         resolver.close()
