@@ -13,11 +13,18 @@ fsyncs of a 4 KiB append in the store's folder is printed beside them; and the
 daemon's own CPU per session (its process, not the tests' or git's), which
 other load on the machine inflates much less than the walls.
 
-Targets: submit-to-ack p99 < 10 ms; daemon / run <= 1.2.
+The issue's "20 clients submitting at once" is also measured as it reads: 20
+connections, each sending one submit at the same instant to a daemon with
+nothing else to do, 10 such bursts (quick: 5), each after the last one's
+sessions ended. The back-to-back figure is the harder one: there the
+clients' next submits arrive while the daemon runs the sessions before them.
+
+Targets: submit-to-ack p99 < 10 ms (both ways); daemon / run <= 1.2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -35,6 +42,7 @@ from parallel_orch.client import DaemonClient
 
 CLIENTS = 20
 SUBMITS_PER_CLIENT = 10
+BURSTS = 10
 WORKERS = os.cpu_count() or 2
 ACK_P99_TARGET_MS = 10.0
 RATIO_TARGET = 1.2
@@ -89,6 +97,40 @@ async def submit_all(socket: Path, per_client: int) -> tuple[list[float], float]
     return latencies, time.perf_counter() - started
 
 
+async def bursts(socket: Path, count: int) -> list[float]:
+    """Latencies of ``count`` bursts of one submit from each client at the same instant,
+    each burst after the sessions of the one before have ended."""
+    latencies: list[float] = []
+    async with contextlib.AsyncExitStack() as stack:
+        conns = [await stack.enter_async_context(DaemonClient(socket)) for _ in range(CLIENTS)]
+        for burst in range(count):
+            go = anyio.Event()
+            sessions: list[tuple[DaemonClient, str]] = []
+
+            async def submit(
+                index: int,
+                conn: DaemonClient,
+                burst: int,
+                go: anyio.Event,
+                sessions: list[tuple[DaemonClient, str]],
+            ) -> None:
+                request = TestRequest(id=f"b{burst}::c{index}", command=("true",))
+                await go.wait()
+                t0 = time.perf_counter()
+                submitted = await conn.submit(requests=[request])
+                latencies.append(time.perf_counter() - t0)
+                sessions.append((conn, submitted.session_id))
+
+            async with anyio.create_task_group() as tg:
+                for index, conn in enumerate(conns):
+                    tg.start_soon(submit, index, conn, burst, go, sessions)
+                await anyio.sleep(0.05)  # every client waiting on the event
+                go.set()
+            for conn, session_id in sessions:
+                await conn.wait(session_id)
+    return latencies
+
+
 def run(quick: bool) -> list[Figure]:
     per_client = 3 if quick else SUBMITS_PER_CLIENT
     work = fresh_dir("daemon_latency")
@@ -99,6 +141,7 @@ def run(quick: bool) -> list[Figure]:
         cpu_before = cpu_seconds(daemon.pid)
         latencies, daemon_wall = anyio.run(submit_all, daemon.socket, per_client)
         daemon_cpu = cpu_seconds(daemon.pid) - cpu_before
+        burst = anyio.run(bursts, daemon.socket, BURSTS // 2 if quick else BURSTS)
     fsyncs = fsync_seconds(repo / ".parallel-orch")  # the daemon's state dir, the store's disk
     total = CLIENTS * per_client
     plan = repo / "plans" / "latency.toml"
@@ -120,11 +163,24 @@ def run(quick: bool) -> list[Figure]:
     )
     note(f"fsync of a 4 KiB append in the state dir: {fmt_ms(fsyncs)}")
     p99 = percentile(latencies, 99) * 1000
+    burst_p99 = percentile(burst, 99) * 1000
     ratio = daemon_wall / run_wall
     return [
-        Figure("submit-to-ack p50", percentile(latencies, 50) * 1000, "ms"),
+        Figure("20 submits at once, p50", percentile(burst, 50) * 1000, "ms"),
         Figure(
-            "submit-to-ack p99", p99, "ms", f"< {ACK_P99_TARGET_MS:.0f} ms", p99 < ACK_P99_TARGET_MS
+            "20 submits at once, p99",
+            burst_p99,
+            "ms",
+            f"< {ACK_P99_TARGET_MS:.0f} ms",
+            burst_p99 < ACK_P99_TARGET_MS,
+        ),
+        Figure("back to back, submit-to-ack p50", percentile(latencies, 50) * 1000, "ms"),
+        Figure(
+            "back to back, submit-to-ack p99",
+            p99,
+            "ms",
+            f"< {ACK_P99_TARGET_MS:.0f} ms",
+            p99 < ACK_P99_TARGET_MS,
         ),
         Figure("disk fsync, median of 50", statistics.median(fsyncs) * 1000, "ms"),
         Figure("daemon CPU per one-test session", daemon_cpu / total * 1000, "ms"),
