@@ -19,6 +19,7 @@ early closes the connection.
 from __future__ import annotations
 
 import itertools
+import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio import AsyncContextManagerMixin
-from anyio.abc import SocketStream
+from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from parallel_orch.daemon import protocol as p
@@ -61,7 +62,7 @@ class DaemonClient(AsyncContextManagerMixin):
         self._stream: SocketStream | None = None
         self._reader: BufferedByteReceiveStream | None = None
         self._ids = itertools.count(1)
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)  # no loop turn when no other call waits
         self._broken = False
 
     @asynccontextmanager
@@ -106,11 +107,24 @@ class DaemonClient(AsyncContextManagerMixin):
                 "this connection was left in the middle of a watch; reconnect"
             )
         request_id = next(self._ids)
+        line = wire.request_line(request_id, method, params)
         try:
-            await self._stream.send(wire.request_line(request_id, method, params))
+            sent = self._send_now(self._stream, line)
+            if sent < len(line):
+                await self._stream.send(line[sent:])
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise DaemonConnectionLost(f"lost the connection to the daemon: {exc!r}") from None
         return request_id
+
+    @staticmethod
+    def _send_now(stream: SocketStream, data: bytes) -> int:
+        """As much of ``data`` as the socket takes at once (it is non-blocking): a request
+        goes out without waiting for a turn of a busy event loop."""
+        sock: socket.socket = stream.extra(SocketAttribute.raw_socket)
+        try:
+            return sock.send(data)
+        except BlockingIOError:
+            return 0
 
     async def _receive(self) -> dict[str, Any]:
         assert self._reader is not None
