@@ -22,7 +22,11 @@ looks before it repairs:
   Nothing listed: nothing to do. Only untracked paths: ``git clean`` alone.
   A tracked file changed: the full clean.
 
-A worktree whose state is unknown (new to this process, moved to another
+What a clean leaves is also written to the worktree's git dir
+(:data:`STATE`, beside setup's marker, likewise ours and not compared), so a
+new process's first clean of a worktree an earlier one left clean is a look
+too: the look, not the record, says whether anything changed since, by hand
+or otherwise. A worktree whose state is unknown (no record, moved to another
 commit, a git error) gets the full clean. A checkout can leave index entries
 "racily clean" (written in the second the index was), which every later look
 would have to hash again; the first look that finds nothing, a second later,
@@ -31,6 +35,7 @@ refreshes the index once (``git update-index --refresh``).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -48,8 +53,10 @@ BYTECODE = "__pycache__/"
 #: In the worktree's git dir: the tests run there since its ``__pycache__`` folders were
 #: last dropped (see :mod:`parallel_orch.worktree`).
 RAN = "parallel-orch-ran"
+#: In the worktree's git dir: its git side as the last clean left it (:func:`save_state`).
+STATE = "parallel-orch-clean"
 #: Files in the worktree's git dir that are ours, not git's: not compared.
-OURS = frozenset({setup.MARKER, f".{setup.MARKER}.tmp", RAN})
+OURS = frozenset({setup.MARKER, f".{setup.MARKER}.tmp", RAN, STATE, f".{STATE}.tmp"})
 CHECKSUM = 32  # bytes at the index's end compared (SHA-256's size; SHA-1's 20 end there)
 
 
@@ -135,13 +142,20 @@ def _unchanged(now: CleanState, last: CleanState, sha: str) -> bool:
     )
 
 
-def read_state(path: Path, link: bytes) -> CleanState | None:
-    """The git side of the worktree at ``path`` (``link``: its ``.git`` file); None: unreadable."""
+def _git_dir(path: Path, link: bytes) -> Path | None:
+    """The worktree's own git dir, as its ``.git`` file (``link``) names it."""
     text = link.decode(errors="replace").strip()
     if not text.startswith("gitdir:"):
         return None
     gitdir = Path(text.removeprefix("gitdir:").strip())
-    gitdir = gitdir if gitdir.is_absolute() else path / gitdir
+    return gitdir if gitdir.is_absolute() else path / gitdir
+
+
+def read_state(path: Path, link: bytes) -> CleanState | None:
+    """The git side of the worktree at ``path`` (``link``: its ``.git`` file); None: unreadable."""
+    gitdir = _git_dir(path, link)
+    if gitdir is None:
+        return None
     try:
         entries = frozenset(os.listdir(gitdir)) - OURS
         with open(gitdir / "HEAD", "rb") as file:
@@ -155,6 +169,68 @@ def read_state(path: Path, link: bytes) -> CleanState | None:
         return None
     index = stat.st_size.to_bytes(8, "little") + tail
     return CleanState(link, entries, head, index, int(stat.st_mtime))
+
+
+def save_state(path: Path, state: CleanState | None) -> None:
+    """Record ``state`` in the worktree's git dir for a later process (None: drop the record).
+
+    Whole or not at all (a rename). A record that cannot be written costs the
+    next process a full clean, nothing more.
+    """
+    try:
+        gitdir = _git_dir(path, state.link) if state is not None else _git_dir(path, _link(path))
+    except WorktreeError:
+        return
+    if gitdir is None:
+        return
+    try:
+        if state is None:
+            (gitdir / STATE).unlink(missing_ok=True)
+            return
+        tmp = gitdir / f".{STATE}.tmp"
+        tmp.write_text(json.dumps(_as_json(state)), encoding="ascii")
+        os.replace(tmp, gitdir / STATE)
+    except OSError:
+        return
+
+
+def load_state(path: Path) -> CleanState | None:
+    """What :func:`save_state` recorded for the worktree at ``path``; None: no usable record.
+
+    Only a record made for this worktree's ``.git`` file counts (a worktree
+    removed and added again at the same path has another git dir).
+    """
+    try:
+        link = _link(path)
+    except WorktreeError:
+        return None
+    gitdir = _git_dir(path, link)
+    if gitdir is None:
+        return None
+    try:
+        data = json.loads((gitdir / STATE).read_text(encoding="ascii"))
+        state = CleanState(
+            link=bytes.fromhex(data["link"]),
+            entries=frozenset(map(str, data["entries"])),
+            head=bytes.fromhex(data["head"]),
+            index=bytes.fromhex(data["index"]),
+            index_second=int(data["index_second"]),
+            refreshed=bool(data["refreshed"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state if state.link == link else None
+
+
+def _as_json(state: CleanState) -> dict[str, object]:
+    return {
+        "link": state.link.hex(),
+        "entries": sorted(state.entries),
+        "head": state.head.hex(),
+        "index": state.index.hex(),
+        "index_second": state.index_second,
+        "refreshed": state.refreshed,
+    }
 
 
 async def _look(path: Path, spared: Sequence[str]) -> list[tuple[str, str]] | None:

@@ -28,7 +28,7 @@ import anyio
 from parallel_orch import setup
 from parallel_orch.exceptions import RepoError, WorktreeError
 from parallel_orch.gitrepo import GitFailed, run_git
-from parallel_orch.scrub import RAN, CleanState
+from parallel_orch.scrub import RAN, CleanState, load_state
 from parallel_orch.setup import SetupKey
 
 log = logging.getLogger(__name__)
@@ -237,6 +237,7 @@ class WorktreeDir:
                         lock_fd=fd,
                         setup_key=setup.read_marker(path),  # set up by an earlier process
                         ran=read_ran(path, entry.get("HEAD")),
+                        git_state=load_state(path),  # left clean by an earlier process: a look
                     )
                 )
             for child in self.base_dir.iterdir():

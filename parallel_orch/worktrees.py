@@ -30,7 +30,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from parallel_orch.exceptions import WorktreeError
-from parallel_orch.scrub import clean
+from parallel_orch.scrub import clean, save_state
 from parallel_orch.setup import SetupKey
 from parallel_orch.worktree import Worktree, WorktreeDir, forget_ran, release_flock, run_key
 
@@ -291,8 +291,11 @@ async def _clean_comparing(
     wt: Worktree, sha: str, keep: tuple[str, ...], *, keep_bytecode: bool
 ) -> None:
     """:func:`~parallel_orch.scrub.clean` of ``wt``, told what its last clean left; what
-    this one leaves is remembered for the next (nothing, if it fails)."""
+    this one leaves is remembered for the next (nothing, if it fails), in memory and, when
+    it changed, in its git dir for the next process."""
     if not keep_bytecode:
         forget_ran(wt)
     last, wt.git_state = wt.git_state, None
     wt.git_state = await clean(wt.path, sha, keep, keep_bytecode=keep_bytecode, last=last)
+    if wt.git_state != last:
+        save_state(wt.path, wt.git_state)

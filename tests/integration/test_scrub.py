@@ -9,10 +9,12 @@ import stat
 import subprocess
 from pathlib import Path
 
+import anyio
 import pytest
 
 from parallel_orch.exceptions import WorktreeError
-from parallel_orch.scrub import RAN, CleanState, clean
+from parallel_orch.scrub import OURS, RAN, STATE, CleanState, clean
+from parallel_orch.worktrees import WorktreePool
 from tests.helpers import GitRepo, git
 
 KEEP = ("cache/", "*.md")  # the second also matches a tracked file, README.md
@@ -168,3 +170,78 @@ async def test_the_record_of_tests_run_there_costs_no_repair(repo: GitRepo, tmp_
 
     assert (worktree / "README.md").stat().st_mtime_ns == 1
     assert (gitdir / RAN).exists()
+
+
+#: Hand edits made between two processes' runs: the next one's first lease must see each.
+BY_HAND = (
+    "nothing",
+    "untracked file",
+    "kept and bytecode",
+    "modified file",
+    "same size, other content",
+    "deleted file",
+    "mode change",
+    "staged change",
+    "commit",
+    "skip-worktree",
+    "a file in the git dir",
+)
+
+
+async def lease_in_a_new_pool(repo: GitRepo, base: Path, sha: str, *, leave: str = "") -> Path:
+    """A new pool (a new process's) leases one worktree and gives it back, scrubbed after
+    the shell ``leave`` ran there; the worktree's path."""
+    pool = WorktreePool(repo.path, base, capacity=1)
+    await pool.open()
+    async with anyio.create_task_group() as tg:
+        pool.work_in(tg)
+        wt = await pool.lease(sha, keep=KEEP)
+        if leave:
+            trash(wt.path, leave)
+        await pool.release(wt)
+    pool.work_in(None)
+    await pool.close(remove=False)
+    return wt.path
+
+
+async def test_a_worktree_left_clean_is_only_looked_at_by_the_next_process(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    """The first lease in a new process of a worktree an earlier one left clean runs the look,
+    not checkout + clean: what the last clean left is recorded in the worktree's git dir."""
+    sha = repo.head()
+    path = await lease_in_a_new_pool(repo, tmp_path / "pool", sha, leave="echo junk > junk.txt")
+    gitdir = Path(git(path, "rev-parse", "--absolute-git-dir"))
+    assert (gitdir / STATE).exists()
+    os.utime(path / "README.md", ns=(1, 1))  # a checkout would rewrite it
+
+    again = await lease_in_a_new_pool(repo, tmp_path / "pool", sha)
+
+    assert again == path
+    assert (path / "README.md").stat().st_mtime_ns == 1
+    assert not (path / "junk.txt").exists()
+
+
+@pytest.mark.parametrize("edit", BY_HAND)
+async def test_hand_edits_between_two_processes_are_cleaned_by_the_next(
+    repo: GitRepo, tmp_path: Path, edit: str
+) -> None:
+    """Whatever someone did by hand to a pooled worktree between two runs, the next run's
+    first lease leaves what a full checkout + clean leaves."""
+    sha = repo.head()
+    path = await lease_in_a_new_pool(repo, tmp_path / "pool", sha)
+    reference = add_worktree(repo, tmp_path / "reference", sha)
+    await clean(reference, sha, KEEP, keep_bytecode=True)
+    trash(path, TRASH[edit])
+    trash(reference, TRASH[edit])
+
+    await lease_in_a_new_pool(repo, tmp_path / "pool", sha)
+    await clean(reference, sha, KEEP, keep_bytecode=True)
+
+    assert seen_by_git(path) == seen_by_git(reference)
+
+
+def seen_by_git(worktree: Path) -> dict[str, object]:
+    """:func:`fingerprint`, less the pool's own files in the git dir."""
+    gitdir = Path(git(worktree, "rev-parse", "--absolute-git-dir"))
+    return {**fingerprint(worktree), "gitdir": sorted(set(os.listdir(gitdir)) - OURS)}
