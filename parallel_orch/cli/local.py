@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from parallel_orch.cli.outputs import Outputs
     from parallel_orch.config import ParallelTestConfig
+    from parallel_orch.events import EventBus
     from parallel_orch.models import TestRequest
     from parallel_orch.orchestrator import ParallelTestOrchestrator
     from parallel_orch.report import ParallelTestReport
@@ -118,7 +119,6 @@ def _run_plans(
     from parallel_orch.models import with_default_ref
     from parallel_orch.plans import load_plans
     from parallel_orch.report.gates import exit_code
-    from parallel_orch.report.renderers.text import print_report
 
     loaded = load_plans(
         plan_paths, root=config.resolved_plans_root, default_timeout=config.default_timeout
@@ -130,6 +130,8 @@ def _run_plans(
     outputs.check()
 
     def show(report: ParallelTestReport) -> None:
+        from parallel_orch.report.renderers.text import print_report  # loaded meanwhile
+
         print_report(report, console)
         outputs.write(report)
 
@@ -148,8 +150,8 @@ async def _run(
     """Run the session, ``show`` its report, then close: a webhook delivery under way
     is waited for (within its own time limit) after the report is out.
 
-    Quiet, nothing follows the events (no progress to draw, no ETA): they are
-    not even subscribed to, which spares a task wake-up per event.
+    Quiet, nothing follows the events (no progress to draw, no ETA) but the
+    wait for the first attempt's start (:func:`_load_renderer_meanwhile`).
     """
     import anyio
 
@@ -157,6 +159,7 @@ async def _run(
 
     async with ParallelTestOrchestrator(config) as orch:
         async with anyio.create_task_group() as tg:
+            await tg.start(_load_renderer_meanwhile, orch.bus)
             if not quiet:
                 from parallel_orch import progress
                 from parallel_orch.eta import SessionEta
@@ -175,6 +178,34 @@ async def _run(
 
             raise FleetError(f"{orch.executor_lost}; the session ended interrupted")
     return report
+
+
+#: The report's renderer, and rich with it: ~25 ms to import, needed only at the end.
+RENDERER = "parallel_orch.report.renderers.text"
+#: After the first attempt's start is recorded, about when its process has started.
+SPAWNED_SECONDS = 0.05
+
+
+async def _load_renderer_meanwhile(
+    bus: EventBus, *, task_status: anyio.abc.TaskStatus[None]
+) -> None:
+    """Import :data:`RENDERER` in a thread once the first attempt runs: neither before it
+    starts (the time to the first attempt) nor after the last (the time to exit)."""
+    import importlib
+
+    import anyio
+
+    from parallel_orch.events import EventType
+
+    async with bus.subscribe() as subscription:
+        task_status.started()
+        async for event in subscription.receive:
+            if event.type is EventType.ATTEMPT_STARTED:
+                break
+        else:
+            return
+    await anyio.sleep(SPAWNED_SECONDS)
+    await anyio.to_thread.run_sync(importlib.import_module, RENDERER)
 
 
 async def _stop_on_signals(orch: ParallelTestOrchestrator, scope: anyio.CancelScope) -> None:

@@ -87,6 +87,44 @@ def test_a_quiet_run_loads_no_progress_display(repo: GitRepo) -> None:
     assert loaded_by_run(repo.path, watched) == []
 
 
+def loaded_at_spawns(repo: Path, watched: tuple[str, ...]) -> list[list[str]]:
+    """The ``watched`` modules a `parallel-orch run -q -j 1` process had loaded as it started
+    each attempt's process (each one that is not git)."""
+    probe = (
+        "import atexit, sys\n"
+        "seen = []\n"
+        "def spawning(event, args):\n"
+        "    if event == 'subprocess.Popen' and args[1][0] != 'git':\n"
+        f"        seen.append(','.join(m for m in {watched!r} if m in sys.modules))\n"
+        "sys.addaudithook(spawning)\n"
+        "atexit.register(lambda: print('LOADED', *seen))\n"
+        "sys.argv = ['parallel-orch', 'run', '-q', '-j', '1', 'plans']\n"
+        "from parallel_orch.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=repo, env=cli_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 of 2 tests passed" in done.stdout, done.stdout  # the report, printed all the same
+    return [spawn.split(",") for spawn in done.stdout.rpartition("LOADED")[2].split()]
+
+
+def test_a_quiet_run_loads_the_report_renderer_while_its_first_attempt_runs(
+    repo: GitRepo,
+) -> None:
+    """The text report and rich (~25 ms) are loaded once the first attempt has started:
+    not on the way to it, and not after the last attempt either."""
+    (repo.path / "plans").mkdir()
+    (repo.path / "plans" / "two.toml").write_text(
+        '[[test]]\nid = "a"\nrun = "sleep 0.5"\n\n[[test]]\nid = "b"\nrun = "true"\n'
+    )
+    watched = ("parallel_orch.orchestrator", "parallel_orch.report.renderers.text", "rich")
+    first, second = loaded_at_spawns(repo.path, watched)
+    assert first == ["parallel_orch.orchestrator"]
+    assert second == list(watched)
+
+
 def test_a_run_without_junit_or_webhook_loads_neither_parser_nor_http(repo: GitRepo) -> None:
     """lxml is loaded to read a JUnit file and urllib/http to post a webhook, not before:
     a run of plain commands pays for neither."""
