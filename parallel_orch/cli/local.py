@@ -151,7 +151,7 @@ async def _run(
     is waited for (within its own time limit) after the report is out.
 
     Quiet, nothing follows the events (no progress to draw, no ETA) but the
-    wait for the first attempt's start (:func:`_load_renderer_meanwhile`).
+    wait for the first attempt's end (:func:`_load_renderer_meanwhile`).
     """
     import anyio
 
@@ -182,15 +182,14 @@ async def _run(
 
 #: The report's renderer, and rich with it: ~25 ms to import, needed only at the end.
 RENDERER = "parallel_orch.report.renderers.text"
-#: After the first attempt's start is recorded, about when its process has started.
-SPAWNED_SECONDS = 0.05
 
 
 async def _load_renderer_meanwhile(
     bus: EventBus, *, task_status: anyio.abc.TaskStatus[None]
 ) -> None:
-    """Import :data:`RENDERER` in a thread once the first attempt runs: neither before it
-    starts (the time to the first attempt) nor after the last (the time to exit)."""
+    """Import :data:`RENDERER` in a thread once the first attempt has finished, while the
+    others run: neither on the way to the first attempt nor after the last one (a session
+    of one attempt imports it while its end is recorded)."""
     import importlib
 
     import anyio
@@ -200,11 +199,10 @@ async def _load_renderer_meanwhile(
     async with bus.subscribe() as subscription:
         task_status.started()
         async for event in subscription.receive:
-            if event.type is EventType.ATTEMPT_STARTED:
+            if event.type is EventType.ATTEMPT_FINISHED:
                 break
         else:
             return
-    await anyio.sleep(SPAWNED_SECONDS)
     await anyio.to_thread.run_sync(importlib.import_module, RENDERER)
 
 

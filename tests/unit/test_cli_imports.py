@@ -106,23 +106,25 @@ def loaded_at_spawns(repo: Path, watched: tuple[str, ...]) -> list[list[str]]:
         [sys.executable, "-c", probe], cwd=repo, env=cli_env(), capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 of 2 tests passed" in done.stdout, done.stdout  # the report, printed all the same
+    assert "3 of 3 tests passed" in done.stdout, done.stdout  # the report, printed all the same
     return [spawn.split(",") for spawn in done.stdout.rpartition("LOADED")[2].split()]
 
 
-def test_a_quiet_run_loads_the_report_renderer_while_its_first_attempt_runs(
-    repo: GitRepo,
-) -> None:
-    """The text report and rich (~25 ms) are loaded once the first attempt has started:
-    not on the way to it, and not after the last attempt either."""
+def test_a_quiet_run_loads_the_report_renderer_while_its_attempts_run(repo: GitRepo) -> None:
+    """The text report and rich (~25 ms) are loaded once the first attempt has finished,
+    while the next ones run: not on the way to the first, nor after the last."""
     (repo.path / "plans").mkdir()
-    (repo.path / "plans" / "two.toml").write_text(
-        '[[test]]\nid = "a"\nrun = "sleep 0.5"\n\n[[test]]\nid = "b"\nrun = "true"\n'
+    (repo.path / "plans" / "three.toml").write_text(
+        "".join(f'[[test]]\nid = "{n}"\nrun = "{run}"\n' for n, run in enumerate(RUNS))
     )
     watched = ("parallel_orch.orchestrator", "parallel_orch.report.renderers.text", "rich")
-    first, second = loaded_at_spawns(repo.path, watched)
+    first, _, third = loaded_at_spawns(repo.path, watched)
     assert first == ["parallel_orch.orchestrator"]
-    assert second == list(watched)
+    assert third == list(watched)  # loaded during the second's second
+
+
+#: One worker runs them in turn: the renderer is loaded during the second.
+RUNS = ("true", "sleep 1", "true")
 
 
 def test_a_run_without_junit_or_webhook_loads_neither_parser_nor_http(repo: GitRepo) -> None:
