@@ -197,8 +197,8 @@ def save_state(path: Path, state: CleanState | None) -> None:
 def load_state(path: Path) -> CleanState | None:
     """What :func:`save_state` recorded for the worktree at ``path``; None: no usable record.
 
-    Only a record made for this worktree's ``.git`` file counts (a worktree
-    removed and added again at the same path has another git dir).
+    Only the next clean's look trusts it, and only as far as it trusts a state
+    kept in memory: the record says what the git side was, the look what it is.
     """
     try:
         link = _link(path)
@@ -219,7 +219,7 @@ def load_state(path: Path) -> CleanState | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return state if state.link == link else None
+    return state
 
 
 def _as_json(state: CleanState) -> dict[str, object]:
