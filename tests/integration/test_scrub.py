@@ -222,6 +222,22 @@ async def test_a_worktree_left_clean_is_only_looked_at_by_the_next_process(
     assert not (path / "junk.txt").exists()
 
 
+async def test_a_record_that_cannot_be_read_costs_a_full_clean(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    """A damaged record of the last clean is no record: the next process checks out again."""
+    sha = repo.head()
+    path = await lease_in_a_new_pool(repo, tmp_path / "pool", sha, leave="echo x >> README.md")
+    gitdir = Path(git(path, "rev-parse", "--absolute-git-dir"))
+    (gitdir / STATE).write_text('{"link": "not hex"')
+    os.utime(path / "README.md", ns=(1, 1))
+
+    await lease_in_a_new_pool(repo, tmp_path / "pool", sha)
+
+    assert (path / "README.md").stat().st_mtime_ns != 1  # checked out again
+    assert git(path, "status", "--porcelain", "--ignored") == ""
+
+
 @pytest.mark.parametrize("edit", BY_HAND)
 async def test_hand_edits_between_two_processes_are_cleaned_by_the_next(
     repo: GitRepo, tmp_path: Path, edit: str
