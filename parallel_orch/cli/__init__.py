@@ -14,15 +14,9 @@ __all__ = ["app", "exit_code_for", "history", "local", "main", "remote", "serve"
 
 def main() -> None:
     """The console script (and ``python -m parallel_orch``): the app, with the garbage
-    collector kept out of the command's start-up and exit, and the interpreter's teardown
-    out of its end (see :mod:`~.heap`): the process ends here."""
+    collector kept out of the command's start-up and exit (see :mod:`~.heap`)."""
     heap.hold()
     try:
         app()
-    except SystemExit as done:
-        code = done.code
-    else:  # app returns only when told not to exit
-        code = 0
     finally:
         heap.freeze_for_exit()
-    heap.exit_process(code)

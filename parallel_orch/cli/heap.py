@@ -13,22 +13,14 @@ loop, :func:`release`) moves everything made so far into the permanent
 generation (:func:`gc.freeze`) and lets the collector run again for what is
 made from then on. A long-lived command freezes again once it is up
 (:func:`settled`: the daemon, whose engine is imported and started inside the
-loop). At exit, :func:`freeze_for_exit` spares the shutdown's walk, and
-:func:`exit_process` its teardown: the interpreter frees what is left one
-object at a time (15-30 ms of a run's exit) where the kernel frees it at once.
+loop). At exit, :func:`freeze_for_exit` spares the shutdown's walk.
 Only the console script does this: ``app`` called in another process (a test's
 ``CliRunner``, a user's script) leaves that process's collector alone.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import gc
-import os
-import sys
-import threading
-from typing import NoReturn
 
 _held = False
 _ours = False  # the console script runs this process: its collector is ours to tune
@@ -69,33 +61,3 @@ def freeze_for_exit() -> None:
     if _held:
         _held = False
         gc.enable()
-
-
-def exit_process(code: str | int | None) -> NoReturn:
-    """End the process with ``code`` (a :class:`SystemExit`'s) as the interpreter would,
-    less its teardown: threads joined, ``atexit`` handlers run, output flushed, then gone.
-
-    What the teardown would still do is free memory and close what nothing closed;
-    every file the command wrote is closed by then. Where the join step is missing
-    (another interpreter), the interpreter's own exit.
-    """
-    shutdown = getattr(threading, "_shutdown", None)  # the join the interpreter runs first
-    if shutdown is None:
-        sys.exit(code)
-    status = _status(code)
-    shutdown()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to keep
-            stream.flush()
-    os._exit(status)
-
-
-def _status(code: str | int | None) -> int:
-    """The exit status the interpreter gives a ``SystemExit(code)``."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
