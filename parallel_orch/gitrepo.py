@@ -14,8 +14,6 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import anyio
-
 from parallel_orch.exceptions import RefError, RepoError
 
 #: git's messages in English whatever the user's locale: they are parsed and shown as is.
@@ -164,6 +162,8 @@ class RefResolver:
         serves others while ``cat-file`` thinks (on a busy machine it waits for a core,
         and the loop would wait with it); this costs no hop to a thread. Else ``None``:
         call :meth:`resolve` in a thread."""
+        import anyio  # here: a client command imports this module and starts no event loop
+
         unique = list(dict.fromkeys(refs))
         if len(unique) > _BATCH_LINES or not all(_PLAIN.fullmatch(r) for r in unique):
             return None
