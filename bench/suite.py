@@ -1,7 +1,8 @@
-"""A real suite: mpmath's tests through our CLI, per file against xargs, sharded against xdist.
+"""A real suite (mpmath or packaging) through our CLI: per file against xargs, shards against xdist.
 
-The suite (``bench/suite_project.py``: mpmath from its PyPI sdist in a git
-repo, its test requirements in a venv) is run through ``parallel-orch run``
+The suite (``bench/suite_project.py``: a project from its PyPI sdist in a git
+repo, its test requirements in a venv; mpmath 1.4.1, or packaging 26.4 with
+``BENCH_SUITE_PROJECT=packaging``) is run through ``parallel-orch run``
 as a user runs it (a new process, from start to exit), 2 workers, each
 attempt in a clean pooled worktree, two ways:
 
@@ -32,9 +33,10 @@ by an untimed ``pytest -n 2`` in the repo. Full mode runs two rounds per
 environment in ABCD DCBA order against drift; ratios are of summed walls,
 and CPU (this process and every child) is printed beside them.
 
-Some files are left out: the ones needing ``pexpect`` and a terminal, and
-the slowest (minutes each serially). Quick mode also leaves out the files
-that take more than a few seconds.
+Some files are left out, each project's with its reasons in
+``bench/suite_project.py`` (mpmath's needing ``pexpect`` and a terminal, and
+its slowest, minutes each serially). Quick mode also leaves out the longest
+files (mpmath's over a few seconds, packaging's ``test_version.py``).
 
 With ``BENCH_SUITE_AGAINST=<another checkout>`` (its ``make install`` done)
 two more sides run the per-file and the sharded plans through that checkout's
@@ -61,9 +63,8 @@ from bench.daemon_process import PROJECT_ROOT
 from bench.suite_project import (
     AGAINST_POOL,
     AGAINST_STATE,
-    PROJECT,
-    VERSION,
     SuiteProject,
+    chosen,
     fmt_counts,
     plan_per_file,
     plan_sharded,
@@ -265,7 +266,7 @@ def ratio(ours: Sequence[Span], other: Sequence[Span], attr: str) -> float:
     return mine / theirs
 
 
-def figures(label: str, sides: Sides, rounds: int) -> list[Figure]:
+def figures(project_name: str, label: str, sides: Sides, rounds: int) -> list[Figure]:
     note(f"[{label}]")
     note(f"  per file, ours : {fmt_spans(sides.per_file)}")
     note(f"  xargs -P{WORKERS}      : {fmt_spans(sides.xargs)}")
@@ -276,7 +277,7 @@ def figures(label: str, sides: Sides, rounds: int) -> list[Figure]:
         note(f"  shards=2, against: {fmt_spans(sides.against)}")
     per_file = ratio(sides.per_file, sides.xargs, "wall")
     sharded = ratio(sides.sharded, sides.xdist, "wall")
-    name = f"suite [{label}]"
+    name = f"suite {project_name} [{label}]"
     return [
         *_against_figures(name, sides),
         Figure(
@@ -330,10 +331,11 @@ def _against_figures(name: str, sides: Sides) -> list[Figure]:
 
 def run(quick: bool) -> list[Figure]:
     rounds = int(os.environ.get(ROUNDS_ENV) or (1 if quick else 2))
-    project = prepare(quick)
+    about = chosen()
+    project = prepare(about, quick)
     envs = python_envs()
     note(
-        f"{PROJECT} {VERSION}: {len(project.files)} test files, {WORKERS} workers, "
+        f"{about.name} {about.version}: {len(project.files)} test files, {WORKERS} workers, "
         f"{rounds} round(s) per environment, through `parallel-orch run`"
     )
     autogroup_note()
@@ -347,12 +349,13 @@ def run(quick: bool) -> list[Figure]:
         note(f"-- environment: {pyenv.label} --")
         slug = re.sub(r"[^a-z0-9]+", "-", pyenv.label.lower()).strip("-")
         sides = measure_env(Bench(project, pyenv, serial, slug, against), rounds)
-        out += figures(pyenv.label, sides, rounds * (2 if against else 1))
+        out += figures(about.name, pyenv.label, sides, rounds * (2 if against else 1))
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    bench_main("a real suite (mpmath): per file against xargs, sharded against xdist", run, argv)
+    title = f"a real suite ({chosen().name}): per file against xargs, sharded against xdist"
+    bench_main(title, run, argv)
 
 
 if __name__ == "__main__":
