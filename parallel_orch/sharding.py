@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -45,29 +46,54 @@ def collect_times_dir(durations: Path) -> Path | None:
     return durations.parent.parent / COLLECT_DIR / durations.name.removesuffix(DURATIONS_SUFFIX)
 
 
-def collect_times(folder: Path | None) -> dict[str, float]:
-    """The modules' collection times the shards last wrote (the shortest where several did)."""
-    merged: dict[str, float] = {}
+def _shard_files(folder: Path | None) -> list[dict[str, object]]:
+    """What the shards last wrote to ``folder``: ``{"modules": ..., "per_case": ...}`` each
+    (a file of module times alone, as first written, is read as its ``modules``)."""
+    found = []
     for path in sorted(folder.glob("*.json")) if folder is not None else ():
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        for module, seconds in data.items() if isinstance(data, dict) else ():
+        if isinstance(data, dict):
+            found.append(data if "modules" in data else {"modules": data})
+    return found
+
+
+def collect_times(folder: Path | None) -> dict[str, float]:
+    """The modules' collection times the shards last wrote (the shortest where several did)."""
+    merged: dict[str, float] = {}
+    for data in _shard_files(folder):
+        modules = data["modules"]
+        for module, seconds in modules.items() if isinstance(modules, dict) else ():
             if isinstance(seconds, int | float) and seconds >= 0:
                 merged[str(module)] = min(float(seconds), merged.get(str(module), float("inf")))
     return merged
 
 
+def per_case_seconds(folder: Path | None) -> float | None:
+    """pytest's own cost of a case beyond its recorded time, as the shards last measured it
+    (the median of theirs); None when none has."""
+    found = [
+        float(value)
+        for data in _shard_files(folder)
+        if isinstance(value := data.get("per_case"), int | float) and 0 <= value < 1
+    ]
+    return statistics.median(found) if found else None
+
+
 def write_durations(path: Path, durations: Mapping[str, float]) -> None:
-    """The durations and the collection times, whole or not at all; a file already there is
-    kept (retries read it)."""
+    """The durations, the collection times and the cost a case, whole or not at all; a file
+    already there is kept (retries read it)."""
     if path.exists():
         return
-    collect = collect_times(collect_times_dir(path))
+    folder = collect_times_dir(path)
+    content: dict[str, object] = {"cases": dict(durations), "collect": collect_times(folder)}
+    per_case = per_case_seconds(folder)
+    if per_case is not None:
+        content["per_case"] = per_case
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    content = {"cases": dict(durations), "collect": collect}
     tmp.write_text(json.dumps(content, sort_keys=True), encoding="utf-8")
     os.replace(tmp, path)
 

@@ -44,6 +44,9 @@ from typing import NamedTuple
 import pytest
 
 UNKNOWN_SECONDS = 1.0  # the weight of every case when none has a recorded duration
+#: pytest's own cost of a case beyond the time JUnit records for it (its hooks, reports, the
+#: XML), until a shard has measured it: 64,000 cases recorded as 0.000 s still take a minute.
+PER_CASE_SECONDS = 0.0005
 SLACK = 0.02  # a module is kept whole if it leaves its shard at most this far over an even share
 COLLECT_ENV = "PARALLEL_ORCH_SHARD_COLLECT"
 COLLECT_TIMES_ENV = "PARALLEL_ORCH_SHARD_COLLECT_TIMES"
@@ -81,6 +84,7 @@ class Plan(NamedTuple):
     loads: list[float]
     counts: list[int]
     holders: dict[str, frozenset[int]]  # dotted prefix of a recorded classname -> shards
+    per_case: float = 0.0  # added to every case's recorded seconds
 
     def holding(self, prefix: str) -> frozenset[int]:
         """The shards that collect the module with this prefix: those holding any of its
@@ -89,16 +93,22 @@ class Plan(NamedTuple):
 
 
 def make_plan(
-    durations: Mapping[str, float], total: int, collect: Mapping[str, float] | None = None
+    durations: Mapping[str, float],
+    total: int,
+    collect: Mapping[str, float] | None = None,
+    per_case: float = 0.0,
 ) -> Plan:
     """Modules longest first onto the least loaded shard, split into cases when whole they
-    would leave it over an even share (plus ``SLACK``); ties by name. A module's ``collect``
-    time (its import and collection) counts once in each shard that holds any of its cases."""
+    would leave it over an even share (plus ``SLACK``); ties by name. A case weighs its
+    recorded seconds plus ``per_case`` (pytest's own cost of running one); a module's
+    ``collect`` time (its import and collection) counts once in each shard that holds any
+    of its cases."""
     collect = collect or {}
+    cost = {key: seconds + per_case for key, seconds in durations.items()}
     groups: dict[str, list[str]] = {}
     for key in durations:
         groups.setdefault(group_of(key.split("::", 1)[0]), []).append(key)
-    weights = {g: sum(durations[k] for k in ks) + collect.get(g, 0.0) for g, ks in groups.items()}
+    weights = {g: sum(cost[k] for k in ks) + collect.get(g, 0.0) for g, ks in groups.items()}
     target = sum(weights.values()) / total * (1 + SLACK)
     heap = [(-weights[g], 0, g, sorted(ks)) for g, ks in groups.items()]
     heapq.heapify(heap)
@@ -110,7 +120,7 @@ def make_plan(
         shard = min(range(total), key=lambda s: (loads[s], counts[s], s))
         if kind == 0 and len(keys) > 1 and loads[shard] - weight > target:
             for key in keys:
-                heapq.heappush(heap, (-durations[key], 1, key, [key]))
+                heapq.heappush(heap, (-cost[key], 1, key, [key]))
             continue
         group = name if kind == 0 else group_of(name.split("::", 1)[0])
         extra = 0.0 if kind == 0 or (group, shard) in charged else collect.get(group, 0.0)
@@ -119,7 +129,7 @@ def make_plan(
             shard_of[key] = shard
         loads[shard] += extra - weight
         counts[shard] += len(keys)
-    return Plan(total, shard_of, loads, counts, _holders(shard_of))
+    return Plan(total, shard_of, loads, counts, _holders(shard_of), per_case)
 
 
 def _holders(shard_of: Mapping[str, int]) -> dict[str, frozenset[int]]:
@@ -151,7 +161,7 @@ def assign(
                 everyone.append(i)
             else:
                 by_module.setdefault(prefix, []).append(i)
-    weight = statistics.median(durations.values()) if durations else UNKNOWN_SECONDS
+    weight = statistics.median(durations.values()) + plan.per_case if durations else UNKNOWN_SECONDS
     loads, counts = list(plan.loads), list(plan.counts)
     for i in sorted(everyone, key=lambda i: nodeids[i]):
         shard = min(range(total), key=lambda s: (loads[s], counts[s], s))
@@ -166,18 +176,27 @@ def assign(
     return shard_of
 
 
-def _history() -> tuple[dict[str, float], dict[str, float]]:
-    """The recorded case durations, and the modules' collection times."""
+class _History(NamedTuple):
+    durations: dict[str, float]  # recorded case durations
+    collect: dict[str, float]  # the modules' collection times
+    per_case: float  # pytest's own cost a case, as a shard last measured it
+
+
+def _history() -> _History:
+    """What the recorded sessions say; see :class:`_History`."""
     path = os.environ.get("PARALLEL_ORCH_SHARD_DURATIONS")
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
     except (OSError, ValueError):
         data = {}
     if not isinstance(data, dict):
-        return {}, {}
+        return _History({}, {}, PER_CASE_SECONDS)
     if "cases" not in data:  # a file of durations alone, as first written
-        return _seconds(data), {}
-    return _seconds(data.get("cases")), _seconds(data.get("collect"))
+        return _History(_seconds(data), {}, PER_CASE_SECONDS)
+    per_case = data.get("per_case")
+    if not isinstance(per_case, int | float) or not 0 <= per_case < 1:
+        per_case = PER_CASE_SECONDS
+    return _History(_seconds(data.get("cases")), _seconds(data.get("collect")), float(per_case))
 
 
 def _seconds(data: object) -> dict[str, float]:
@@ -206,11 +225,12 @@ def _shard(config: pytest.Config) -> _Shard | None:
         shard = None
         if total > 1:
             index = int(os.environ.get("TEST_SHARD_INDEX", "0") or 0)
-            durations, collect = _history()
+            known = _history()
             skips = os.environ.get(COLLECT_ENV, "") != "all" and not any(
                 "::" in str(arg) for arg in config.args
             )
-            shard = _Shard(index, total, durations, make_plan(durations, total, collect), skips)
+            plan = make_plan(known.durations, total, known.collect, known.per_case)
+            shard = _Shard(index, total, known.durations, plan, skips)
         config.stash[_SHARD] = shard
     return config.stash[_SHARD]
 
@@ -230,16 +250,32 @@ def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectRep
 
 
 class _Timer:
-    """Times each module's import and collection in this shard and writes them, by module,
-    to ``PARALLEL_ORCH_SHARD_COLLECT_TIMES`` when the session ends (the next session's
-    balance counts them). A module given on the command line is collected twice (imported
-    the first time) with no report after the first: its time runs from each of its
-    ``collectstart`` to the next collection event."""
+    """Times each module's import and collection in this shard, and pytest's own cost a case
+    (its run less the time of its phases, which is what JUnit records), and writes them to
+    ``PARALLEL_ORCH_SHARD_COLLECT_TIMES`` when the session ends (the next session's balance
+    counts them). A module given on the command line is collected twice (imported the first
+    time) with no report after the first: its time runs from each of its ``collectstart``
+    to the next collection event."""
 
     def __init__(self, config: pytest.Config, path: Path) -> None:
         self.config, self.path = config, path
         self.open: tuple[str, float] | None = None  # the module being collected, since when
         self.times: dict[str, float] = {}
+        self.cases = 0
+        self.running = 0.0  # seconds in the run protocol of this shard's cases
+        self.phases = 0.0  # of which in their setup, call and teardown
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> object:
+        started = time.perf_counter()
+        try:
+            return (yield)
+        finally:
+            self.running += time.perf_counter() - started
+            self.cases += 1
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.phases += report.duration
 
     def _close(self) -> None:
         if self.open is not None:
@@ -262,13 +298,16 @@ class _Timer:
         self._close()
 
     def pytest_sessionfinish(self) -> None:
-        if not self.times:
+        if not self.times and not self.cases:
             return
+        times = {prefix: round(seconds, 3) for prefix, seconds in self.times.items()}
+        found: dict[str, object] = {"modules": times}
+        if self.cases:
+            found["per_case"] = round(max(0.0, self.running - self.phases) / self.cases, 6)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            times = {prefix: round(seconds, 3) for prefix, seconds in self.times.items()}
-            tmp.write_text(json.dumps(times, sort_keys=True), encoding="utf-8")
+            tmp.write_text(json.dumps(found, sort_keys=True), encoding="utf-8")
             os.replace(tmp, self.path)
         except OSError:
             pass  # only a hint for the next session's balance

@@ -110,15 +110,38 @@ def test_every_case_runs_in_exactly_one_shard_whatever_each_shard_collects() -> 
 def test_the_history_file_is_read_in_either_format(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Durations alone (as first written) or with the modules' collection times."""
+    """Durations alone (as first written) or with the modules' collection times and the
+    measured cost a case; pytest's usual cost a case where none was measured."""
     path = tmp_path / "d.json"
     monkeypatch.setenv("PARALLEL_ORCH_SHARD_DURATIONS", str(path))
+    prior = plugin().PER_CASE_SECONDS
     path.write_text(json.dumps({"m::t": 1.5, "bad": "x"}))
-    assert plugin()._history() == ({"m::t": 1.5}, {})
+    assert plugin()._history() == ({"m::t": 1.5}, {}, prior)
     path.write_text(json.dumps({"cases": {"m::t": 1.5}, "collect": {"m": 0.25, "n": -1}}))
-    assert plugin()._history() == ({"m::t": 1.5}, {"m": 0.25})
+    assert plugin()._history() == ({"m::t": 1.5}, {"m": 0.25}, prior)
+    path.write_text(json.dumps({"cases": {}, "collect": {}, "per_case": 0.002}))
+    assert plugin()._history() == ({}, {}, 0.002)
+    path.write_text(json.dumps({"cases": {}, "collect": {}, "per_case": "x"}))
+    assert plugin()._history() == ({}, {}, prior)
     path.write_text("not json")
-    assert plugin()._history() == ({}, {})
+    assert plugin()._history() == ({}, {}, prior)
+
+
+def test_cases_recorded_as_taking_no_time_still_weigh_their_cost() -> None:
+    """JUnit records most fast cases as 0.000 s: a module of 1,000 such cases is not put
+    in a shard beside 100 cases of 5 ms as if it cost nothing; counted at 1 ms a case, it
+    is split so each shard runs about 1.1 s."""
+    make_plan = plugin().make_plan
+    durations = {**{f"fast::t{n}": 0.0 for n in range(1000)}}
+    durations.update({f"slow::t{n}": 0.005 for n in range(100)})
+    blind = make_plan(durations, 2)
+    assert max(blind.counts) > 1000  # the 0.000s weigh nothing: one shard gets them all
+    plan = make_plan(durations, 2, per_case=0.001)
+    cost = [0.0, 0.0]
+    for key, shard in plan.shard_of.items():
+        cost[shard] += durations[key] + 0.001
+    assert abs(cost[0] - cost[1]) < 0.05, cost
+    assert plan.loads == pytest.approx(cost)
 
 
 def test_junit_keys_match_pytests_own_junit_names() -> None:
