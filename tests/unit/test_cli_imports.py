@@ -51,20 +51,26 @@ def test_the_package_namespace_is_lazy() -> None:
     )
 
 
-def loaded_by_run(repo: Path, watched: tuple[str, ...] = HEAVY) -> list[str]:
-    """The ``watched`` modules a `parallel-orch run -q` process had loaded when it exited."""
+def run_probe(repo: Path, setup: str, *args: str) -> str:
+    """The output of `parallel-orch ARGS` run in ``repo`` in a process that first runs the
+    Python lines ``setup`` (``atexit`` and ``sys`` imported)."""
     probe = (
-        "import atexit, sys\n"
-        f"atexit.register(lambda: print('LOADED', *(m for m in {watched!r} if m in sys.modules)))\n"
-        "sys.argv = ['parallel-orch', 'run', '-q', 'plans']\n"
-        "from parallel_orch.cli import main\n"
-        "main()\n"
+        f"import atexit, sys\n{setup}sys.argv = {['parallel-orch', *args]!r}\n"
+        "from parallel_orch.cli import main\nmain()\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=repo, env=cli_env(), capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout.rpartition("LOADED")[2].split()
+    return done.stdout
+
+
+def loaded_by_run(repo: Path, watched: tuple[str, ...] = HEAVY) -> list[str]:
+    """The ``watched`` modules a `parallel-orch run -q` process had loaded when it exited."""
+    setup = (
+        f"atexit.register(lambda: print('LOADED', *(m for m in {watched!r} if m in sys.modules)))\n"
+    )
+    return run_probe(repo, setup, "run", "-q", "plans").rpartition("LOADED")[2].split()
 
 
 def test_run_on_a_current_store_loads_neither_sqlalchemy_nor_gitpython(repo: GitRepo) -> None:
@@ -90,24 +96,17 @@ def test_a_quiet_run_loads_no_progress_display(repo: GitRepo) -> None:
 def loaded_at_spawns(repo: Path, watched: tuple[str, ...]) -> list[list[str]]:
     """The ``watched`` modules a `parallel-orch run -q -j 1` process had loaded as it started
     each attempt's process (each one that is not git)."""
-    probe = (
-        "import atexit, sys\n"
+    setup = (
         "seen = []\n"
         "def spawning(event, args):\n"
         "    if event == 'subprocess.Popen' and args[1][0] != 'git':\n"
         f"        seen.append(','.join(m for m in {watched!r} if m in sys.modules))\n"
         "sys.addaudithook(spawning)\n"
         "atexit.register(lambda: print('LOADED', *seen))\n"
-        "sys.argv = ['parallel-orch', 'run', '-q', '-j', '1', 'plans']\n"
-        "from parallel_orch.cli import main\n"
-        "main()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=repo, env=cli_env(), capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 of 3 tests passed" in done.stdout, done.stdout  # the report, printed all the same
-    return [spawn.split(",") for spawn in done.stdout.rpartition("LOADED")[2].split()]
+    out = run_probe(repo, setup, "run", "-q", "-j", "1", "plans")
+    assert "3 of 3 tests passed" in out, out  # the report, printed all the same
+    return [spawn.split(",") for spawn in out.rpartition("LOADED")[2].split()]
 
 
 def test_a_quiet_run_loads_the_report_renderer_while_its_attempts_run(repo: GitRepo) -> None:
