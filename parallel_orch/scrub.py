@@ -142,18 +142,9 @@ def _unchanged(now: CleanState, last: CleanState, sha: str) -> bool:
     )
 
 
-def _git_dir(path: Path, link: bytes) -> Path | None:
-    """The worktree's own git dir, as its ``.git`` file (``link``) names it."""
-    text = link.decode(errors="replace").strip()
-    if not text.startswith("gitdir:"):
-        return None
-    gitdir = Path(text.removeprefix("gitdir:").strip())
-    return gitdir if gitdir.is_absolute() else path / gitdir
-
-
 def read_state(path: Path, link: bytes) -> CleanState | None:
     """The git side of the worktree at ``path`` (``link``: its ``.git`` file); None: unreadable."""
-    gitdir = _git_dir(path, link)
+    gitdir = setup.git_dir_named(path, link.decode(errors="replace"))
     if gitdir is None:
         return None
     try:
@@ -177,10 +168,7 @@ def save_state(path: Path, state: CleanState | None) -> None:
     Whole or not at all (a rename). A record that cannot be written costs the
     next process a full clean, nothing more.
     """
-    try:
-        gitdir = _git_dir(path, state.link) if state is not None else _git_dir(path, _link(path))
-    except WorktreeError:
-        return
+    gitdir = setup.git_dir(path)
     if gitdir is None:
         return
     try:
@@ -200,11 +188,7 @@ def load_state(path: Path) -> CleanState | None:
     Only the next clean's look trusts it, and only as far as it trusts a state
     kept in memory: the record says what the git side was, the look what it is.
     """
-    try:
-        link = _link(path)
-    except WorktreeError:
-        return None
-    gitdir = _git_dir(path, link)
+    gitdir = setup.git_dir(path)
     if gitdir is None:
         return None
     try:

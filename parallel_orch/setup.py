@@ -74,9 +74,14 @@ def basis(repo: Path, sha: str, inputs: Sequence[str]) -> Basis:
 def git_dir(worktree: Path) -> Path | None:
     """The worktree's own git dir (``.git`` is a file naming it), or None."""
     try:
-        text = (worktree / ".git").read_text(encoding="utf-8").strip()
+        return git_dir_named(worktree, (worktree / ".git").read_text(encoding="utf-8"))
     except OSError:
         return None
+
+
+def git_dir_named(worktree: Path, link: str) -> Path | None:
+    """The git dir a worktree's ``.git`` file (its text: ``link``) names, or None."""
+    text = link.strip()
     if not text.startswith("gitdir:"):
         return None
     found = Path(text.removeprefix("gitdir:").strip())
