@@ -19,7 +19,6 @@ early closes the connection.
 from __future__ import annotations
 
 import itertools
-import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
@@ -109,22 +108,12 @@ class DaemonClient(AsyncContextManagerMixin):
         request_id = next(self._ids)
         line = wire.request_line(request_id, method, params)
         try:
-            sent = self._send_now(self._stream, line)
+            sent = wire.send_now(self._stream.extra(SocketAttribute.raw_socket), line)
             if sent < len(line):
                 await self._stream.send(line[sent:])
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise DaemonConnectionLost(f"lost the connection to the daemon: {exc!r}") from None
         return request_id
-
-    @staticmethod
-    def _send_now(stream: SocketStream, data: bytes) -> int:
-        """As much of ``data`` as the socket takes at once (it is non-blocking): a request
-        goes out without waiting for a turn of a busy event loop."""
-        sock: socket.socket = stream.extra(SocketAttribute.raw_socket)
-        try:
-            return sock.send(data)
-        except BlockingIOError:
-            return 0
 
     async def _receive(self) -> dict[str, Any]:
         assert self._reader is not None

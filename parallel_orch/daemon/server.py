@@ -24,6 +24,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import BaseModel
 
 from parallel_orch.daemon import protocol as p
+from parallel_orch.daemon import wire
 from parallel_orch.daemon.paths import IDLE_TIMEOUT_SECONDS
 from parallel_orch.daemon.protocol import ErrorCode, Method, RpcError
 from parallel_orch.daemon.service import DaemonService
@@ -326,17 +327,10 @@ class Connection:
         """
         try:
             async with self._write_lock:
-                sent = self._send_now(data) if at_once else 0
+                raw = self.stream.extra(SocketAttribute.raw_socket)
+                sent = wire.send_now(raw, data) if at_once else 0
                 if sent < len(data):
                     with anyio.fail_after(WRITE_TIMEOUT_SECONDS):
                         await self.stream.send(data[sent:])
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise _ClientGone(repr(exc)) from None
-
-    def _send_now(self, data: bytes) -> int:
-        """As much of ``data`` as the socket takes without waiting (it is non-blocking)."""
-        sock: socket.socket = self.stream.extra(SocketAttribute.raw_socket)
-        try:
-            return sock.send(data)
-        except BlockingIOError:
-            return 0

@@ -196,3 +196,12 @@ def _read_reply(replies: Any) -> Any:
         message = parse_reply_line(line)
         if "id" in message:
             return reply_result(message, 1)
+
+
+def send_now(sock: socket.socket, data: bytes) -> int:
+    """As much of ``data`` as a non-blocking socket takes at once (0 when its buffer is
+    full): a line goes out without waiting for a turn of a busy event loop."""
+    try:
+        return sock.send(data)
+    except BlockingIOError:
+        return 0
