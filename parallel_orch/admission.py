@@ -124,7 +124,9 @@ class Admission:
         self._refs: Coalescer[tuple[str, ...], dict[str, str | RefError]] = Coalescer(
             self._resolve_together
         )
-        self._known: Coalescer[_Wanted, _Known] = Coalescer(self._look_up_together)
+        self._known: Coalescer[_Wanted, _Known] = Coalescer(
+            self._look_up_together, gather=anyio.lowlevel.checkpoint
+        )
         self._width = num_workers
         self.spawn = spawn
         self.accepting = False
@@ -264,9 +266,10 @@ class Admission:
         return [{ref: resolved[ref] for ref in refs} for refs in batches]
 
     async def _look_up_together(self, batches: Sequence[_Wanted]) -> list[_Known]:
-        """Concurrent submits' refs and histories: one ref lookup and one read for all; on
-        the loop when both are quick (nothing to share then: a submit does its own), else
-        side by side in threads (the submits that arrive meanwhile share the next)."""
+        """Concurrent submits' refs and histories: one ref lookup and one read for all (the
+        leader waits a turn of the loop first, so submits that arrived together share it); on
+        the loop when both are quick, else side by side in threads (the submits that arrive
+        meanwhile share the next)."""
         refs = tuple(dict.fromkeys(ref for wanted in batches for ref in wanted.refs))
         ids = {test_id for wanted in batches for test_id in wanted.ids}
         history: dict[str, float] = {}

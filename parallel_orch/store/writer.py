@@ -223,9 +223,9 @@ class Writer:
         return len(times) > 0 and statistics.median(times) <= INLINE_SYNC_SECONDS
 
     async def _gather(self) -> None:
-        """Before a synced commit on the loop, one turn: submits ready by then share it."""
-        if self.syncs_on_loop:
-            await anyio.lowlevel.checkpoint()
+        """Before a synced commit, one turn of the loop: submits ready by then share it (a
+        burst's first submit would otherwise commit alone, the rest waiting for its fsync)."""
+        await anyio.lowlevel.checkpoint()
 
     async def _commit_synced(self, batch: Sequence[_Synced]) -> list[Any]:
         fns = [item.fn for item in batch]

@@ -76,6 +76,31 @@ async def test_a_duplicate_key_in_a_shared_commit_fails_alone(tmp_path: Path) ->
     assert ids == {"first", "other"}
 
 
+async def test_sessions_submitted_at_once_share_one_lookup_and_one_commit(
+    config: ParallelTestConfig,
+) -> None:
+    """Twenty sessions whose submits arrive in the same turn of the loop wait one turn for each
+    other: one ref lookup, one history read and one synced commit for all of them (the first
+    does not go alone while the rest wait for it)."""
+    async with orchestrator(config) as orch:
+        await orch.wait_for_session(
+            await orch.create_session([TestRequest(id="w", command="true")])
+        )
+        admission, writer = orch._running.admission, orch.store._writer
+        lookups, commits = admission._known.batches, writer.synced_commits
+        ids: list[str] = []
+
+        async def submit(n: int) -> None:
+            ids.append(await orch.create_session([TestRequest(id=f"t{n}", command="true")]))
+
+        async with anyio.create_task_group() as tg:
+            for n in range(20):
+                tg.start_soon(submit, n)
+        assert (admission._known.batches - lookups, writer.synced_commits - commits) == (1, 1)
+        reports = [await orch.wait_for_session(i) for i in ids]
+    assert [r.tests_passed for r in reports] == [1] * 20
+
+
 async def test_concurrent_sessions_resolve_refs_together(config: ParallelTestConfig) -> None:
     """Sessions submitted at once whose refs git must work out (``HEAD~0``, in a thread)
     share git calls and history reads, and all run."""
