@@ -19,6 +19,7 @@ early closes the connection.
 from __future__ import annotations
 
 import itertools
+import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
@@ -27,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio import AsyncContextManagerMixin
 from anyio.abc import SocketAttribute, SocketStream
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from parallel_orch.daemon import protocol as p
 from parallel_orch.daemon import wire
+from parallel_orch.daemon.lines import LineReader
 from parallel_orch.daemon.paths import socket_path_light
 from parallel_orch.daemon.wire import CONNECT_TIMEOUT_SECONDS, MAX_REPLY_BYTES
 from parallel_orch.daemon.wire import DaemonConnectionLost as DaemonConnectionLost
@@ -59,7 +60,8 @@ class DaemonClient(AsyncContextManagerMixin):
             socket_path = socket_path_light()
         self.socket_path = Path(socket_path)
         self._stream: SocketStream | None = None
-        self._reader: BufferedByteReceiveStream | None = None
+        self._raw: socket.socket | None = None
+        self._reader: LineReader | None = None
         self._ids = itertools.count(1)
         self._lock = anyio.Lock(fast_acquire=True)  # no loop turn when no other call waits
         self._broken = False
@@ -68,11 +70,13 @@ class DaemonClient(AsyncContextManagerMixin):
     async def __asynccontextmanager__(self) -> AsyncIterator[DaemonClient]:
         stream = await self._connect()
         async with stream:
-            self._stream, self._reader = stream, BufferedByteReceiveStream(stream)
+            raw: socket.socket = stream.extra(SocketAttribute.raw_socket)
+            self._stream, self._raw, self._reader = stream, raw, LineReader(raw)
             try:
                 yield self
             finally:
-                self._stream = self._reader = None
+                self._stream = self._raw = self._reader = None
+                anyio.notify_closing(raw)  # a call still waiting for a reply: connection lost
 
     async def _connect(self) -> SocketStream:
         try:
@@ -97,7 +101,7 @@ class DaemonClient(AsyncContextManagerMixin):
                     return self._result(message, request_id)
 
     async def _send(self, method: str, params: dict[str, Any] | None) -> int:
-        if self._stream is None:
+        if self._stream is None or self._raw is None:
             raise DaemonUnreachableError(
                 "the client is not connected; use `async with DaemonClient(...)`"
             )
@@ -108,7 +112,7 @@ class DaemonClient(AsyncContextManagerMixin):
         request_id = next(self._ids)
         line = wire.request_line(request_id, method, params)
         try:
-            sent = wire.send_now(self._stream.extra(SocketAttribute.raw_socket), line)
+            sent = wire.send_now(self._raw, line)
             if sent < len(line):
                 await self._stream.send(line[sent:])
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
@@ -118,7 +122,7 @@ class DaemonClient(AsyncContextManagerMixin):
     async def _receive(self) -> dict[str, Any]:
         assert self._reader is not None
         try:
-            line = await self._reader.receive_until(b"\n", MAX_REPLY_BYTES)
+            line = await self._reader.receive_line(MAX_REPLY_BYTES)
         except (
             anyio.IncompleteRead,
             anyio.BrokenResourceError,

@@ -19,12 +19,12 @@ from typing import Any
 
 import anyio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskStatus
-from anyio.streams.buffered import BufferedByteReceiveStream
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import BaseModel
 
 from parallel_orch.daemon import protocol as p
 from parallel_orch.daemon import wire
+from parallel_orch.daemon.lines import LineReader
 from parallel_orch.daemon.paths import IDLE_TIMEOUT_SECONDS
 from parallel_orch.daemon.protocol import ErrorCode, Method, RpcError
 from parallel_orch.daemon.service import DaemonService
@@ -159,6 +159,21 @@ async def _refuse(stream: SocketStream, code: ErrorCode, message: str) -> None:
         pass
 
 
+async def _next_line(lines: MemoryObjectReceiveStream[Line]) -> Line | None:
+    """The next line read, without a turn of the loop when one is waiting (a memory stream's
+    ``receive`` always takes one); ``None`` once the reader has ended."""
+    try:
+        return lines.receive_nowait()
+    except anyio.WouldBlock:
+        pass
+    except anyio.EndOfStream:
+        return None
+    try:
+        return await lines.receive()
+    except anyio.EndOfStream:
+        return None
+
+
 class Connection:
     """One client: read lines, answer them in order."""
 
@@ -168,7 +183,8 @@ class Connection:
         self.peer = peer
         self.busy = False
         self.hung_up = False
-        self._reader = BufferedByteReceiveStream(stream)
+        self._raw: socket.socket = stream.extra(SocketAttribute.raw_socket)  # looked up once
+        self._reader = LineReader(self._raw)
         self._write_lock = anyio.Lock(fast_acquire=True)  # no loop turn when nobody writes
         self._watch_scope: anyio.CancelScope | None = None
 
@@ -178,7 +194,7 @@ class Connection:
             tg.start_soon(self._read, send)
             try:
                 async with receive:
-                    async for line in receive:
+                    while (line := await _next_line(receive)) is not None:
                         if not await self._answer(line):
                             break
             except _ClientGone as exc:
@@ -194,7 +210,7 @@ class Connection:
                 line: bytes | None = None
                 try:
                     with anyio.move_on_after(self.server.idle_timeout) as idle:
-                        line = await self._reader.receive_until(b"\n", p.MAX_LINE_BYTES)
+                        line = await self._reader.receive_line(p.MAX_LINE_BYTES)
                 except anyio.DelimiterNotFound:
                     pass  # line stays None: too large
                 except (
@@ -231,9 +247,8 @@ class Connection:
 
     def _peer_hung_up(self) -> bool:
         """Closed both ways (POLLHUP), not just shut down for writing like ``socat`` at EOF."""
-        sock: socket.socket = self.stream.extra(SocketAttribute.raw_socket)
         poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
+        poller.register(self._raw.fileno(), select.POLLIN)
         return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
 
     # -- answering ----------------------------------------------------------
@@ -327,8 +342,7 @@ class Connection:
         """
         try:
             async with self._write_lock:
-                raw = self.stream.extra(SocketAttribute.raw_socket)
-                sent = wire.send_now(raw, data) if at_once else 0
+                sent = wire.send_now(self._raw, data) if at_once else 0
                 if sent < len(data):
                     with anyio.fail_after(WRITE_TIMEOUT_SECONDS):
                         await self.stream.send(data[sent:])
