@@ -10,6 +10,7 @@ of a millisecond a line of the daemon's single thread.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import anyio
@@ -19,12 +20,27 @@ RECV_BYTES = 65536
 
 class LineReader:
     """Lines from ``sock`` (non-blocking, connected), without their newline; one reader a
-    socket, from one task at a time. Works on any anyio backend."""
+    socket, from one task at a time. Works on any anyio backend.
 
-    def __init__(self, sock: socket.socket) -> None:
+    Given the asyncio ``loop`` it runs on, the socket stays registered with the loop
+    between lines (as a transport keeps it), instead of being added and removed for
+    each wait: two ``epoll_ctl`` calls and a selector key a request. Then
+    :meth:`close` it before the socket closes.
+    """
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._sock = sock
         self._fd = sock.fileno()
         self._buffer = bytearray()
+        self._loop = loop
+        self._registered = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def close(self) -> None:
+        """Stop watching the socket (with a ``loop``); call before it closes."""
+        if self._registered and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+            self._registered = False
 
     @property
     def buffer(self) -> bytes:
@@ -52,8 +68,38 @@ class LineReader:
             try:
                 data = self._sock.recv(RECV_BYTES)
             except BlockingIOError:
-                await anyio.wait_readable(self._fd)
+                await self._readable()
                 continue
             if not data:
                 raise anyio.IncompleteRead
             self._buffer += data
+
+    async def _readable(self) -> None:
+        if self._loop is None:
+            await anyio.wait_readable(self._fd)
+            return
+        if not self._registered:
+            self._loop.add_reader(self._fd, self._on_readable)
+            self._registered = True
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _on_readable(self) -> None:
+        """The loop saw the socket readable. Its next pass sees it so again, when the reader
+        it woke has not run yet; by the time this runs the data may be read: then nothing."""
+        try:
+            self._sock.recv(1, socket.MSG_PEEK)  # data, or b"" at the end: readable
+        except BlockingIOError:
+            return
+        except OSError:
+            pass  # the reader's recv raises it
+        if self._waiter is not None:
+            if not self._waiter.done():
+                self._waiter.set_result(None)
+        else:  # nobody reads (answers are backed up): not woken again until someone waits
+            assert self._loop is not None
+            self._loop.remove_reader(self._fd)
+            self._registered = False

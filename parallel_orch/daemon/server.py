@@ -8,6 +8,7 @@ fails to send, can stop the daemon serving the others.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import os
@@ -184,11 +185,17 @@ class Connection:
         self.busy = False
         self.hung_up = False
         self._raw: socket.socket = stream.extra(SocketAttribute.raw_socket)  # looked up once
-        self._reader = LineReader(self._raw)
+        self._reader = LineReader(self._raw, asyncio.get_running_loop())  # the daemon's loop
         self._write_lock = anyio.Lock(fast_acquire=True)  # no loop turn when nobody writes
         self._watch_scope: anyio.CancelScope | None = None
 
     async def run(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            self._reader.close()  # its task has ended: before the socket closes
+
+    async def _serve(self) -> None:
         send, receive = anyio.create_memory_object_stream[Line](PIPELINE_DEPTH)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._read, send)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,13 +23,19 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
         yield ours, theirs
 
 
+def reader_of(sock: socket.socket, kept: bool) -> LineReader:
+    """A reader that keeps the socket registered with the running loop, or one that does not."""
+    return LineReader(sock, asyncio.get_running_loop() if kept else None)
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["per-wait", "kept-registered"])
 async def test_lines_come_whole_however_the_bytes_arrive(
-    pair: tuple[socket.socket, socket.socket],
+    pair: tuple[socket.socket, socket.socket], kept: bool
 ) -> None:
     """Two lines in one send, then a line in three sends with a pause between: each line whole,
     in order, without its newline; the reader waits for the rest of a line."""
     ours, theirs = pair
-    reader = LineReader(ours)
+    reader = reader_of(ours, kept)
     theirs.sendall(b'{"a": 1}\n{"b": 2}\n{"c"')
     assert await reader.receive_line(100) == b'{"a": 1}'
     assert await reader.receive_line(100) == b'{"b": 2}'
@@ -47,13 +55,14 @@ async def test_lines_come_whole_however_the_bytes_arrive(
     assert reader.buffer == b"rest"
 
 
+@pytest.mark.parametrize("kept", [False, True], ids=["per-wait", "kept-registered"])
 async def test_an_unfinished_line_at_the_end_and_a_line_too_long_are_told_apart(
-    pair: tuple[socket.socket, socket.socket],
+    pair: tuple[socket.socket, socket.socket], kept: bool
 ) -> None:
     """The peer closing mid-line is an incomplete read with the rest kept; bytes past the limit
     without a newline are a missing delimiter, not a wait for ever."""
     ours, theirs = pair
-    reader = LineReader(ours)
+    reader = reader_of(ours, kept)
     theirs.sendall(b"x" * 10)
     with pytest.raises(anyio.DelimiterNotFound):
         await reader.receive_line(8)
@@ -63,6 +72,52 @@ async def test_an_unfinished_line_at_the_end_and_a_line_too_long_are_told_apart(
     with pytest.raises(anyio.IncompleteRead):
         await reader.receive_line(100)
     assert reader.buffer == b"half a line"
+
+
+async def test_a_reader_held_up_with_data_waiting_costs_the_loop_nothing(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """A kept-registered reader that stops reading (its connection's answers are backed up)
+    while lines keep arriving does not wake the loop over and over: no CPU burnt meanwhile."""
+    ours, theirs = pair
+    reader = reader_of(ours, True)
+    theirs.sendall(b"first\n")
+    assert await reader.receive_line(100) == b"first"
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader.receive_line, 100)  # registered, waiting
+        await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    theirs.sendall(b"pending\n")  # readable, and nobody reads it
+    cpu = time.process_time()
+    await anyio.sleep(0.3)
+    assert time.process_time() - cpu < 0.1, "the loop spun on a readable socket nobody read"
+    assert await reader.receive_line(100) == b"pending"
+    reader.close()
+
+
+async def test_a_closed_reader_leaves_nothing_registered_with_the_loop(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """A kept-registered reader closed before its socket leaves no registration behind (a new
+    socket given the same descriptor number would inherit it), whether it was waiting or
+    had just read a line."""
+    ours, theirs = pair
+    loop = asyncio.get_running_loop()
+    reader = reader_of(ours, True)
+    theirs.sendall(b"hello\n")
+    lines: list[bytes] = []
+
+    async def read_all() -> None:
+        while True:
+            lines.append(await reader.receive_line(100))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read_all)  # reads it, then waits: registered
+        await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert lines == [b"hello"]
+    reader.close()
+    assert not loop.remove_reader(ours.fileno()), "the socket is still watched"
 
 
 async def test_a_call_waiting_for_its_reply_ends_when_the_client_closes(tmp_path: Path) -> None:
