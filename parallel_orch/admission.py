@@ -30,6 +30,9 @@ from parallel_orch.sessions import SessionRegistry, SessionState, Spawn
 from parallel_orch.store import NewExecution, Store
 
 DEFAULT_EXPECTED_SECONDS = 1.0  # expected duration when the store has no history at all
+#: A lookup waits until this many turns of the loop pass with no other submit joining it: a
+#: burst's submits, read from their sockets in one wake-up, reach it a few turns apart.
+LOOKUP_QUIET_TURNS = 3
 CLOSED = "the orchestrator is not accepting work (shutting down?)"
 
 
@@ -125,7 +128,7 @@ class Admission:
             self._resolve_together
         )
         self._known: Coalescer[_Wanted, _Known] = Coalescer(
-            self._look_up_together, gather=anyio.lowlevel.checkpoint
+            self._look_up_together, quiet_turns=LOOKUP_QUIET_TURNS
         )
         self._width = num_workers
         self.spawn = spawn
@@ -267,7 +270,7 @@ class Admission:
 
     async def _look_up_together(self, batches: Sequence[_Wanted]) -> list[_Known]:
         """Concurrent submits' refs and histories: one ref lookup and one read for all (the
-        leader waits a turn of the loop first, so submits that arrived together share it); on
+        leader waits while submits keep joining, so those that arrived together share it); on
         the loop when both are quick, else side by side in threads (the submits that arrive
         meanwhile share the next)."""
         refs = tuple(dict.fromkeys(ref for wanted in batches for ref in wanted.refs))

@@ -19,6 +19,8 @@ from typing import Generic, TypeVar
 
 import anyio
 
+MAX_GATHER_TURNS = 12  # a leader gathering while callers keep coming goes after this many
+
 I = TypeVar("I")  # noqa: E741 - an item
 O = TypeVar("O")  # noqa: E741 - its outcome
 
@@ -40,7 +42,11 @@ class Coalescer(Generic[I, O]):
     or an exception that is raised to that item's caller alone. A ``call`` that
     runs without waiting (on the event loop) gathers nothing while it runs:
     ``gather``, when given, is awaited by the leader before it takes its batch
-    (one turn of the loop lets the callers that are ready join it).
+    (one turn of the loop lets the callers that are ready join it). With
+    ``quiet_turns``, the leader then takes turns of the loop for as long as
+    callers keep joining, until that many pass without one (at most
+    :data:`MAX_GATHER_TURNS`): requests read from many sockets in one wake-up
+    reach here a few turns apart (the socket's reader, then the request's task).
     """
 
     def __init__(
@@ -48,9 +54,11 @@ class Coalescer(Generic[I, O]):
         call: Callable[[Sequence[I]], Awaitable[Sequence[O | BaseException]]],
         *,
         gather: Callable[[], Awaitable[None]] | None = None,
+        quiet_turns: int = 0,
     ):
         self._call = call
         self._gather = gather
+        self._quiet_turns = quiet_turns
         self._waiting: list[_Waiting[I, O]] = []
         self._leading = False  # a call runs, or the lead is on its way to a waiter
         self.batches = 0  # calls made, for tests and figures
@@ -82,6 +90,12 @@ class Coalescer(Generic[I, O]):
         """One call for everything waiting, then the lead to whoever arrived during it."""
         if self._gather is not None:  # shielded, as the whole lead is
             await self._gather()
+        quiet = turns = 0
+        while quiet < self._quiet_turns and turns < MAX_GATHER_TURNS:
+            joined = len(self._waiting)
+            await anyio.lowlevel.checkpoint()
+            turns += 1
+            quiet = quiet + 1 if len(self._waiting) == joined else 0
         batch, self._waiting = self._waiting, []
         try:
             self.batches += 1

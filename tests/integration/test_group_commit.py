@@ -79,9 +79,9 @@ async def test_a_duplicate_key_in_a_shared_commit_fails_alone(tmp_path: Path) ->
 async def test_sessions_submitted_at_once_share_one_lookup_and_one_commit(
     config: ParallelTestConfig,
 ) -> None:
-    """Twenty sessions whose submits arrive in the same turn of the loop wait one turn for each
-    other: one ref lookup, one history read and one synced commit for all of them (the first
-    does not go alone while the rest wait for it)."""
+    """Twenty sessions whose submits arrive over a few turns of the loop (as a burst of requests
+    read from their sockets does) wait for each other: one ref lookup, one history read and
+    one synced commit for all of them (the first does not go alone while the rest wait)."""
     async with orchestrator(config) as orch:
         await orch.wait_for_session(
             await orch.create_session([TestRequest(id="w", command="true")])
@@ -90,12 +90,14 @@ async def test_sessions_submitted_at_once_share_one_lookup_and_one_commit(
         lookups, commits = admission._known.batches, writer.synced_commits
         ids: list[str] = []
 
-        async def submit(n: int) -> None:
+        async def submit(n: int, turns_late: int) -> None:
+            for _ in range(turns_late):  # as requests read from many sockets reach it
+                await anyio.lowlevel.checkpoint()
             ids.append(await orch.create_session([TestRequest(id=f"t{n}", command="true")]))
 
         async with anyio.create_task_group() as tg:
             for n in range(20):
-                tg.start_soon(submit, n)
+                tg.start_soon(submit, n, n // 4)  # four a turn, over five turns
         assert (admission._known.batches - lookups, writer.synced_commits - commits) == (1, 1)
         reports = [await orch.wait_for_session(i) for i in ids]
     assert [r.tests_passed for r in reports] == [1] * 20

@@ -159,3 +159,53 @@ async def test_a_call_that_never_waits_gathers_the_ready_callers_with_one_turn()
                 tg.start_soon(submit, item)
         assert results == {i: i * 10 for i in range(5)}
         assert coalescer.batches == batches
+
+
+async def _arriving_turns_apart(coalescer: Coalescer[int, int], count: int) -> None:
+    """``count`` callers, each reaching the coalescer one turn of the loop after the last (as
+    requests read in one wake-up reach a lookup: the socket's reader, then the request's task)."""
+
+    async def submit(item: int) -> None:
+        for _ in range(item):
+            await anyio.lowlevel.checkpoint()
+        await coalescer.submit(item)
+
+    async with anyio.create_task_group() as tg:
+        for item in range(count):
+            tg.start_soon(submit, item)
+
+
+@pytest.mark.parametrize(("quiet_turns", "batches"), [(0, 2), (2, 1)])
+async def test_a_leader_with_quiet_turns_waits_while_callers_keep_coming(
+    quiet_turns: int, batches: int
+) -> None:
+    """Callers arriving a turn apart all share the first call when the leader waits for quiet
+    turns; without, the first goes alone and the rest share the next."""
+    sizes: list[int] = []
+
+    async def call(items: Sequence[int]) -> list[int]:
+        sizes.append(len(items))
+        await anyio.sleep(0.01)
+        return list(items)
+
+    coalescer: Coalescer[int, int] = Coalescer(call, quiet_turns=quiet_turns)
+    await _arriving_turns_apart(coalescer, 6)
+    assert coalescer.batches == batches
+    assert sum(sizes) == 6
+
+
+async def test_a_leader_gathers_for_a_bounded_number_of_turns() -> None:
+    """Callers that never stop coming do not hold the first one back for ever: it goes after
+    MAX_GATHER_TURNS turns with those that came by then."""
+    from parallel_orch.coalesce import MAX_GATHER_TURNS
+
+    sizes: list[int] = []
+
+    async def call(items: Sequence[int]) -> list[int]:
+        sizes.append(len(items))
+        return list(items)
+
+    coalescer: Coalescer[int, int] = Coalescer(call, quiet_turns=2)
+    await _arriving_turns_apart(coalescer, 3 * MAX_GATHER_TURNS)
+    assert sizes[0] <= MAX_GATHER_TURNS + 1
+    assert sum(sizes) == 3 * MAX_GATHER_TURNS
