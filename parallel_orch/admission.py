@@ -275,19 +275,22 @@ class Admission:
         meanwhile share the next)."""
         refs = tuple(dict.fromkeys(ref for wanted in batches for ref in wanted.refs))
         ids = {test_id for wanted in batches for test_id in wanted.ids}
-        history: dict[str, float] = {}
+        history: dict[str, float] | None = None
 
         async def read_history() -> None:
-            history.update(await self.store.history(ids))  # on the loop when small
+            nonlocal history
+            history = await self.store.history(ids)  # on the loop when small
 
-        at_once = await self._resolver.resolve_soon(refs)  # None: not at once
+        # None: not at once. The history is read while cat-file thinks.
+        at_once = await self._resolver.resolve_soon(refs, meanwhile=read_history)
         if at_once is not None:
             resolved = at_once
-            await read_history()
         else:  # in threads, side by side
             async with anyio.create_task_group() as tg:
-                tg.start_soon(read_history)
+                if history is None:  # not read while a quick lookup was tried
+                    tg.start_soon(read_history)
                 resolved = (await self._resolve_together([refs]))[0]
+        history = history or {}
         return [
             _Known(
                 {ref: resolved[ref] for ref in wanted.refs},

@@ -11,7 +11,7 @@ import os
 import re
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from parallel_orch.exceptions import RefError, RepoError
@@ -156,12 +156,15 @@ class RefResolver:
         self._lock = threading.Lock()
         self._stale = False  # resolve_soon failed mid-answer: start the process again
 
-    async def resolve_soon(self, refs: Sequence[str]) -> dict[str, str | RefError] | None:
+    async def resolve_soon(
+        self, refs: Sequence[str], *, meanwhile: Callable[[], Awaitable[None]] | None = None
+    ) -> dict[str, str | RefError] | None:
         """:meth:`resolve` when it is quick: plain names (see :data:`_PLAIN`) that all name
         commits, asked of a ``cat-file`` that runs and that no thread is using. The loop
         serves others while ``cat-file`` thinks (on a busy machine it waits for a core,
         and the loop would wait with it); this costs no hop to a thread. Else ``None``:
-        call :meth:`resolve` in a thread."""
+        call :meth:`resolve` in a thread. ``meanwhile`` is awaited once the question is
+        asked, before its answer is read (only when ``None`` is not returned at once)."""
         import anyio  # here: a client command imports this module and starts no event loop
 
         unique = list(dict.fromkeys(refs))
@@ -173,6 +176,12 @@ class RefResolver:
         try:  # held across the wait: a thread's resolve() waits; resolve_soon() goes by
             assert proc.stdout is not None
             self._write(proc, unique)
+            if meanwhile is not None:
+                try:
+                    await meanwhile()
+                except BaseException:  # the answer is left unread: start again next time
+                    self._stale = True
+                    raise
             with anyio.move_on_after(_ANSWER_SECONDS) as waiting:
                 try:
                     await anyio.wait_readable(proc.stdout.fileno())

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import anyio
+import pytest
 
 from parallel_orch import ExecutionStatus, ParallelTestConfig, SessionStatus, TestRequest
 from parallel_orch.exceptions import RefError
@@ -198,5 +199,48 @@ async def test_a_lookup_cancelled_mid_answer_leaves_no_answer_for_the_next(repo:
             "HEAD": head,
             "feature": feature,
         }
+    finally:
+        resolver.close()
+
+
+async def test_work_given_to_do_meanwhile_runs_while_cat_file_thinks(repo: GitRepo) -> None:
+    """A lookup's other work (the history read) runs while ``cat-file`` has not answered yet
+    (stopped here); when that work fails, the unread answer is never taken for the next
+    lookup's."""
+    resolver = RefResolver(repo.path)
+    try:
+        head = repo.head()
+        feature = repo.branch("feature", {"f.txt": "f\n"})
+        resolver.resolve(["HEAD"])
+        assert resolver._proc is not None
+        pid = resolver._proc.pid
+        ran = anyio.Event()
+
+        async def meanwhile() -> None:
+            ran.set()
+
+        os.kill(pid, signal.SIGSTOP)
+        rescue = threading.Timer(5.0, os.kill, (pid, signal.SIGCONT))
+        rescue.start()
+        found: dict[str, object] = {}
+        async with anyio.create_task_group() as tg:
+
+            async def look_up() -> None:
+                found.update(await resolver.resolve_soon(["HEAD"], meanwhile=meanwhile) or {})
+
+            tg.start_soon(look_up)
+            with anyio.fail_after(2):
+                await ran.wait()
+            still_stopped = _state(pid) == "T"
+            os.kill(pid, signal.SIGCONT)
+        rescue.cancel()
+        assert still_stopped and found == {"HEAD": head}
+
+        async def fails() -> None:
+            raise RuntimeError("the store said no")
+
+        with pytest.raises(RuntimeError, match="the store said no"):
+            await resolver.resolve_soon(["HEAD"], meanwhile=fails)
+        assert resolver.resolve(["feature"]) == {"feature": feature}  # not HEAD's answer
     finally:
         resolver.close()
