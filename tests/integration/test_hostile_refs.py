@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -144,6 +146,27 @@ async def test_plain_names_are_answered_at_once_and_anything_git_must_work_out_i
         resolver.close()
 
 
+def _cat_file_pid(resolver: RefResolver) -> int:
+    """Start the resolver's ``cat-file`` (one lookup); its pid."""
+    resolver.resolve(["HEAD"])
+    assert resolver._proc is not None
+    return resolver._proc.pid
+
+
+@contextmanager
+def _stopped(pid: int) -> Iterator[None]:
+    """``pid`` stopped for the block (as a busy machine delays it); continued after 5 s at the
+    latest, a blocked loop's way out."""
+    os.kill(pid, signal.SIGSTOP)
+    rescue = threading.Timer(5.0, os.kill, (pid, signal.SIGCONT))
+    rescue.start()
+    try:
+        yield
+    finally:
+        rescue.cancel()
+        os.kill(pid, signal.SIGCONT)
+
+
 def _state(pid: int) -> str:
     """A process's state letter from ``/proc`` (``T``: stopped)."""
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -155,24 +178,18 @@ async def test_a_lookup_waits_for_cat_file_without_holding_up_the_loop(repo: Git
     resolver = RefResolver(repo.path)
     try:
         head = repo.head()
-        resolver.resolve(["HEAD"])
-        assert resolver._proc is not None
-        pid = resolver._proc.pid
-        os.kill(pid, signal.SIGSTOP)
-        rescue = threading.Timer(5.0, os.kill, (pid, signal.SIGCONT))  # a blocked loop's way out
-        rescue.start()
+        pid = _cat_file_pid(resolver)
         found = {}
         async with anyio.create_task_group() as tg:
 
             async def look_up() -> None:
                 found.update(await resolver.resolve_soon(["HEAD"]) or {})
 
-            tg.start_soon(look_up)
-            for _ in range(10):  # the loop turns while the lookup waits
-                await anyio.sleep(0.01)
-            still_stopped = _state(pid) == "T"
-            os.kill(pid, signal.SIGCONT)
-        rescue.cancel()
+            with _stopped(pid):
+                tg.start_soon(look_up)
+                for _ in range(10):  # the loop turns while the lookup waits
+                    await anyio.sleep(0.01)
+                still_stopped = _state(pid) == "T"
         assert still_stopped, "the loop was held up until cat-file ran again"
         assert found == {"HEAD": head}
     finally:
@@ -186,13 +203,8 @@ async def test_a_lookup_cancelled_mid_answer_leaves_no_answer_for_the_next(repo:
     try:
         head = repo.head()
         feature = repo.branch("feature", {"f.txt": "f\n"})
-        resolver.resolve(["HEAD"])
-        assert resolver._proc is not None
-        pid = resolver._proc.pid
-        os.kill(pid, signal.SIGSTOP)
-        with anyio.move_on_after(0.05):
+        with _stopped(_cat_file_pid(resolver)), anyio.move_on_after(0.05):
             await resolver.resolve_soon(["HEAD"])
-        os.kill(pid, signal.SIGCONT)
         assert await resolver.resolve_soon(["feature"]) is None  # out of step: not asked
         assert resolver.resolve(["feature"]) == {"feature": feature}
         assert await resolver.resolve_soon(["HEAD", "feature"]) == {
@@ -211,29 +223,23 @@ async def test_work_given_to_do_meanwhile_runs_while_cat_file_thinks(repo: GitRe
     try:
         head = repo.head()
         feature = repo.branch("feature", {"f.txt": "f\n"})
-        resolver.resolve(["HEAD"])
-        assert resolver._proc is not None
-        pid = resolver._proc.pid
+        pid = _cat_file_pid(resolver)
         ran = anyio.Event()
 
         async def meanwhile() -> None:
             ran.set()
 
-        os.kill(pid, signal.SIGSTOP)
-        rescue = threading.Timer(5.0, os.kill, (pid, signal.SIGCONT))
-        rescue.start()
         found: dict[str, object] = {}
         async with anyio.create_task_group() as tg:
 
             async def look_up() -> None:
                 found.update(await resolver.resolve_soon(["HEAD"], meanwhile=meanwhile) or {})
 
-            tg.start_soon(look_up)
-            with anyio.fail_after(2):
-                await ran.wait()
-            still_stopped = _state(pid) == "T"
-            os.kill(pid, signal.SIGCONT)
-        rescue.cancel()
+            with _stopped(pid):
+                tg.start_soon(look_up)
+                with anyio.fail_after(2):
+                    await ran.wait()
+                still_stopped = _state(pid) == "T"
         assert still_stopped and found == {"HEAD": head}
 
         async def fails() -> None:
