@@ -164,24 +164,51 @@ class RefResolver:
         serves others while ``cat-file`` thinks (on a busy machine it waits for a core,
         and the loop would wait with it); this costs no hop to a thread. Else ``None``:
         call :meth:`resolve` in a thread. ``meanwhile`` is awaited once the question is
-        asked, before its answer is read (only when ``None`` is not returned at once)."""
-        import anyio  # here: a client command imports this module and starts no event loop
-
+        asked, before its answer is read (only when ``None`` is not returned at once); what
+        it raises is raised, and the unread answer is dropped with the process."""
         unique = list(dict.fromkeys(refs))
         if len(unique) > _BATCH_LINES or not all(_PLAIN.fullmatch(r) for r in unique):
             return None
+        if not unique:  # nothing to ask: cat-file would never answer
+            if meanwhile is not None:
+                await meanwhile()
+            return {}
         proc = self._proc
         if proc is None or self._stale or not self._lock.acquire(blocking=False):
             return None
         try:  # held across the wait: a thread's resolve() waits; resolve_soon() goes by
-            assert proc.stdout is not None
-            self._write(proc, unique)
+            if not self._ask_soon(proc, unique):
+                return None
             if meanwhile is not None:
-                try:
+                try:  # its own errors are its caller's, whatever they are
                     await meanwhile()
                 except BaseException:  # the answer is left unread: start again next time
                     self._stale = True
                     raise
+            found = await self._answer_soon(proc, unique)
+        finally:
+            self._lock.release()
+        if found is None or len(found) < len(unique):  # not a commit: rev-parse says why
+            return None
+        return dict(found)
+
+    def _ask_soon(self, proc: subprocess.Popen[str], refs: Sequence[str]) -> bool:
+        try:
+            self._write(proc, refs)
+        except (OSError, ValueError):
+            self._stale = True  # closing waits for the process: resolve() does it
+            return False
+        return True
+
+    async def _answer_soon(
+        self, proc: subprocess.Popen[str], refs: Sequence[str]
+    ) -> dict[str, str] | None:
+        """``cat-file``'s answer, awaited without blocking the loop; ``None`` (and the process
+        marked stale) when it fails or takes too long."""
+        import anyio  # here: a client command imports this module and starts no event loop
+
+        assert proc.stdout is not None
+        try:
             with anyio.move_on_after(_ANSWER_SECONDS) as waiting:
                 try:
                     await anyio.wait_readable(proc.stdout.fileno())
@@ -190,15 +217,10 @@ class RefResolver:
                     raise
             if waiting.cancelled_caught:
                 raise OSError(f"git cat-file did not answer in {_ANSWER_SECONDS:g} s")
-            found = self._read(proc, unique)
+            return self._read(proc, refs)
         except (OSError, ValueError, RepoError):
             self._stale = True  # closing waits for the process: resolve() does it
             return None
-        finally:
-            self._lock.release()
-        if len(found) < len(unique):  # not a commit: rev-parse says why, in resolve()
-            return None
-        return dict(found)
 
     def resolve(self, refs: Sequence[str]) -> dict[str, str | RefError]:
         unique = list(dict.fromkeys(refs))

@@ -215,3 +215,20 @@ async def test_a_submit_waits_off_the_loop_while_another_process_writes(
         other.close()
     assert len(ids) == 1
     assert ticks >= 20  # the loop ran through the half second the lock was held
+
+
+async def test_a_default_session_opens_at_once_after_other_sessions(
+    config: ParallelTestConfig,
+) -> None:
+    """``submit_test`` after a session has run opens the default session (a session of no
+    tests yet, so no refs to look up) without waiting for an answer git never sends."""
+    async with orchestrator(config) as orch:
+        await orch.wait_for_session(
+            await orch.create_session([TestRequest(id="a", command="true")])
+        )
+        started = time.monotonic()
+        await orch.submit_test(TestRequest(id="b", command="true"))
+        waited = time.monotonic() - started
+        report = await orch.wait_for_completion()
+    assert waited < 5, f"opening the default session took {waited:.1f} s (the lookup's timeout)"
+    assert report is not None and report.tests_passed == 1
