@@ -88,16 +88,10 @@ class Coalescer(Generic[I, O]):
 
     async def _lead(self) -> None:
         """One call for everything waiting, then the lead to whoever arrived during it."""
-        if self._gather is not None:  # shielded, as the whole lead is
-            await self._gather()
-        quiet = turns = 0
-        while quiet < self._quiet_turns and turns < MAX_GATHER_TURNS:
-            joined = len(self._waiting)
-            await anyio.lowlevel.checkpoint()
-            turns += 1
-            quiet = quiet + 1 if len(self._waiting) == joined else 0
-        batch, self._waiting = self._waiting, []
-        try:
+        batch: list[_Waiting[I, O]] = []
+        try:  # shielded, as the whole lead is; but asyncio's own cancel goes through a shield
+            await self._gathering()
+            batch, self._waiting = self._waiting, []
             self.batches += 1
             try:
                 outcomes = await self._call([w.item for w in batch])
@@ -120,6 +114,17 @@ class Coalescer(Generic[I, O]):
             successor.woken.set()
         else:
             self._leading = False
+
+    async def _gathering(self) -> None:
+        """``gather``, then turns of the loop while callers keep joining (``quiet_turns``)."""
+        if self._gather is not None:
+            await self._gather()
+        quiet = turns = 0
+        while quiet < self._quiet_turns and turns < MAX_GATHER_TURNS:
+            joined = len(self._waiting)
+            await anyio.lowlevel.checkpoint()
+            turns += 1
+            quiet = quiet + 1 if len(self._waiting) == joined else 0
 
 
 def _settle(waiting: _Waiting[I, O], outcome: O | BaseException) -> None:

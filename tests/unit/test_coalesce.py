@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import anyio
@@ -209,3 +210,23 @@ async def test_a_leader_gathers_for_a_bounded_number_of_turns() -> None:
     await _arriving_turns_apart(coalescer, 3 * MAX_GATHER_TURNS)
     assert sizes[0] <= MAX_GATHER_TURNS + 1
     assert sum(sizes) == 3 * MAX_GATHER_TURNS
+
+
+async def test_a_leader_cancelled_by_asyncio_while_gathering_leaves_nobody_waiting() -> None:
+    """asyncio's own cancel (``asyncio.wait_for`` around a submit in a plain asyncio program)
+    goes through anyio's shield: a leader cancelled so while gathering fails its batch mates
+    at once rather than leaving them, and every later caller, waiting for ever."""
+
+    async def call(items: Sequence[int]) -> list[int]:
+        return [i * 10 for i in items]
+
+    coalescer: Coalescer[int, int] = Coalescer(call, quiet_turns=3)
+    first = asyncio.ensure_future(coalescer.submit(1))
+    await asyncio.sleep(0)  # it leads, and is gathering
+    second = asyncio.ensure_future(coalescer.submit(2))
+    await asyncio.sleep(0)
+    first.cancel()
+    with anyio.fail_after(2), pytest.raises(RuntimeError, match="abandoned"):
+        await second
+    with anyio.fail_after(2):
+        assert await coalescer.submit(3) == 30
