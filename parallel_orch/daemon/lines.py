@@ -35,6 +35,7 @@ class LineReader:
         self._loop = loop
         self._registered = False
         self._waiter: asyncio.Future[None] | None = None
+        self._error: OSError | None = None  # a reset found by a wake-up's peek
 
     def close(self) -> None:
         """Stop watching the socket (with a ``loop``); call before it closes."""
@@ -71,6 +72,8 @@ class LineReader:
                 await self._readable()
                 continue
             if not data:
+                if self._error is not None:  # the wake-up's peek took the socket's error
+                    raise self._error
                 raise anyio.IncompleteRead
             self._buffer += data
 
@@ -94,8 +97,8 @@ class LineReader:
             self._sock.recv(1, socket.MSG_PEEK)  # data, or b"" at the end: readable
         except BlockingIOError:
             return
-        except OSError:
-            pass  # the reader's recv raises it
+        except OSError as exc:  # taken from the socket: the reader's recv sees the end
+            self._error = exc
         if self._waiter is not None:
             if not self._waiter.done():
                 self._waiter.set_result(None)

@@ -1,7 +1,9 @@
 """The daemon's event loop: one known, harmless asyncio race kept out of its log.
 
-anyio's Unix socket streams wait for a socket to become readable with
-``loop.add_reader(sock, future.set_result, None)``. When the task reading a
+anyio's Unix socket streams wait for a socket with
+``loop.add_reader(sock, future.set_result, None)`` (the daemon's connections
+now read through :mod:`parallel_orch.daemon.lines`, which does not; anyio's
+waits for a socket to take a reply's rest, and its listener, still do). When the task reading a
 connection is cancelled (a client hangs up, the daemon stops) in the same
 loop iteration as the socket becomes readable, the reader's callback runs
 on the cancelled future before its done-callback has removed the reader, and

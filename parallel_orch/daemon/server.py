@@ -241,6 +241,8 @@ class Connection:
                         lines.send_nowait(line)
                     except anyio.WouldBlock:
                         await lines.send(line)
+                else:  # a keep-alive: a flood of them must not hold the loop (lines may not wait)
+                    await anyio.lowlevel.checkpoint()
 
     async def _end_of_input(self, lines: MemoryObjectSendStream[Line]) -> None:
         """The client sent EOF: answer what it sent; stop a watch if it hung up entirely."""

@@ -6,6 +6,7 @@ result models, raising :class:`~parallel_orch.daemon.protocol.RpcError`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -45,6 +46,12 @@ WATCH_BUFFER_EVENTS = 2048  # events a watcher may fall behind by before it is d
 REPLAY_CHUNK = 256  # events of a watch's replay sent in one write
 
 
+@functools.cache
+def _version() -> str:
+    """This package's version, looked up once: a lookup walks the import path (~1 ms)."""
+    return metadata.version("parallel-orch")
+
+
 def rpc_error(exc: OrchError) -> RpcError:
     """Our engine's exceptions as protocol errors, keeping their messages."""
     if isinstance(exc, RpcError):
@@ -76,7 +83,6 @@ class DaemonService:
         self.stop_requested = anyio.Event()
         self.forced = anyio.Event()  # stop now: no grace for running attempts
         self._started = time.monotonic()
-        self._version = metadata.version("parallel-orch")  # a lookup on the import path: ~1 ms
         self._submitting = 0  # submits between the accepting check and their commit
         self._submitted = anyio.Event()
         self._eta: SessionEta | None = None  # made at first use: the store opens with the orch
@@ -135,7 +141,7 @@ class DaemonService:
     def ping(self) -> p.PingResult:
         return p.PingResult(
             protocol=p.PROTOCOL_VERSION,
-            version=self._version,
+            version=_version(),
             pid=os.getpid(),
             repo=str(self.orch.repo),
             state_dir=str(self.orch.state_dir),

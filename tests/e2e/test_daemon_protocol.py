@@ -6,7 +6,10 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -445,6 +448,35 @@ async def test_an_id_that_is_not_an_integer_or_string_is_an_invalid_request(
     assert reply["id"] is None
     code, message = error_of(reply)
     assert code == ErrorCode.INVALID_REQUEST and "id" in message
+
+
+async def test_a_client_flooding_blank_lines_does_not_hold_up_the_others(
+    daemon: DaemonProcess,
+) -> None:
+    """While one client sends nothing but blank lines as fast as it can, another client's
+    ping is answered at once, not after the flood."""
+    stop = threading.Event()
+
+    def flood() -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(daemon.socket))
+            chunk = b"\n" * 65536
+            while not stop.is_set():
+                sock.sendall(chunk)
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    try:
+        await anyio.sleep(0.3)  # the daemon is reading the flood
+        async with RawClient.connect(daemon.socket) as client:
+            started = time.monotonic()
+            reply = await client.call("ping", request_id=5)
+            waited = time.monotonic() - started
+    finally:
+        stop.set()
+        flooder.join(10)
+    assert reply["id"] == 5
+    assert waited < 1.0, f"the ping waited {waited:.1f} s behind another client's blank lines"
 
 
 async def test_blank_lines_are_ignored_as_keep_alives(daemon: DaemonProcess) -> None:

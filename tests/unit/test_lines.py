@@ -141,3 +141,24 @@ async def test_a_call_waiting_for_its_reply_ends_when_the_client_closes(tmp_path
                 tg.start_soon(ping)
                 await anyio.sleep(0.05)
     assert len(errors) == 1
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["per-wait", "kept-registered"])
+async def test_a_reset_connection_is_an_error_not_an_end(
+    pair: tuple[socket.socket, socket.socket], kept: bool
+) -> None:
+    """A peer that goes away without reading what it was sent resets the connection: the
+    reader says so (an OSError), as a clean end of the stream would not."""
+    ours, theirs = pair
+    reader = reader_of(ours, kept)
+    async with anyio.create_task_group() as tg:
+
+        async def reset_soon() -> None:
+            await anyio.sleep(0.05)
+            ours.send(b"a reply the peer never reads\n")
+            theirs.close()
+
+        tg.start_soon(reset_soon)
+        with pytest.raises(ConnectionResetError):
+            await reader.receive_line(100)
+    reader.close()
