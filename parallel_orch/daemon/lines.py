@@ -4,8 +4,9 @@ anyio's buffered stream over a socket stream takes a turn of the event loop
 before every ``recv`` and registers the socket with the loop by the object,
 whose repr (a ``getpeername`` call) asyncio formats each time. Here a line
 already in the socket costs one ``recv``, and a wait for more data registers
-the descriptor alone: with twenty clients sending at once that was a tenth
-of a millisecond a line of the daemon's single thread.
+the descriptor alone: about 40 µs a request of the daemon's single thread
+(20 clients pinging back to back: 148-157 µs of its CPU a ping, from 188-198),
+and 20 more where the socket stays registered.
 """
 
 from __future__ import annotations
