@@ -241,7 +241,7 @@ class Connection:
                         lines.send_nowait(line)
                     except anyio.WouldBlock:
                         await lines.send(line)
-                else:  # a keep-alive: a flood of them must not hold the loop (lines may not wait)
+                else:  # a keep-alive: a turn for each, as reading takes none (a flood of them)
                     await anyio.lowlevel.checkpoint()
 
     async def _end_of_input(self, lines: MemoryObjectSendStream[Line]) -> None:
