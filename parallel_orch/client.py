@@ -121,6 +121,10 @@ class DaemonClient(AsyncContextManagerMixin):
 
     async def _receive(self) -> dict[str, Any]:
         assert self._reader is not None
+        # A turn of the loop for each message, as anyio's stream took: a watch replaying a
+        # long session's events lets the program's other tasks (its ETA reads, a timeout)
+        # run between them, however many are already read.
+        await anyio.lowlevel.checkpoint()
         try:
             line = await self._reader.receive_line(MAX_REPLY_BYTES)
         except (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,3 +163,55 @@ async def test_a_reset_connection_is_an_error_not_an_end(
         with pytest.raises(ConnectionResetError):
             await reader.receive_line(100)
     reader.close()
+
+
+async def test_a_client_lets_other_tasks_run_between_events_it_has_already_read(
+    tmp_path: Path,
+) -> None:
+    """A watch whose events arrive all at once (a long session's replay) still gives the
+    program's other tasks (``watch``'s ETA reads, say) a turn between events."""
+    from parallel_orch import events
+    from parallel_orch.daemon import protocol as p
+
+    count = 200
+    path = tmp_path / "s.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)  # the watch request
+            replay = [events.session_started("s1", count)] + [
+                events.test_finished("s1", test_id=f"t{n}", execution_id=n, status="passed")
+                for n in range(count)
+            ]
+            conn.sendall(b"".join(p.notification_line(e) for e in replay))
+            conn.recv(1)  # until the client goes
+
+    turns = 0
+
+    async def tick() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    with listener:
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        seen = 0
+        async with DaemonClient(path) as client, anyio.create_task_group() as tg:
+            async for _ in client.watch("s1"):
+                seen += 1
+                if seen == 1:
+                    await anyio.sleep(0.1)  # all the rest has arrived
+                    tg.start_soon(tick)
+                    await anyio.lowlevel.checkpoint()
+                    turns = 0
+                if seen == count + 1:
+                    break
+            tg.cancel_scope.cancel()
+        server.join(5)
+    assert turns >= count // 2, f"other tasks ran {turns} times over {count} events"
