@@ -41,8 +41,8 @@ class Coalescer(Generic[I, O]):
     ``call`` gets a batch and returns one outcome per item, in order: a value,
     or an exception that is raised to that item's caller alone. A ``call`` that
     runs without waiting (on the event loop) gathers nothing while it runs:
-    ``gather``, when given, is awaited by the leader before it takes its batch
-    (one turn of the loop lets the callers that are ready join it). With
+    with ``gather_turns`` the leader takes that many turns of the loop before it
+    takes its batch (one lets the callers that are ready join it). With
     ``quiet_turns``, the leader then takes turns of the loop for as long as
     callers keep joining, until that many pass without one (at most
     :data:`MAX_GATHER_TURNS`): requests read from many sockets in one wake-up
@@ -53,11 +53,11 @@ class Coalescer(Generic[I, O]):
         self,
         call: Callable[[Sequence[I]], Awaitable[Sequence[O | BaseException]]],
         *,
-        gather: Callable[[], Awaitable[None]] | None = None,
+        gather_turns: int = 0,
         quiet_turns: int = 0,
     ):
         self._call = call
-        self._gather = gather
+        self._gather_turns = gather_turns
         self._quiet_turns = quiet_turns
         self._waiting: list[_Waiting[I, O]] = []
         self._leading = False  # a call runs, or the lead is on its way to a waiter
@@ -116,9 +116,10 @@ class Coalescer(Generic[I, O]):
             self._leading = False
 
     async def _gathering(self) -> None:
-        """``gather``, then turns of the loop while callers keep joining (``quiet_turns``)."""
-        if self._gather is not None:
-            await self._gather()
+        """``gather_turns`` turns of the loop, then more while callers keep joining
+        (``quiet_turns``)."""
+        for _ in range(self._gather_turns):
+            await anyio.lowlevel.checkpoint()
         quiet = turns = 0
         while quiet < self._quiet_turns and turns < MAX_GATHER_TURNS:
             joined = len(self._waiting)

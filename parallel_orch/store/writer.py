@@ -131,7 +131,9 @@ class Writer:
         self._db: sqlite3.Connection | None = None
         self._writes = 0
         self._checkpointer: threading.Thread | None = None
-        self._synced: Coalescer[_Synced, Any] = Coalescer(self._commit_synced, gather=self._gather)
+        # One turn before a synced commit: submits ready by then share it (a burst's first
+        # submit would otherwise commit alone, the rest waiting for its fsync).
+        self._synced: Coalescer[_Synced, Any] = Coalescer(self._commit_synced, gather_turns=1)
         self._sync_times: deque[float] = deque(maxlen=SYNC_TIMES_KEPT)  # seconds, newest last
 
     @property
@@ -221,11 +223,6 @@ class Writer:
         """Whether the next synced commit runs on the event loop (the disk syncs fast)."""
         times = self._sync_times
         return len(times) > 0 and statistics.median(times) <= INLINE_SYNC_SECONDS
-
-    async def _gather(self) -> None:
-        """Before a synced commit, one turn of the loop: submits ready by then share it (a
-        burst's first submit would otherwise commit alone, the rest waiting for its fsync)."""
-        await anyio.lowlevel.checkpoint()
 
     async def _commit_synced(self, batch: Sequence[_Synced]) -> list[Any]:
         fns = [item.fn for item in batch]

@@ -141,13 +141,13 @@ async def test_a_cancelled_waiter_neither_blocks_nor_loses_the_others() -> None:
 
 async def test_a_call_that_never_waits_gathers_the_ready_callers_with_one_turn() -> None:
     """A call that runs without waiting (on the loop) serves the callers ready at the same
-    time in one batch when given ``gather``; without it, each is served alone."""
+    time in one batch when given a gathering turn; without it, each is served alone."""
 
     async def call(items: Sequence[int]) -> list[int]:
         return [i * 10 for i in items]  # no await: nobody can join while it runs
 
-    for gather, batches in ((anyio.lowlevel.checkpoint, 1), (None, 5)):
-        coalescer: Coalescer[int, int] = Coalescer(call, gather=gather)
+    for gather_turns, batches in ((1, 1), (0, 5)):
+        coalescer: Coalescer[int, int] = Coalescer(call, gather_turns=gather_turns)
         results: dict[int, int] = {}
 
         async def submit(
