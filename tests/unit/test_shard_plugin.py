@@ -132,7 +132,7 @@ def test_cases_recorded_as_taking_no_time_still_weigh_their_cost() -> None:
     in a shard beside 100 cases of 5 ms as if it cost nothing; counted at 1 ms a case, it
     is split so each shard runs about 1.1 s."""
     make_plan = plugin().make_plan
-    durations = {**{f"fast::t{n}": 0.0 for n in range(1000)}}
+    durations = {f"fast::t{n}": 0.0 for n in range(1000)}
     durations.update({f"slow::t{n}": 0.005 for n in range(100)})
     blind = make_plan(durations, 2)
     assert max(blind.counts) > 1000  # the 0.000s weigh nothing: one shard gets them all
