@@ -25,6 +25,11 @@ host takes idle memory back, and a page touched after a pause faults again.
 So the time to write 1,000 resident pages of this process after 0, 5 and 50 ms
 asleep is printed beside the bursts, as the fsync is beside the commits.
 
+Then the same bursts twice more, for scale: with every worker held by a long
+test (the submit path alone: the submits only queue), and to
+``bench.ack_floor``'s minimal server (the daemon's own parsing, insert and
+synced commit, nothing else: the floor on this machine).
+
 Targets: submit-to-ack p99 < 10 ms (both ways); daemon / run <= 1.2.
 """
 
@@ -32,10 +37,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -57,6 +65,8 @@ BURST_PAUSE = 0.05  # seconds a burst comes after the sessions of the one before
 WARM_PAUSE = 0.005  # and the same burst sooner, for comparison
 PAGE = 4096
 RETOUCH_PAGES = 1000
+HELD = "20 submits at once, workers held (the submit path alone), 50 ms after the last acks,"
+FLOOR = "20 submits at once to bench.ack_floor's minimal server, 50 ms after the last acks,"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -107,10 +117,12 @@ async def submit_all(socket: Path, per_client: int) -> tuple[list[float], float]
     return latencies, time.perf_counter() - started
 
 
-async def bursts(socket: Path, count: int, pause: float = BURST_PAUSE) -> list[float]:
+async def bursts(
+    socket: Path, count: int, pause: float = BURST_PAUSE, *, wait_sessions: bool = True
+) -> list[float]:
     """Latencies of ``count`` bursts of one submit from each client at the same instant,
     each burst ``pause`` seconds after the sessions of the one before have ended (and every
-    client is waiting for the signal)."""
+    client is waiting for the signal); without ``wait_sessions``, after its acks."""
     latencies: list[float] = []
     async with contextlib.AsyncExitStack() as stack:
         conns = [await stack.enter_async_context(DaemonClient(socket)) for _ in range(CLIENTS)]
@@ -145,9 +157,51 @@ async def bursts(socket: Path, count: int, pause: float = BURST_PAUSE) -> list[f
                 await all_waiting.wait()  # every client waiting on the event
                 await anyio.sleep(pause)
                 go.set()
-            for conn, session_id in sessions:
+            for conn, session_id in sessions if wait_sessions else ():
                 await conn.wait(session_id)
     return latencies
+
+
+async def held_bursts(socket: Path, count: int) -> list[float]:
+    """:func:`bursts` with every worker held by a long test, so that the submits only
+    queue: the submit path alone, nothing of the sessions' own work beside it."""
+    async with DaemonClient(socket) as conn:
+        hold = [TestRequest(id=f"hold{n}", command=("sleep", "600")) for n in range(WORKERS)]
+        await conn.submit(requests=hold)
+        for _ in range(600):  # the workers' state is polled: no event tells it
+            if all(w.test_id for w in (await conn.status()).workers):
+                break
+            await anyio.sleep(0.05)
+        else:
+            raise RuntimeError("the held tests did not start within 30 s")
+    return await bursts(socket, count, wait_sessions=False)
+
+
+async def floor_bursts(socket: Path, count: int) -> list[float]:
+    """:func:`bursts` to ``bench.ack_floor``, after one burst untimed (the daemon's bursts
+    come after its warm-up too: the first use of each model builds its validator)."""
+    await bursts(socket, 1, wait_sessions=False)
+    return await bursts(socket, count, wait_sessions=False)
+
+
+@contextlib.contextmanager
+def running_floor(work: Path) -> Iterator[Path]:
+    """``bench.ack_floor``'s minimal server (see there), listening on the socket it yields."""
+    socket_dir = Path(tempfile.mkdtemp(dir="/tmp", prefix="po-floor-"))  # short: sun_path
+    socket = socket_dir / "floor.sock"
+    argv = [sys.executable, "-m", "bench.ack_floor", str(socket), str(work / "floor.sqlite3")]
+    proc = subprocess.Popen(argv, env=cli_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != str(socket):
+            raise RuntimeError("bench.ack_floor did not start")
+        yield socket
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def retouch_ms(idle: float, pages: int = RETOUCH_PAGES, rounds: int = 5) -> float:
@@ -180,6 +234,9 @@ def run(quick: bool) -> list[Figure]:
         daemon_cpu = cpu_seconds(daemon.pid) - cpu_before
         burst = anyio.run(bursts, daemon.socket, BURSTS // 2 if quick else BURSTS)
         warm_burst = anyio.run(bursts, daemon.socket, BURSTS // 2 if quick else BURSTS, WARM_PAUSE)
+        held = anyio.run(held_bursts, daemon.socket, BURSTS // 2 if quick else BURSTS)
+    with running_floor(work) as floor_socket:
+        floor = anyio.run(floor_bursts, floor_socket, BURSTS // 2 if quick else BURSTS)
     retouch = {idle: retouch_ms(idle) for idle in (0.0, WARM_PAUSE, BURST_PAUSE)}
     fsyncs = fsync_seconds(repo / ".parallel-orch")  # the daemon's state dir, the store's disk
     total = CLIENTS * per_client
@@ -221,6 +278,10 @@ def run(quick: bool) -> list[Figure]:
         ),
         Figure(f"{warm} p50", percentile(warm_burst, 50) * 1000, "ms"),
         Figure(f"{warm} p99", percentile(warm_burst, 99) * 1000, "ms"),
+        Figure(f"{HELD} p50", percentile(held, 50) * 1000, "ms"),
+        Figure(f"{HELD} p99", percentile(held, 99) * 1000, "ms"),
+        Figure(f"{FLOOR} p50", percentile(floor, 50) * 1000, "ms"),
+        Figure(f"{FLOOR} p99", percentile(floor, 99) * 1000, "ms"),
         Figure(
             f"{RETOUCH_PAGES} resident pages written after {BURST_PAUSE * 1000:g} ms idle",
             retouch[BURST_PAUSE],
