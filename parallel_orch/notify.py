@@ -225,8 +225,14 @@ class Notifier(AsyncContextManagerMixin):
                         self.policy.max_total_seconds - elapsed,
                     )
                     await anyio.sleep(wait)
-            limit = self.policy.max_total_seconds if total.cancelled_caught else None
-            status = _status(outcome or Outcome(error="no answer"), tries, time_limit=limit)
+            ended = outcome or Outcome(error="no answer")
+            # Out of time: cut off by the total, or stopped by the policy because the next
+            # try would come past it (a try that ended just short of the deadline).
+            out_of_time = total.cancelled_caught or (
+                not ended.delivered and ended.retryable and tries < self.policy.max_tries
+            )
+            limit = self.policy.max_total_seconds if out_of_time else None
+            status = _status(ended, tries, time_limit=limit)
             return status
         finally:  # cancelled (a forced stop): say so, then let the cancellation go on
             if status is None:

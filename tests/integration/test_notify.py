@@ -148,6 +148,21 @@ async def test_a_server_that_never_answers_is_given_up_within_the_total_time(
     )
 
 
+async def test_a_delivery_stopped_short_of_its_total_time_says_the_time_ran_out(
+    make_config: MakeConfig,
+) -> None:
+    """Tries left but no time for the next wait: recorded as out of time, not as out of tries."""
+    policy = NotifyPolicy(  # try 1 ends at 0.1 s, try 2 at 0.7 s; its 1 s wait ends past 1.5 s
+        initial_seconds=0.5, max_wait_seconds=10.0, timeout_seconds=0.1, max_total_seconds=1.5
+    )
+    with webhook_server(hold=True) as server:
+        config = make_config(notify_url=server.url)
+        async with orchestrator(config, policy) as orch:
+            report = await orch.run_tests(REQUESTS)
+    status = await notify_status(config, report.session_id)
+    assert status == "failed: no delivery within 1.5s, 2 tries (last: timed out)"
+
+
 async def test_a_session_names_its_own_webhook_and_keeps_the_configured_gates(
     make_config: MakeConfig,
 ) -> None:
