@@ -38,13 +38,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import shutil
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,7 +49,7 @@ import anyio
 
 from bench.cli_process import cli_argv
 from bench.common import Figure, bench_main, fmt_ms, fresh_dir, init_repo, note
-from bench.daemon_process import cli_env, percentile, running_daemon
+from bench.daemon_process import cli_env, percentile, running_daemon, running_floor
 from parallel_orch import TestRequest
 from parallel_orch.client import DaemonClient
 
@@ -187,26 +184,6 @@ async def floor_bursts(socket: Path, count: int) -> list[float]:
     return await bursts(socket, count, wait_sessions=False)
 
 
-@contextlib.contextmanager
-def running_floor(work: Path) -> Iterator[Path]:
-    """``bench.ack_floor``'s minimal server (see there), listening on the socket it yields."""
-    socket_dir = Path(tempfile.mkdtemp(dir="/tmp", prefix="po-floor-"))  # short: sun_path
-    socket = socket_dir / "floor.sock"
-    argv = [sys.executable, "-m", "bench.ack_floor", str(socket), str(work / "floor.sqlite3")]
-    proc = subprocess.Popen(argv, env=cli_env(), stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != str(socket):
-            raise RuntimeError("bench.ack_floor did not start")
-        yield socket
-    finally:
-        proc.kill()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        shutil.rmtree(socket_dir, ignore_errors=True)
-
-
 def measured(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """``anyio.run(fn, *args)`` with this process's garbage collected first and what is
     left frozen: a full collection of what the phases before left (30 ms was seen) would
@@ -247,8 +224,8 @@ def run(quick: bool) -> list[Figure]:
         burst = measured(bursts, daemon.socket, BURSTS // 2 if quick else BURSTS)
         warm_burst = measured(bursts, daemon.socket, BURSTS // 2 if quick else BURSTS, WARM_PAUSE)
         held = measured(held_bursts, daemon.socket, BURSTS // 2 if quick else BURSTS)
-    with running_floor(work) as floor_socket:
-        floor = measured(floor_bursts, floor_socket, BURSTS // 2 if quick else BURSTS)
+    with running_floor(work / "floor.sqlite3", log=work / "floor.log") as floor_server:
+        floor = measured(floor_bursts, floor_server.socket, BURSTS // 2 if quick else BURSTS)
     retouch = {idle: retouch_ms(idle) for idle in (0.0, WARM_PAUSE, BURST_PAUSE)}
     fsyncs = fsync_seconds(repo / ".parallel-orch")  # the daemon's state dir, the store's disk
     total = CLIENTS * per_client

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,33 +36,46 @@ def running_daemon(
     repo: Path, *, workers: int, log: Path, args: Sequence[str] = ()
 ) -> Iterator[Daemon]:
     """``parallel-orch daemon`` on ``repo``, ready (it printed its socket); forced to stop after."""
+    daemon = [sys.executable, "-m", "parallel_orch", "daemon", "--repo", str(repo)]
+    with serving(
+        lambda socket: [*daemon, "--socket", str(socket), "-j", str(workers), *args],
+        name="the daemon",
+        cwd=repo,
+        log=log,
+    ) as served:
+        yield served
+
+
+@contextmanager
+def running_floor(store: Path, *, log: Path) -> Iterator[Daemon]:
+    """``bench.ack_floor``'s minimal server (see there) on a store at ``store``, ready."""
+    floor = [sys.executable, "-m", "bench.ack_floor"]
+    with serving(
+        lambda socket: [*floor, str(socket), str(store)], name="bench.ack_floor", cwd=None, log=log
+    ) as served:
+        yield served
+
+
+@contextmanager
+def serving(
+    argv: Callable[[Path], list[str]], *, name: str, cwd: Path | None, log: Path
+) -> Iterator[Daemon]:
+    """The server ``argv(socket)`` starts, once it has printed its socket (it is listening
+    then); stopped after with SIGTERM, twice (a daemon's second one forces its stop)."""
     socket_dir = Path(tempfile.mkdtemp(dir="/tmp", prefix="po-bench-"))  # short: sun_path
     socket = socket_dir / "d.sock"
-    argv = [
-        sys.executable,
-        "-m",
-        "parallel_orch",
-        "daemon",
-        "--repo",
-        str(repo),
-        "--socket",
-        str(socket),
-        "-j",
-        str(workers),
-        *args,
-    ]
     with log.open("w") as stderr:
         proc = subprocess.Popen(
-            argv, cwd=repo, env=cli_env(), stdout=subprocess.PIPE, stderr=stderr, text=True
+            argv(socket), cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=stderr, text=True
         )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
         if line != str(socket):
-            raise RuntimeError(f"the daemon did not start (printed {line!r}); see {log}")
+            raise RuntimeError(f"{name} did not start (printed {line!r}); see {log}")
         yield Daemon(proc.pid, socket)
     finally:
-        for _ in range(2):  # SIGTERM, then SIGTERM again: the second forces
+        for _ in range(2):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         proc.wait(60)
