@@ -69,12 +69,17 @@ class NotifyPolicy:
         :param tries: tries made so far (>= 1), the last one's ``outcome``.
         :param elapsed_seconds: since the first try started.
         """
-        if outcome.delivered or not outcome.retryable or tries >= self.max_tries:
+        if not self.retries(outcome, tries=tries):
             return None
         wait = min(self.max_wait_seconds, self.initial_seconds * self.base ** (tries - 1))
         if elapsed_seconds + wait >= self.max_total_seconds:
             return None
         return wait
+
+    def retries(self, outcome: Outcome, *, tries: int) -> bool:
+        """Whether another try follows ``outcome``, time allowing: when it does not come,
+        the total time is why."""
+        return not outcome.delivered and outcome.retryable and tries < self.max_tries
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,9 +233,7 @@ class Notifier(AsyncContextManagerMixin):
             ended = outcome or Outcome(error="no answer")
             # Out of time: cut off by the total, or stopped by the policy because the next
             # try would come past it (a try that ended just short of the deadline).
-            out_of_time = total.cancelled_caught or (
-                not ended.delivered and ended.retryable and tries < self.policy.max_tries
-            )
+            out_of_time = total.cancelled_caught or self.policy.retries(ended, tries=tries)
             limit = self.policy.max_total_seconds if out_of_time else None
             status = _status(ended, tries, time_limit=limit)
             return status
