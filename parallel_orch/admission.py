@@ -23,6 +23,7 @@ from parallel_orch import events, gitrepo, sharding
 from parallel_orch.coalesce import Coalescer
 from parallel_orch.events import EventBus
 from parallel_orch.exceptions import DuplicateSubmitError, OrchestratorClosedError, RefError
+from parallel_orch.intake import Intake
 from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.queue import QueueItem, TestQueue
 from parallel_orch.report.options import ReportOptions
@@ -135,6 +136,7 @@ class Admission:
         self.accepting = False
         self._default: SessionState | None = None  # of submit_batch
         self._default_lock = anyio.Lock()
+        self.intake = Intake()  # admissions in progress: workers let them finish first
 
     @property
     def num_workers(self) -> int:
@@ -159,46 +161,49 @@ class Admission:
 
         With an ``idempotency_key`` that already made a session, that session's id.
         """
-        if not self.accepting:
-            raise OrchestratorClosedError(CLOSED)
-        session_id = session_id or uuid.uuid4().hex[:12]
-        requests = await self._split(session_id, requests)
-        if plan_paths:  # resolving touches the disk: off the loop
-            plan_paths = await anyio.to_thread.run_sync(canonical_plan_paths, self.repo, plan_paths)
-        new, history = await self._look_up(requests)
-        key = plan_key(plan_paths, [r.id for r in requests])
-        try:
-            ids = await self.store.create_session(
-                session_id,
-                num_workers=self.num_workers,
-                repo=str(self.repo),
-                plan_paths=plan_paths,
-                plan_key=key,
-                owner=self.owner,
-                executions=new,
-                idempotency_key=idempotency_key,
-                options_json=(options or ReportOptions()).model_dump_json(),
-            )
-        except DuplicateSubmitError as duplicate:  # a retried submit: nothing new
-            return duplicate.session_id
-        state = SessionState(id=session_id, plan_key=key, priority=priority, open=keep_open)
-        self.registry.add(state)
-        self.bus.publish(events.session_started(session_id, len(requests)))
-        items = self._items(state, self._track(state, ids, new), history)
-        if state.outstanding == 0 and not state.open:
-            await self.registry.finish(state)
+        with self.intake.admitting_one():  # workers let it finish first (see intake.py)
+            if not self.accepting:
+                raise OrchestratorClosedError(CLOSED)
+            session_id = session_id or uuid.uuid4().hex[:12]
+            requests = await self._split(session_id, requests)
+            if plan_paths:  # resolving touches the disk: off the loop
+                plan_paths = await anyio.to_thread.run_sync(
+                    canonical_plan_paths, self.repo, plan_paths
+                )
+            new, history = await self._look_up(requests)
+            key = plan_key(plan_paths, [r.id for r in requests])
+            try:
+                ids = await self.store.create_session(
+                    session_id,
+                    num_workers=self.num_workers,
+                    repo=str(self.repo),
+                    plan_paths=plan_paths,
+                    plan_key=key,
+                    owner=self.owner,
+                    executions=new,
+                    idempotency_key=idempotency_key,
+                    options_json=(options or ReportOptions()).model_dump_json(),
+                )
+            except DuplicateSubmitError as duplicate:  # a retried submit: nothing new
+                return duplicate.session_id
+            state = SessionState(id=session_id, plan_key=key, priority=priority, open=keep_open)
+            self.registry.add(state)
+            self.bus.publish(events.session_started(session_id, len(requests)))
+            items = self._items(state, self._track(state, ids, new), history)
+            if state.outstanding == 0 and not state.open:
+                await self.registry.finish(state)
+                return session_id
+            room = self.queue.room
+            for item in items[:room]:
+                self.queue.put_nowait(item)
+            if items[room:]:
+                rest = items[room:]
+
+                async def put_rest() -> None:
+                    await self._put_all(state, rest)
+
+                self.spawn(put_rest)
             return session_id
-        room = self.queue.room
-        for item in items[:room]:
-            self.queue.put_nowait(item)
-        if items[room:]:
-            rest = items[room:]
-
-            async def put_rest() -> None:
-                await self._put_all(state, rest)
-
-            self.spawn(put_rest)
-        return session_id
 
     async def submit_batch(self, requests: Sequence[TestRequest], *, wait: bool = True) -> str:
         """Add requests to the default session (created when there is none); its id.
@@ -211,13 +216,15 @@ class Admission:
             self.queue.reserve(len(requests))  # held through the commit: no one takes it
             reserved = len(requests)
         try:
-            async with self._default_lock:  # one default session; sealing waits for commits
-                state = self._default
-                if state is None or state.done.is_set():
-                    session_id = await self.create_session([], keep_open=True)
-                    state = self._default = self.registry.get(session_id)
-                    assert state is not None
-                admitted = await self._commit(state, requests)
+            # the commit only: waiting for room below is not intake (workers make the room)
+            with self.intake.admitting_one():
+                async with self._default_lock:  # one default session; sealing waits for commits
+                    state = self._default
+                    if state is None or state.done.is_set():
+                        session_id = await self.create_session([], keep_open=True)
+                        state = self._default = self.registry.get(session_id)
+                        assert state is not None
+                    admitted = await self._commit(state, requests)
             if wait:
                 await self.enqueue(state, admitted)
             else:

@@ -2,7 +2,8 @@
 
 A request's path: :mod:`~parallel_orch.plans` -> :mod:`~parallel_orch.admission`
 (resolve, commit, queue) -> :mod:`~parallel_orch.queue` ->
-:mod:`~parallel_orch.worker` -> :mod:`~parallel_orch.executors` ->
+:mod:`~parallel_orch.worker` (once :mod:`~parallel_orch.intake` is quiet) ->
+:mod:`~parallel_orch.executors` ->
 :mod:`~parallel_orch.settle` (the store, a retry or the end) ->
 :mod:`~parallel_orch.sessions` (the session's end and its
 :mod:`~parallel_orch.report`) -> :mod:`~parallel_orch.notify` (its webhook).

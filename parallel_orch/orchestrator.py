@@ -141,6 +141,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
                 settler=engine.settler,
                 spawn=self._spawn,
                 state_dir=self.state_dir,
+                intake=engine.admission.intake,
             )
             self.workers.append(worker)
             await self._tg.start(worker.run)
@@ -238,9 +239,8 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
     async def submit_test(self, request: TestRequest) -> str:
         """Add one request to the default session; waits while the queue is full.
 
-        Requests submitted with :meth:`submit_test` and :meth:`submit_batch`
-        share one session, which ends after :meth:`wait_for_completion`.
-        Returns that session's id.
+        Requests submitted with :meth:`submit_test` and :meth:`submit_batch` share one
+        session, which ends after :meth:`wait_for_completion`. Returns its id.
         """
         return await self.submit_batch([request])
 

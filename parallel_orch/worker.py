@@ -22,6 +22,7 @@ from parallel_orch import sharding
 from parallel_orch.events import Event
 from parallel_orch.exceptions import OrchError, OrchestratorClosedError
 from parallel_orch.executors.protocol import AttemptResult, AttemptSpec, Executor
+from parallel_orch.intake import Intake
 from parallel_orch.models import ExecutionStatus
 from parallel_orch.names import safe_name
 from parallel_orch.queue import QueueItem, TestQueue
@@ -44,7 +45,10 @@ class ExecutionWorker:
         settler: Settler,
         spawn: Spawn,
         state_dir: Path,
+        intake: Intake,
     ) -> None:
+        """:param intake: admissions in progress, let finish before an attempt starts
+        (for at most :data:`~parallel_orch.intake.YIELD_SECONDS`)."""
         self.index = index
         self.queue = queue
         self.registry = registry
@@ -52,6 +56,7 @@ class ExecutionWorker:
         self.settler = settler
         self.spawn = spawn
         self.state_dir = state_dir
+        self.intake = intake
         self.current: Running | None = None
         self._finishing: anyio.Event | None = None  # the previous attempt's record
         # TEST_TMPDIR's parent for all its attempts, left empty by each (see attempt_files);
@@ -77,6 +82,7 @@ class ExecutionWorker:
                 item = await self.queue.get()
             except OrchestratorClosedError:
                 return
+            await self.intake.quiet()  # a burst of submits answered before this one's spawns
             state = self.registry.get(item.session_id)
             if state is None or state.stopping is not None:
                 continue  # its session was stopped while the item waited

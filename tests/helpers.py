@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import anyio
@@ -214,3 +216,17 @@ async def recording(orch: ParallelTestOrchestrator) -> AsyncIterator[Recorder]:
         await wait_all_tasks_blocked()
         yield recorder
         tg.cancel_scope.cancel()
+
+
+@contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    """``pid`` stopped for the block (as a busy machine delays it); continued after 5 s at the
+    latest, a blocked loop's way out."""
+    os.kill(pid, signal.SIGSTOP)
+    rescue = threading.Timer(5.0, os.kill, (pid, signal.SIGCONT))
+    rescue.start()
+    try:
+        yield
+    finally:
+        rescue.cancel()
+        os.kill(pid, signal.SIGCONT)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -17,7 +14,7 @@ from parallel_orch.exceptions import RefError
 from parallel_orch.gitrepo import RefResolver
 from tests.e2e.cli import run_cli
 from tests.e2e.conftest import write_plan
-from tests.helpers import GitRepo, orchestrator
+from tests.helpers import GitRepo, orchestrator, stopped
 
 HOSTILE = ("--all", "-h", "--git-dir=/", "--output={out}")
 
@@ -153,20 +150,6 @@ def _cat_file_pid(resolver: RefResolver) -> int:
     return resolver._proc.pid
 
 
-@contextmanager
-def _stopped(pid: int) -> Iterator[None]:
-    """``pid`` stopped for the block (as a busy machine delays it); continued after 5 s at the
-    latest, a blocked loop's way out."""
-    os.kill(pid, signal.SIGSTOP)
-    rescue = threading.Timer(5.0, os.kill, (pid, signal.SIGCONT))
-    rescue.start()
-    try:
-        yield
-    finally:
-        rescue.cancel()
-        os.kill(pid, signal.SIGCONT)
-
-
 def _state(pid: int) -> str:
     """A process's state letter from ``/proc`` (``T``: stopped)."""
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -185,7 +168,7 @@ async def test_a_lookup_waits_for_cat_file_without_holding_up_the_loop(repo: Git
             async def look_up() -> None:
                 found.update(await resolver.resolve_soon(["HEAD"]) or {})
 
-            with _stopped(pid):
+            with stopped(pid):
                 tg.start_soon(look_up)
                 for _ in range(10):  # the loop turns while the lookup waits
                     await anyio.sleep(0.01)
@@ -203,7 +186,7 @@ async def test_a_lookup_cancelled_mid_answer_leaves_no_answer_for_the_next(repo:
     try:
         head = repo.head()
         feature = repo.branch("feature", {"f.txt": "f\n"})
-        with _stopped(_cat_file_pid(resolver)), anyio.move_on_after(0.05):
+        with stopped(_cat_file_pid(resolver)), anyio.move_on_after(0.05):
             await resolver.resolve_soon(["HEAD"])
         assert await resolver.resolve_soon(["feature"]) is None  # out of step: not asked
         assert resolver.resolve(["feature"]) == {"feature": feature}
@@ -235,7 +218,7 @@ async def test_work_given_to_do_meanwhile_runs_while_cat_file_thinks(repo: GitRe
             async def look_up() -> None:
                 found.update(await resolver.resolve_soon(["HEAD"], meanwhile=meanwhile) or {})
 
-            with _stopped(pid):
+            with stopped(pid):
                 tg.start_soon(look_up)
                 with anyio.fail_after(2):
                     await ran.wait()
