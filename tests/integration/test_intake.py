@@ -11,8 +11,7 @@ import anyio
 import pytest
 
 from parallel_orch import EventType, ParallelTestOrchestrator, TestRequest, intake
-from tests.conftest import MakeConfig
-from tests.helpers import Recorder, orchestrator, recording, stopped
+from tests.helpers import MakeConfig, Recorder, orchestrator, recording, stopped
 
 
 @asynccontextmanager
