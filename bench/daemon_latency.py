@@ -165,6 +165,12 @@ async def bursts(
 async def held_bursts(socket: Path, count: int) -> list[float]:
     """:func:`bursts` with every worker held by a long test, so that the submits only
     queue: the submit path alone, nothing of the sessions' own work beside it."""
+    await hold_workers(socket)
+    return await bursts(socket, count, wait_sessions=False)
+
+
+async def hold_workers(socket: Path) -> None:
+    """Every worker of the daemon at ``socket`` busy with a test that sleeps 10 minutes."""
     async with DaemonClient(socket) as conn:
         hold = [TestRequest(id=f"hold{n}", command=("sleep", "600")) for n in range(WORKERS)]
         await conn.submit(requests=hold)
@@ -174,7 +180,6 @@ async def held_bursts(socket: Path, count: int) -> list[float]:
             await anyio.sleep(0.05)
         else:
             raise RuntimeError("the held tests did not start within 30 s")
-    return await bursts(socket, count, wait_sessions=False)
 
 
 async def floor_bursts(socket: Path, count: int) -> list[float]:
