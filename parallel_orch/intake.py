@@ -31,26 +31,27 @@ class Intake:
 
     def __init__(self) -> None:
         self.admitting = 0
-        self._quiet = anyio.Event()
-        self._quiet.set()
+        self._quiet: anyio.Event | None = None  # made by the first worker to wait
 
     @contextmanager
     def admitting_one(self) -> Iterator[None]:
         """Count one admission in progress for the block."""
-        if self.admitting == 0:
-            self._quiet = anyio.Event()
         self.admitting += 1
         try:
             yield
         finally:
             self.admitting -= 1
-            if self.admitting == 0:
+            if self.admitting == 0 and self._quiet is not None:
                 self._quiet.set()
+                self._quiet = None
 
     async def quiet(self, at_most: float | None = None) -> None:
         """Until no admission is in progress, or ``at_most`` seconds (default
         :data:`YIELD_SECONDS`); at once, without a turn of the loop, when none is."""
         if self.admitting == 0:
             return
+        if self._quiet is None:
+            self._quiet = anyio.Event()
+        quiet = self._quiet
         with anyio.move_on_after(YIELD_SECONDS if at_most is None else at_most):
-            await self._quiet.wait()
+            await quiet.wait()
