@@ -190,20 +190,25 @@ class Admission:
             self.registry.add(state)
             self.bus.publish(events.session_started(session_id, len(requests)))
             items = self._items(state, self._track(state, ids, new), history)
-            if state.outstanding == 0 and not state.open:
-                await self.registry.finish(state)
-                return session_id
-            room = self.queue.room
-            for item in items[:room]:
-                self.queue.put_nowait(item)
-            if items[room:]:
-                rest = items[room:]
+            nothing_to_run = state.outstanding == 0 and not state.open
+            if not nothing_to_run:
+                self._queue_items(state, items)
+        if nothing_to_run:  # ends here: its report is built outside the intake
+            await self.registry.finish(state)
+        return session_id
 
-                async def put_rest() -> None:
-                    await self._put_all(state, rest)
+    def _queue_items(self, state: SessionState, items: list[QueueItem]) -> None:
+        """Queue ``items`` as far as there is room; the rest by a task of their own."""
+        room = self.queue.room
+        for item in items[:room]:
+            self.queue.put_nowait(item)
+        if items[room:]:
+            rest = items[room:]
 
-                self.spawn(put_rest)
-            return session_id
+            async def put_rest() -> None:
+                await self._put_all(state, rest)
+
+            self.spawn(put_rest)
 
     async def submit_batch(self, requests: Sequence[TestRequest], *, wait: bool = True) -> str:
         """Add requests to the default session (created when there is none); its id.

@@ -5,10 +5,12 @@ requests queued) and starting an attempt (a worktree checked out, a process
 spawned) take turns of one event loop. When a burst of submits arrives and
 the first of them queues a request, a worker that starts it at once holds the
 loop with its spawns while the rest of the burst waits for its answer. So a
-worker that has taken a request waits until no admission is in progress, for
-at most :data:`YIELD_SECONDS`: the burst is answered first, and a steady
-stream of submits delays an attempt's start by that much at most, never
-starves it.
+worker that has taken a request waits until no submit is being admitted (a
+session created, or requests added to the default session), for at most
+:data:`YIELD_SECONDS`: the burst is answered first, and a steady stream of
+submits delays an attempt's start by that much at most, never starves it.
+(On a fleet the attempt's own work is not on this loop, but handing it to the
+scheduler is; the wait is the same.)
 
 What it changes, measured side by side, is in bench/README.md ("Intake
 first"): submits that arrive while sessions run are answered sooner.
@@ -45,13 +47,13 @@ class Intake:
                 self._quiet.set()
                 self._quiet = None
 
-    async def quiet(self, at_most: float | None = None) -> None:
-        """Until no admission is in progress, or ``at_most`` seconds (default
-        :data:`YIELD_SECONDS`); at once, without a turn of the loop, when none is."""
+    async def quiet(self) -> None:
+        """Until no admission is in progress, or :data:`YIELD_SECONDS`; at once, without a
+        turn of the loop, when none is."""
         if self.admitting == 0:
             return
         if self._quiet is None:
             self._quiet = anyio.Event()
         quiet = self._quiet
-        with anyio.move_on_after(YIELD_SECONDS if at_most is None else at_most):
+        with anyio.move_on_after(YIELD_SECONDS):
             await quiet.wait()

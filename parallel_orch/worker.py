@@ -82,7 +82,9 @@ class ExecutionWorker:
                 item = await self.queue.get()
             except OrchestratorClosedError:
                 return
-            await self.intake.quiet()  # a burst of submits answered before this one's spawns
+            # a burst of submits answered before this one's spawns; a session stopped
+            # meanwhile has recorded this item with its others that never started
+            await self.intake.quiet()
             state = self.registry.get(item.session_id)
             if state is None or state.stopping is not None:
                 continue  # its session was stopped while the item waited
