@@ -37,7 +37,7 @@ def idle_settings() -> list[str]:
         words = Path("/proc/cmdline").read_text().split()
     except OSError:
         return []
-    return [w for w in words if any(w.startswith(s) or s in w for s in IDLE_SETTINGS)]
+    return [w for w in words if any(s in w for s in IDLE_SETTINGS)]
 
 
 def at_pause(server: Daemon, count: int, pause: float) -> tuple[list[float], float]:
