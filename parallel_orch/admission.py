@@ -9,11 +9,9 @@ at once and never queued.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from parallel_orch.events import EventBus
 from parallel_orch.exceptions import DuplicateSubmitError, OrchestratorClosedError, RefError
 from parallel_orch.intake import Intake
 from parallel_orch.models import ExecutionStatus, TestRequest
+from parallel_orch.plan_identity import canonical_plan_paths, plan_key
 from parallel_orch.queue import QueueItem, TestQueue
 from parallel_orch.report.options import ReportOptions
 from parallel_orch.sessions import SessionRegistry, SessionState, Spawn
@@ -35,31 +34,6 @@ DEFAULT_EXPECTED_SECONDS = 1.0  # expected duration when the store has no histor
 #: burst's submits, read from their sockets in one wake-up, reach it a few turns apart.
 LOOKUP_QUIET_TURNS = 3
 CLOSED = "the orchestrator is not accepting work (shutting down?)"
-
-
-def canonical_plan_paths(repo: Path, plan_paths: Iterable[str | Path]) -> list[str]:
-    """Plan paths spelled one way: resolved (relative ones against the current directory),
-    then relative to ``repo`` when inside it (``.`` for the repo itself), else absolute;
-    sorted, each once. ``plans``, ``./plans/`` and ``/abs/repo/plans`` are all ``plans``.
-    """
-    spelled: set[str] = set()
-    for raw in plan_paths:
-        path = Path(raw).expanduser().resolve()
-        spelled.add(path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path))
-    return sorted(spelled)
-
-
-def plan_key(plan_paths: Iterable[str], request_ids: Iterable[str]) -> str:
-    """Groups sessions of the same plan set, for comparisons with the previous session.
-
-    Give it :func:`canonical_plan_paths`: the key is of the paths as given. The
-    tests in those plans are not part of it, so a test added to or removed from
-    a plan shows as added or removed against the last session. Requests given
-    inline (no plan paths) are keyed by their ids.
-    """
-    paths = sorted(plan_paths)
-    material = json.dumps(["plans", paths] if paths else ["requests", sorted(request_ids)])
-    return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +71,25 @@ class Admitted:
     execution_id: int
     request: TestRequest
     sha: str
+
+
+def _items(
+    state: SessionState, admitted: list[Admitted], history: dict[str, float]
+) -> list[QueueItem]:
+    """Queue items, expecting durations from ``history`` (unknown tests: its median)."""
+    fallback = statistics.median(history.values()) if history else DEFAULT_EXPECTED_SECONDS
+    return [
+        QueueItem(
+            execution_id=a.execution_id,
+            session_id=state.id,
+            request=a.request,
+            sha=a.sha,
+            priority=a.request.priority + state.priority,
+            expected_seconds=history.get(a.request.id, fallback),
+            seq=a.execution_id,
+        )
+        for a in admitted
+    ]
 
 
 class Admission:
@@ -156,10 +149,16 @@ class Admission:
         keep_open: bool = False,
         idempotency_key: str | None = None,
         options: ReportOptions | None = None,
+        acked: Callable[[str, int], None] | None = None,
     ) -> str:
         """Commit a session and all its requests (pending), then queue them; its id.
 
         With an ``idempotency_key`` that already made a session, that session's id.
+        ``acked(session_id, total)`` is called the moment the session is committed,
+        tracked and queued, in the commit's own step on the loop (see
+        :meth:`~parallel_orch.store.writer.Writer.write_synced`): whoever learns
+        of the session from it finds it running. Not for a session with nothing
+        to run (every ref failed), which has ended by the time this returns.
         """
         with self.intake.admitting_one():  # workers let it finish first (see intake.py)
             if not self.accepting:
@@ -172,8 +171,15 @@ class Admission:
                 )
             new, history = await self._look_up(requests)
             key = plan_key(plan_paths, [r.id for r in requests])
+            state = SessionState(id=session_id, plan_key=key, priority=priority, open=keep_open)
+
+            def committed(ids: list[int]) -> None:  # on disk: running, then acknowledged
+                self._open(state, len(requests), ids, new, history)
+                if acked is not None and (state.outstanding or state.open):
+                    acked(session_id, len(requests))
+
             try:
-                ids = await self.store.create_session(
+                await self.store.create_session(
                     session_id,
                     num_workers=self.num_workers,
                     repo=str(self.repo),
@@ -183,19 +189,30 @@ class Admission:
                     executions=new,
                     idempotency_key=idempotency_key,
                     options_json=(options or ReportOptions()).model_dump_json(),
+                    then=committed,
                 )
             except DuplicateSubmitError as duplicate:  # a retried submit: nothing new
                 return duplicate.session_id
-            state = SessionState(id=session_id, plan_key=key, priority=priority, open=keep_open)
-            self.registry.add(state)
-            self.bus.publish(events.session_started(session_id, len(requests)))
-            items = self._items(state, self._track(state, ids, new), history)
-            nothing_to_run = state.outstanding == 0 and not state.open
-            if not nothing_to_run:
-                self._queue_items(state, items)
-        if nothing_to_run:  # ends here: its report is built outside the intake
+        if state.outstanding == 0 and not state.open:  # ends here, outside the intake
             await self.registry.finish(state)
         return session_id
+
+    def _open(
+        self,
+        state: SessionState,
+        total: int,
+        ids: list[int],
+        new: list[NewExecution],
+        history: dict[str, float],
+    ) -> None:
+        """A committed session running: registered, announced, its requests tracked and
+        queued as far as there is room (the rest by a task of their own). Takes no turn
+        of the loop."""
+        self.registry.add(state)
+        self.bus.publish(events.session_started(state.id, total))
+        items = _items(state, self._track(state, ids, new), history)
+        if state.outstanding or state.open:
+            self._queue_items(state, items)
 
     def _queue_items(self, state: SessionState, items: list[QueueItem]) -> None:
         """Queue ``items`` as far as there is room; the rest by a task of their own."""
@@ -233,7 +250,7 @@ class Admission:
             if wait:
                 await self.enqueue(state, admitted)
             else:
-                for item in self._items(state, admitted, {}):
+                for item in _items(state, admitted, {}):
                     self.queue.put_reserved(item)
                     reserved -= 1
         finally:
@@ -254,7 +271,7 @@ class Admission:
     async def enqueue(self, state: SessionState, admitted: list[Admitted]) -> None:
         """Queue admitted requests, waiting for room; in history's order."""
         history = await self.store.history(a.request.id for a in admitted)
-        await self._put_all(state, self._items(state, admitted, history))
+        await self._put_all(state, _items(state, admitted, history))
 
     async def _split(
         self, session_id: str, requests: Sequence[TestRequest]
@@ -352,24 +369,6 @@ class Admission:
             admitted.append(Admitted(execution_id, item.request, item.sha))
         state.outstanding += len(admitted)
         return admitted
-
-    def _items(
-        self, state: SessionState, admitted: list[Admitted], history: dict[str, float]
-    ) -> list[QueueItem]:
-        """Queue items, expecting durations from ``history`` (unknown tests: its median)."""
-        fallback = statistics.median(history.values()) if history else DEFAULT_EXPECTED_SECONDS
-        return [
-            QueueItem(
-                execution_id=a.execution_id,
-                session_id=state.id,
-                request=a.request,
-                sha=a.sha,
-                priority=a.request.priority + state.priority,
-                expected_seconds=history.get(a.request.id, fallback),
-                seq=a.execution_id,
-            )
-            for a in admitted
-        ]
 
     async def _put_all(self, state: SessionState, items: list[QueueItem]) -> None:
         """Queue ``items``, waiting for room; stops when the session or the queue does."""

@@ -34,7 +34,7 @@ from parallel_orch.executors.choose import executor_for
 from parallel_orch.executors.protocol import Executor
 from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.notify import NotifyPolicy
-from parallel_orch.plans import load_plans
+from parallel_orch.plans import load_plans, quarantined
 from parallel_orch.queue import TestQueue
 from parallel_orch.report import ParallelTestReport, load_report
 from parallel_orch.report.finish import rejudged
@@ -216,24 +216,27 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         keep_open: bool = False,
         idempotency_key: str | None = None,
         options: ReportOptions | None = None,
+        acked: Callable[[str, int], None] | None = None,
     ) -> str:
         """Commit a session and all its requests (pending), then queue them; its id.
 
-        Returns once all are committed and as many queued as there is room for
-        (the rest follow as room frees up). Requests whose ref does not resolve
-        are ``error``. A second call with an ``idempotency_key`` gets the first's id.
-        ``options`` (gates, baseline, webhook) are completed from the config's. ``plan_paths``
-        (absolute or from the cwd) and test ids name the plan set, however spelled."""
+        Returns once all are committed and as many queued as there is room for (the rest follow
+        as room frees up); ``acked(id, total)`` is called at that moment, in the commit's own
+        step (not for a session with nothing to run): a server answers from there. Requests
+        whose ref does not resolve are ``error``. A second call with an ``idempotency_key`` gets
+        the first's id. ``options`` (gates, baseline, webhook) are completed from the config's.
+        ``plan_paths`` (absolute or from the cwd) and test ids name the plan set, however spelt."""
         if self._tg is None:
             raise OrchestratorClosedError("the orchestrator is not accepting work (shutting down?)")
         return await self._running.admission.create_session(
-            _quarantined(requests, self.config.quarantine),
+            quarantined(requests, self.config.quarantine),
             plan_paths=plan_paths,
             priority=priority,
             session_id=session_id,
             keep_open=keep_open,
             idempotency_key=idempotency_key,
             options=self.config.report_options(options),
+            acked=acked,
         )
 
     async def submit_test(self, request: TestRequest) -> str:
@@ -369,16 +372,6 @@ def _load_plans(paths: list[str | Path], config: ParallelTestConfig) -> list[Tes
     return load_plans(
         paths, root=config.resolved_plans_root, default_timeout=config.default_timeout
     )
-
-
-def _quarantined(requests: Sequence[TestRequest], listed: dict[str, str]) -> list[TestRequest]:
-    """Requests the config quarantines, marked so (a plan's own reason wins)."""
-    return [
-        r.model_copy(update={"quarantine": listed[r.id]})
-        if r.id in listed and not r.quarantine
-        else r
-        for r in requests
-    ]
 
 
 async def _report(

@@ -376,3 +376,13 @@ def _line_of_id(file: Path, test_id: str) -> int | None:
     lines = file.read_text(encoding="utf-8").splitlines()
     pattern = re.compile(rf"^\s*id\s*=\s*[\"']{re.escape(base)}[\"']")
     return next((i + 1 for i, line in enumerate(lines) if pattern.match(line)), None)
+
+
+def quarantined(requests: Sequence[TestRequest], listed: dict[str, str]) -> list[TestRequest]:
+    """Requests the config quarantines, marked so (a plan's own reason wins)."""
+    return [
+        r.model_copy(update={"quarantine": listed[r.id]})
+        if r.id in listed and not r.quarantine
+        else r
+        for r in requests
+    ]

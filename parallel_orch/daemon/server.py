@@ -15,6 +15,7 @@ import os
 import select
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,6 +189,7 @@ class Connection:
         self._reader = LineReader(self._raw, asyncio.get_running_loop())  # the daemon's loop
         self._write_lock = anyio.Lock(fast_acquire=True)  # no loop turn when nobody writes
         self._watch_scope: anyio.CancelScope | None = None
+        self._early: bytes | None = None  # of a reply sent early: what the socket did not take
 
     async def run(self) -> None:
         try:
@@ -307,23 +309,51 @@ class Connection:
         except _ClientGone:
             raise
         except RpcError as exc:
-            await self._send(p.error_line(request.id, exc))
+            await self._reply(p.error_line(request.id, exc))
             return True
         except Exception as exc:
             log.exception("%s failed", request.method)
             error = RpcError(
                 ErrorCode.INTERNAL_ERROR, f"internal error: {exc!r}; see the daemon's log"
             )
-            await self._send(p.error_line(request.id, error))
+            await self._reply(p.error_line(request.id, error))
             return True
         if result is None:
             return False  # the client hung up during watch
-        await self._send(p.result_line(request.id, result), at_once=True)
+        await self._reply(p.result_line(request.id, result), at_once=True)
         return True
+
+    async def _reply(self, line: bytes, *, at_once: bool = False) -> None:
+        """``line``, the answer to the request in hand; or, when it was answered early,
+        only what the socket did not take of that answer: a request is answered once,
+        whatever happened after its answer went out (an error then is in the log)."""
+        rest, self._early = self._early, None
+        if rest is None:
+            await self._send(line, at_once=at_once)
+        elif rest:
+            await self._send(rest)
+
+    def _reply_early(self, request_id: int | str) -> Callable[[BaseModel], None]:
+        """The service's ``reply`` for this request: the answer written to the socket at
+        once, without a turn of the loop (another write in progress: left to the usual way)."""
+
+        def reply(result: BaseModel) -> None:
+            if self._write_lock.locked() or self._early is not None:
+                return
+            line = p.result_line(request_id, result)
+            try:
+                sent = wire.send_now(self._raw, line)
+            except OSError:  # gone: the usual way finds out
+                return
+            self._early = line[sent:]
+
+        return reply
 
     async def _call(self, request: p.Request) -> BaseModel | list[Any] | None:
         if request.method != Method.WATCH.value:
-            return await self.server.service.call(request.method, request.params, self._emit)
+            return await self.server.service.call(
+                request.method, request.params, self._emit, self._reply_early(request.id)
+            )
         with anyio.CancelScope() as scope:
             self._watch_scope = scope
             if self.hung_up:

@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 Emit = Callable[..., Awaitable[None]]
 """``await emit(*events)``: send events to the client, in order, in one write."""
 
+Reply = Callable[[BaseModel], None]
+"""``reply(result)``: answer the request now, without a turn of the loop, before the
+method returns (a submit, from its commit's step); the server sends nothing more for it."""
+
 WATCH_BUFFER_EVENTS = 2048  # events a watcher may fall behind by before it is dropped
 REPLAY_CHUNK = 256  # events of a watch's replay sent in one write
 
@@ -94,8 +98,10 @@ class DaemonService:
         if now:
             self.forced.set()
 
-    async def call(self, method: str, params: dict[str, Any], emit: Emit) -> BaseModel | list[Any]:
-        """Run one request.
+    async def call(
+        self, method: str, params: dict[str, Any], emit: Emit, reply: Reply | None = None
+    ) -> BaseModel | list[Any]:
+        """Run one request; a submit may answer through ``reply`` before it returns.
 
         :raises RpcError: for an unknown method, bad params, or what the engine refused.
         """
@@ -108,15 +114,15 @@ class DaemonService:
             ) from None
         typed = p.parse_params(known, params)
         try:
-            return await self._dispatch(known, typed, emit)
+            return await self._dispatch(known, typed, emit, reply)
         except OrchError as exc:
             raise rpc_error(exc) from None
 
     async def _dispatch(
-        self, method: Method, params: BaseModel, emit: Emit
+        self, method: Method, params: BaseModel, emit: Emit, reply: Reply | None
     ) -> BaseModel | list[Any]:
         if isinstance(params, p.SubmitParams):
-            return await self.submit(params)
+            return await self.submit(params, reply)
         if isinstance(params, p.StatusParams):
             return await self.status(params.session_id)
         if isinstance(params, p.SessionsParams):
@@ -151,11 +157,14 @@ class DaemonService:
             uptime_seconds=round(time.monotonic() - self._started, 3),
         )
 
-    async def submit(self, params: p.SubmitParams) -> p.SubmitResult:
+    async def submit(self, params: p.SubmitParams, reply: Reply | None = None) -> p.SubmitResult:
         """Commit a session, then answer: an acknowledged request is never lost.
 
         A submit whose idempotency key made a session already (a retry whose
-        answer was lost, even across a restart) gets that session back.
+        answer was lost, even across a restart) gets that session back. With
+        ``reply``, the answer goes out from the commit's own step, the session
+        running by then: a burst's submits, committed together, are answered
+        together rather than each a turn of the loop after the one before.
         """
         key = params.idempotency_key
         done = await self.orch.store.session_for_key(key) if key is not None else None
@@ -175,6 +184,7 @@ class DaemonService:
                 priority=params.priority,
                 idempotency_key=key,
                 options=params.options,
+                acked=None if reply is None else _acked(reply),
             )
         finally:
             self._submitting -= 1
@@ -322,6 +332,13 @@ class DaemonService:
         return p.ShutdownResult(
             mode="now" if now else "drain", grace_seconds=0.0 if now else self.grace_seconds
         )
+
+
+def _acked(reply: Reply) -> Callable[[str, int], None]:
+    def acked(session_id: str, total: int) -> None:
+        reply(p.SubmitResult(session_id=session_id, total=total))
+
+    return acked
 
 
 def _check_unique(requests: Sequence[TestRequest]) -> None:

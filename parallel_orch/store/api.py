@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -56,10 +56,13 @@ class Store(StoreReads):
         executions: Sequence[NewExecution],
         idempotency_key: str | None = None,
         options_json: str = "{}",
+        then: Callable[[list[int]], None] | None = None,
     ) -> list[int]:
         """Commit the session and its requests (pending), synced to disk; execution ids back.
 
         Concurrent calls share one transaction and one fsync (group commit).
+        ``then`` is called with the ids the moment they are on disk (see
+        :meth:`~parallel_orch.store.writer.Writer.write_synced`).
 
         :raises DuplicateSubmitError: if ``idempotency_key`` already made a session.
         """
@@ -76,7 +79,7 @@ class Store(StoreReads):
             idempotency_key=idempotency_key,
             options_json=options_json,
         )
-        return await self._writer.write_synced(write, rows=len(executions))
+        return await self._writer.write_synced(write, rows=len(executions), then=then)
 
     async def add_executions(
         self, session_id: str, executions: Sequence[NewExecution]

@@ -100,6 +100,7 @@ def sql_time(value: datetime) -> str:
 class _Synced:
     fn: Callable[[sqlite3.Connection], Any]
     rows: int  # about how many rows it writes
+    then: Callable[[Any], None] | None  # called with fn's result once it is on disk
 
 
 class Writer:
@@ -201,7 +202,13 @@ class Writer:
         self._count_write()
         return result
 
-    async def write_synced(self, fn: Callable[[sqlite3.Connection], T], *, rows: int = 1) -> T:
+    async def write_synced(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        rows: int = 1,
+        then: Callable[[T], None] | None = None,
+    ) -> T:
         """Run ``fn`` in a transaction that is on disk when this returns (group commit).
 
         For what is acknowledged to someone (a submit): ``synchronous = FULL``
@@ -213,9 +220,15 @@ class Writer:
         (a thread running the statements would wait for the loop's GIL at each
         one); batches of more than :data:`BULK_ROWS` ``rows`` run whole in a thread.
 
+        ``then``, when given, is called on the loop with ``fn``'s result the moment
+        the transaction is on disk, in one step for the whole batch, before any
+        caller resumes: a burst's submits are answered from there, not each a turn
+        of the loop after the one before. What it raises is raised here (the
+        transaction stands).
+
         :raises StoreError: if the transaction cannot be committed.
         """
-        result: T = await self._synced.submit(_Synced(fn, rows))
+        result: T = await self._synced.submit(_Synced(fn, rows, then))
         return result
 
     @property
@@ -239,6 +252,12 @@ class Writer:
             except sqlite3.Error as exc:
                 raise StoreError(describe(self._path, exc)) from exc
         self._count_write()
+        for index, (item, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+            if item.then is not None and not isinstance(outcome, BaseException):
+                try:
+                    item.then(outcome)
+                except Exception as exc:  # its caller's; the batch's others are not touched
+                    outcomes[index] = exc
         return outcomes
 
     async def _synced_from_loop(

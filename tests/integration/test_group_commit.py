@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -134,6 +135,58 @@ async def test_a_submit_whose_write_fails_gets_the_error_and_the_writer_goes_on(
         with pytest.raises(RuntimeError, match="the disk said no"):
             await store._writer.write_synced(broken)
         assert await create(store, "after")  # the writer still works
+
+
+async def test_a_batch_is_announced_from_its_commit_before_any_caller_resumes(
+    tmp_path: Path,
+) -> None:
+    """Each ``then`` of a shared commit gets its own result once the rows are on disk, all
+    of them in the commit's own step, before the first caller is back; one that raises
+    fails its own caller only, and its rows stay committed."""
+    async with open_store(tmp_path) as store:
+        await create(store, "warm")  # the writer's connection is open
+        other = sqlite3.connect(store.path, check_same_thread=False)
+        sql = "SELECT count(*) FROM executions WHERE session_id = ?"
+        announced: list[tuple[str, list[int], set[str], int]] = []  # ..., who was back, commit
+        resumed: set[str] = set()
+        outcomes: dict[str, list[int] | BaseException] = {}
+
+        def then(session_id: str) -> Callable[[list[int]], None]:
+            def committed(ids: list[int]) -> None:
+                announced.append((session_id, ids, set(resumed), store._writer.synced_commits))
+                if session_id == "s03":
+                    raise RuntimeError("the announcement failed")
+
+            return committed
+
+        async def submit(session_id: str) -> None:
+            request = TestRequest(id=f"{session_id}::t", command="true")
+            try:
+                outcomes[session_id] = await store.create_session(
+                    session_id,
+                    num_workers=1,
+                    repo="/r",
+                    plan_paths=(),
+                    plan_key="k",
+                    owner="me",
+                    executions=[NewExecution(request=request, sha="a" * 40)],
+                    then=then(session_id),
+                )
+            except RuntimeError as exc:
+                outcomes[session_id] = exc
+            resumed.add(session_id)
+
+        with contextlib.closing(other):
+            async with anyio.create_task_group() as tg:
+                for n in range(8):
+                    tg.start_soon(submit, f"s{n:02}")
+            rows = {f"s{n:02}": other.execute(sql, (f"s{n:02}",)).fetchone()[0] for n in range(8)}
+    assert sorted(a[0] for a in announced) == sorted(outcomes)
+    for _, _, back, commit in announced:  # none of its batch had resumed
+        assert not back & {sid for sid, _, _, other in announced if other == commit}
+    assert all(outcomes[sid] == ids for sid, ids, _, _ in announced if sid != "s03")
+    assert isinstance(outcomes["s03"], RuntimeError)
+    assert rows == {f"s{n:02}": 1 for n in range(8)}
 
 
 FAST, SLOW = 0.0001, 0.05  # seconds a synced commit took: under and over the loop's bound

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from parallel_orch import load_plans
-from parallel_orch.admission import canonical_plan_paths, plan_key
+from parallel_orch.plan_identity import canonical_plan_paths, plan_key
 
 PLAN = '[[test]]\nid = "t"\nrun = "true"\n'
 

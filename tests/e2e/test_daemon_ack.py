@@ -1,0 +1,120 @@
+"""A submit is answered from its commit's own step, and answered once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from parallel_orch import ParallelTestConfig, ParallelTestOrchestrator
+from parallel_orch.daemon import paths
+from parallel_orch.daemon.server import DaemonServer
+from parallel_orch.daemon.service import DaemonService
+from tests.e2e.conftest import REPLY_SECONDS
+
+SUBMITTED = "tests submitted"  # the service's log line, written after create_session returns
+
+
+class PeekAtLog(logging.Handler):
+    """On the service's "submitted" line, looks whether the client can read its answer yet."""
+
+    def __init__(self, client: socket.socket) -> None:
+        super().__init__()
+        self.client = client
+        self.readable_then: list[bool] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if SUBMITTED in record.getMessage():
+            try:
+                self.readable_then.append(bool(self.client.recv(1, socket.MSG_PEEK)))
+            except BlockingIOError:
+                self.readable_then.append(False)
+
+
+@asynccontextmanager
+async def serving(config: ParallelTestConfig, socket_path: Path) -> AsyncIterator[socket.socket]:
+    """An orchestrator's daemon server on ``socket_path``, in this process; a connected,
+    non-blocking client socket."""
+    async with ParallelTestOrchestrator(config) as orch:
+        with paths.bound_socket(socket_path) as bound:
+            service = DaemonService(orch, socket_path=bound.path, grace_seconds=0.0)
+            server = DaemonServer(service, bound.sock)
+            async with anyio.create_task_group() as tg:
+                await tg.start(server.serve)
+                client = socket.socket(socket.AF_UNIX)
+                client.connect(str(socket_path))
+                client.setblocking(False)
+                try:
+                    yield client
+                finally:
+                    client.close()
+                    tg.cancel_scope.cancel()
+
+
+async def call(client: socket.socket, method: str, params: Any, request_id: int) -> None:
+    message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+    client.sendall(json.dumps(message).encode() + b"\n")
+
+
+async def lines(client: socket.socket, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` lines the daemon sent, parsed; fails if they do not come."""
+    buffer = b""
+    with anyio.fail_after(REPLY_SECONDS):
+        while buffer.count(b"\n") < count:
+            await anyio.wait_readable(client)
+            data = client.recv(65536)
+            assert data, f"the daemon closed the connection after {buffer!r}"
+            buffer += data
+    *complete, rest = buffer.split(b"\n")
+    assert not rest, f"more than {count} lines: {rest!r}"
+    return [json.loads(line) for line in complete]
+
+
+async def test_a_submit_is_answered_before_its_method_returns(
+    config: ParallelTestConfig, socket_path: Path
+) -> None:
+    """The answer is on the client's socket by the time the service logs the submit (the
+    method's tail): it went out from the commit's step, with the session running."""
+    async with serving(config, socket_path) as client:
+        peek = PeekAtLog(client)
+        logger = logging.getLogger("parallel_orch.daemon.service")
+        logger.addHandler(peek)
+        old_level = logger.level
+        logger.setLevel(logging.INFO)
+        try:
+            requests = [{"id": "t", "command": ["true"]}]
+            await call(client, "submit", {"requests": requests}, 1)
+            (reply,) = await lines(client, 1)
+        finally:
+            logger.removeHandler(peek)
+            logger.setLevel(old_level)
+    assert reply["result"]["total"] == 1
+    assert peek.readable_then == [True]
+
+
+@pytest.mark.parametrize("ref", ["HEAD", "no-such-ref"], ids=["runs", "nothing-to-run"])
+async def test_each_submit_gets_exactly_one_answer(
+    config: ParallelTestConfig, socket_path: Path, ref: str
+) -> None:
+    """Submits (answered early, or the usual way when nothing of theirs can run) and the
+    requests after them on one connection: one answer each, in order, nothing repeated."""
+    async with serving(config, socket_path) as client:
+        requests = [{"id": "t", "command": ["true"], "ref": ref}]
+        await call(client, "submit", {"requests": requests}, 1)
+        await call(client, "submit", {"requests": requests, "idempotency_key": "k"}, 2)
+        await call(client, "submit", {"requests": requests, "idempotency_key": "k"}, 3)
+        await call(client, "ping", {}, 4)
+        replies = await lines(client, 4)
+        await call(client, "ping", {}, 5)
+        (last,) = await lines(client, 1)
+    assert [r["id"] for r in replies] == [1, 2, 3, 4]
+    assert all("result" in r for r in replies), replies
+    assert replies[1]["result"]["session_id"] == replies[2]["result"]["session_id"]
+    assert last["id"] == 5
