@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import os
 import select
@@ -85,7 +86,7 @@ class DaemonServer:
         self.allowed_uid = os.getuid() if allowed_uid is None else allowed_uid
         self._sock = sock
         self._connections: set[Connection] = set()
-        self._changed = anyio.Event()
+        self._changed: anyio.Event | None = None  # made by the first to wait for a change
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Accept connections until cancelled; ``started`` once accepting."""
@@ -104,12 +105,15 @@ class DaemonServer:
     async def wait_idle(self) -> None:
         """Until no connection is in the middle of answering a request."""
         while any(c.busy for c in self._connections):
-            changed = self._changed
-            await changed.wait()
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
 
     def notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        """A connection's state changed: wake whoever waits for one (no one, mostly)."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     async def _handle(self, stream: SocketStream) -> None:
         async with stream:
@@ -309,27 +313,27 @@ class Connection:
         except _ClientGone:
             raise
         except RpcError as exc:
-            await self._reply(p.error_line(request.id, exc))
+            await self._reply(functools.partial(p.error_line, request.id, exc))
             return True
         except Exception as exc:
             log.exception("%s failed", request.method)
             error = RpcError(
                 ErrorCode.INTERNAL_ERROR, f"internal error: {exc!r}; see the daemon's log"
             )
-            await self._reply(p.error_line(request.id, error))
+            await self._reply(functools.partial(p.error_line, request.id, error))
             return True
         if result is None:
             return False  # the client hung up during watch
-        await self._reply(p.result_line(request.id, result), at_once=True)
+        await self._reply(functools.partial(p.result_line, request.id, result), at_once=True)
         return True
 
-    async def _reply(self, line: bytes, *, at_once: bool = False) -> None:
-        """``line``, the answer to the request in hand; or, when it was answered early,
+    async def _reply(self, line: Callable[[], bytes], *, at_once: bool = False) -> None:
+        """The answer to the request in hand (``line()``); or, when it was answered early,
         only what the socket did not take of that answer: a request is answered once,
         whatever happened after its answer went out (an error then is in the log)."""
         rest, self._early = self._early, None
         if rest is None:
-            await self._send(line, at_once=at_once)
+            await self._send(line(), at_once=at_once)
         elif rest:
             await self._send(rest)
 

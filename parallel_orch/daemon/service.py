@@ -88,7 +88,7 @@ class DaemonService:
         self.forced = anyio.Event()  # stop now: no grace for running attempts
         self._started = time.monotonic()
         self._submitting = 0  # submits between the accepting check and their commit
-        self._submitted = anyio.Event()
+        self._submitted: anyio.Event | None = None  # made by the first to wait for one
         self._eta: SessionEta | None = None  # made at first use: the store opens with the orch
 
     def request_stop(self, *, now: bool) -> None:
@@ -184,12 +184,13 @@ class DaemonService:
                 priority=params.priority,
                 idempotency_key=key,
                 options=params.options,
-                acked=None if reply is None else _acked(reply),
+                acked=reply and (lambda sid, n: reply(p.SubmitResult(session_id=sid, total=n))),
             )
         finally:
             self._submitting -= 1
-            self._submitted.set()
-            self._submitted = anyio.Event()
+            if self._submitted is not None:
+                self._submitted.set()
+                self._submitted = None
         log.info("session %s: %d tests submitted", session_id, len(requests))
         return p.SubmitResult(session_id=session_id, total=len(requests))
 
@@ -199,8 +200,9 @@ class DaemonService:
     async def wait_for_submits(self) -> None:
         """Until submits begun before the stop are committed: the stop then cancels them too."""
         while self._submitting:
-            submitted = self._submitted
-            await submitted.wait()
+            if self._submitted is None:
+                self._submitted = anyio.Event()
+            await self._submitted.wait()
 
     async def _requests(self, params: p.SubmitParams) -> tuple[list[TestRequest], list[str]]:
         """The requests of a submit, and its plan paths (absolute, resolved)."""
@@ -332,13 +334,6 @@ class DaemonService:
         return p.ShutdownResult(
             mode="now" if now else "drain", grace_seconds=0.0 if now else self.grace_seconds
         )
-
-
-def _acked(reply: Reply) -> Callable[[str, int], None]:
-    def acked(session_id: str, total: int) -> None:
-        reply(p.SubmitResult(session_id=session_id, total=total))
-
-    return acked
 
 
 def _check_unique(requests: Sequence[TestRequest]) -> None:
