@@ -19,7 +19,12 @@ from tests.helpers import WAIT_SECONDS, orchestrator
 SYNCHRONOUS_FULL, SYNCHRONOUS_NORMAL = 2, 1
 
 
-async def create(store: Store, session_id: str, key: str | None = None) -> list[int]:
+async def create(
+    store: Store,
+    session_id: str,
+    key: str | None = None,
+    then: Callable[[list[int]], None] | None = None,
+) -> list[int]:
     request = TestRequest(id=f"{session_id}::t", command="true")
     return await store.create_session(
         session_id,
@@ -30,6 +35,7 @@ async def create(store: Store, session_id: str, key: str | None = None) -> list[
         owner="me",
         executions=[NewExecution(request=request, sha="a" * 40)],
         idempotency_key=key,
+        then=then,
     )
 
 
@@ -160,18 +166,8 @@ async def test_a_batch_is_announced_from_its_commit_before_any_caller_resumes(
             return committed
 
         async def submit(session_id: str) -> None:
-            request = TestRequest(id=f"{session_id}::t", command="true")
             try:
-                outcomes[session_id] = await store.create_session(
-                    session_id,
-                    num_workers=1,
-                    repo="/r",
-                    plan_paths=(),
-                    plan_key="k",
-                    owner="me",
-                    executions=[NewExecution(request=request, sha="a" * 40)],
-                    then=then(session_id),
-                )
+                outcomes[session_id] = await create(store, session_id, then=then(session_id))
             except RuntimeError as exc:
                 outcomes[session_id] = exc
             resumed.add(session_id)
