@@ -9,6 +9,7 @@ at once and never queued.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import uuid
 from collections.abc import Callable, Sequence
@@ -175,8 +176,11 @@ class Admission:
 
             def committed(ids: list[int]) -> None:  # on disk: running, then acknowledged
                 self._open(state, len(requests), ids, new, history)
-                if acked is not None and (state.outstanding or state.open):
-                    acked(session_id, len(requests))
+                if state.outstanding or state.open:
+                    if acked is not None:
+                        acked(session_id, len(requests))
+                else:  # nothing to run: it ends even if its caller is gone (cancelled meanwhile)
+                    self.spawn(functools.partial(self.registry.finish, state))
 
             try:
                 await self.store.create_session(
@@ -193,7 +197,7 @@ class Admission:
                 )
             except DuplicateSubmitError as duplicate:  # a retried submit: nothing new
                 return duplicate.session_id
-        if state.outstanding == 0 and not state.open:  # ends here, outside the intake
+        if state.outstanding == 0 and not state.open:  # ended before this returns
             await self.registry.finish(state)
         return session_id
 

@@ -43,8 +43,7 @@ Emit = Callable[..., Awaitable[None]]
 """``await emit(*events)``: send events to the client, in order, in one write."""
 
 Reply = Callable[[BaseModel], None]
-"""``reply(result)``: answer the request now, without a turn of the loop, before the
-method returns (a submit, from its commit's step); the server sends nothing more for it."""
+"""``reply(result)``: the answer, sent now (before the method returns); nothing more is sent."""
 
 WATCH_BUFFER_EVENTS = 2048  # events a watcher may fall behind by before it is dropped
 REPLAY_CHUNK = 256  # events of a watch's replay sent in one write
@@ -160,12 +159,10 @@ class DaemonService:
     async def submit(self, params: p.SubmitParams, reply: Reply | None = None) -> p.SubmitResult:
         """Commit a session, then answer: an acknowledged request is never lost.
 
-        A submit whose idempotency key made a session already (a retry whose
-        answer was lost, even across a restart) gets that session back. With
-        ``reply``, the answer goes out from the commit's own step, the session
-        running by then: a burst's submits, committed together, are answered
-        together rather than each a turn of the loop after the one before.
-        """
+        A submit whose idempotency key made a session already (a retry whose answer was
+        lost, even across a restart) gets that session back. With ``reply``, the answer goes
+        out from the commit's own step, the session running by then: a burst committed
+        together is answered together, not each a turn of the loop after the one before."""
         key = params.idempotency_key
         done = await self.orch.store.session_for_key(key) if key is not None else None
         if done is not None:
@@ -176,6 +173,13 @@ class DaemonService:
                 ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; it takes no new sessions"
             )
         self._submitting += 1
+        totals: list[int] = []  # the session's, once committed (shards counted apart)
+
+        def acked(session_id: str, total: int) -> None:
+            totals.append(total)
+            if reply is not None:
+                reply(p.SubmitResult(session_id=session_id, total=total))
+
         try:
             requests, plan_paths = await self._requests(params)
             session_id = await self.orch.create_session(
@@ -184,15 +188,16 @@ class DaemonService:
                 priority=params.priority,
                 idempotency_key=key,
                 options=params.options,
-                acked=reply and (lambda sid, n: reply(p.SubmitResult(session_id=sid, total=n))),
+                acked=acked,
             )
         finally:
             self._submitting -= 1
             if self._submitted is not None:
                 self._submitted.set()
                 self._submitted = None
-        log.info("session %s: %d tests submitted", session_id, len(requests))
-        return p.SubmitResult(session_id=session_id, total=len(requests))
+        total = totals[0] if totals else await self._total(session_id)  # nothing ran, or a retry
+        log.info("session %s: %d tests submitted", session_id, total)
+        return p.SubmitResult(session_id=session_id, total=total)
 
     async def _total(self, session_id: str) -> int:
         return sum((await self.orch.store.count_by_status(session_id)).values())

@@ -118,3 +118,17 @@ async def test_each_submit_gets_exactly_one_answer(
     assert all("result" in r for r in replies), replies
     assert replies[1]["result"]["session_id"] == replies[2]["result"]["session_id"]
     assert last["id"] == 5
+
+
+@pytest.mark.parametrize("ref", ["HEAD", "no-such-ref"], ids=["runs", "nothing-to-run"])
+async def test_the_total_counts_each_shard_whichever_way_it_is_answered(
+    config: ParallelTestConfig, socket_path: Path, ref: str
+) -> None:
+    """A sharded test's submit answers with one test per shard, early or not, and a retry
+    with its idempotency key answers the same."""
+    async with serving(config, socket_path) as client:
+        requests = [{"id": "t", "command": ["true"], "shards": 3, "ref": ref}]
+        await call(client, "submit", {"requests": requests, "idempotency_key": "k"}, 1)
+        await call(client, "submit", {"requests": requests, "idempotency_key": "k"}, 2)
+        first, retry = await lines(client, 2)
+    assert first["result"]["total"] == retry["result"]["total"] == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -183,6 +184,50 @@ async def test_a_batch_is_announced_from_its_commit_before_any_caller_resumes(
     assert all(outcomes[sid] == ids for sid, ids, _, _ in announced if sid != "s03")
     assert isinstance(outcomes["s03"], RuntimeError)
     assert rows == {f"s{n:02}": 1 for n in range(8)}
+
+
+@pytest.mark.parametrize("ref", ["HEAD", "no-such-ref"], ids=["runs", "nothing-to-run"])
+async def test_a_session_committed_after_its_caller_was_cancelled_still_ends(
+    config: ParallelTestConfig, ref: str
+) -> None:
+    """A submit cancelled while the commit it joined runs: the commit stands, and the session
+    it made ends (it runs, or has nothing to run), so the orchestrator does not wait for ever."""
+    async with orchestrator(config) as orch:
+        await orch.wait_for_session(
+            await orch.create_session([TestRequest(id="w", command="true")])
+        )
+        writer_db = orch.store._writer._db
+        assert writer_db is not None
+        committing = threading.Event()
+
+        def slow_commit(statement: str) -> None:  # in the writer's thread (see syncing)
+            if statement.strip().upper() == "COMMIT":
+                committing.set()
+                time.sleep(0.2)
+
+        syncing(orch.store, SLOW)
+        writer_db.set_trace_callback(slow_commit)
+        cancelled: list[anyio.CancelScope] = []
+
+        async def submit(name: str) -> None:
+            with anyio.CancelScope() as scope:
+                cancelled.append(scope)
+                request = TestRequest(id=f"{name}::t", command="true", ref=ref)
+                await orch.create_session([request], session_id=name)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(submit, "a")
+            tg.start_soon(submit, "b")
+            with anyio.fail_after(WAIT_SECONDS):
+                while not committing.is_set():  # their commit is running
+                    await anyio.lowlevel.checkpoint()
+            cancelled[1].cancel()
+        writer_db.set_trace_callback(None)
+        with anyio.fail_after(WAIT_SECONDS):
+            await orch.wait_for_completion()
+        ended = {s.id: s.status for s in await orch.store.recent_sessions(limit=10)}
+    assert set(ended) >= {"a", "b"}
+    assert ended["b"] == ended["a"] != "running"
 
 
 FAST, SLOW = 0.0001, 0.05  # seconds a synced commit took: under and over the loop's bound
