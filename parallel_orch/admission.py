@@ -214,9 +214,7 @@ class Admission:
         of the loop."""
         self.registry.add(state)
         self.bus.publish(events.session_started(state.id, total))
-        items = _items(state, self._track(state, ids, new), history)
-        if state.outstanding or state.open:
-            self._queue_items(state, items)
+        self._queue_items(state, _items(state, self._track(state, ids, new), history))
 
     def _queue_items(self, state: SessionState, items: list[QueueItem]) -> None:
         """Queue ``items`` as far as there is room; the rest by a task of their own."""
