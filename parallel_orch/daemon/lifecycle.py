@@ -26,6 +26,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from parallel_orch.config import ParallelTestConfig
 from parallel_orch.daemon import paths
+from parallel_orch.daemon.between import QuietCollector
 from parallel_orch.daemon.lock import DaemonLock
 from parallel_orch.daemon.loop import quiet_cancelled_reads
 from parallel_orch.daemon.paths import GRACE_SECONDS, IDLE_TIMEOUT_SECONDS
@@ -48,6 +49,7 @@ class DaemonOptions:
     grace_seconds: float = GRACE_SECONDS
     idle_timeout: float = IDLE_TIMEOUT_SECONDS
     handle_signals: bool = True  # off when embedded (tests, another program's event loop)
+    own_collector: bool = True  # collect between answers (between.py); off when embedded
 
 
 async def run_daemon(
@@ -112,6 +114,8 @@ class _Daemon:
         if self.options.handle_signals:
             await tg.start(self._on_signals)
         tg.start_soon(self._cut_grace_when_forced)
+        if self.options.own_collector:
+            await tg.start(QuietCollector(self.server.answering).run)
         log.info(
             "serving %s on %s with %d workers",
             self.orch.repo,

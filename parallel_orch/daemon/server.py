@@ -25,8 +25,8 @@ from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import BaseModel
 
+from parallel_orch.daemon import between, wire
 from parallel_orch.daemon import protocol as p
-from parallel_orch.daemon import wire
 from parallel_orch.daemon.lines import LineReader
 from parallel_orch.daemon.paths import IDLE_TIMEOUT_SECONDS
 from parallel_orch.daemon.protocol import ErrorCode, Method, RpcError
@@ -108,6 +108,10 @@ class DaemonServer:
             if self._changed is None:
                 self._changed = anyio.Event()
             await self._changed.wait()
+
+    def answering(self) -> bool:
+        """Whether a request other than a watch is being answered."""
+        return any(c.busy and c._watch_scope is None for c in self._connections)
 
     def notify(self) -> None:
         """A connection's state changed: wake whoever waits for one (no one, mostly)."""
@@ -350,6 +354,7 @@ class Connection:
             except OSError:  # gone: the usual way finds out
                 return
             self._early = line[sent:]
+            between.yield_soon()
 
         return reply
 

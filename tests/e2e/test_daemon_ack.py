@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import logging
 import socket
@@ -15,6 +17,7 @@ import pytest
 
 from parallel_orch import ParallelTestConfig, ParallelTestOrchestrator
 from parallel_orch.daemon import paths
+from parallel_orch.daemon.lifecycle import DaemonOptions, run_daemon
 from parallel_orch.daemon.server import DaemonServer
 from parallel_orch.daemon.service import DaemonService
 from tests.e2e.conftest import REPLY_SECONDS
@@ -132,3 +135,72 @@ async def test_the_total_counts_each_shard_whichever_way_it_is_answered(
         await call(client, "submit", {"requests": requests, "idempotency_key": "k"}, 2)
         first, retry = await lines(client, 2)
     assert first["result"]["total"] == retry["result"]["total"] == 3
+
+
+class AnsweringAtLog(logging.Handler):
+    """On the service's "submitted" line, records whether the server says it is answering."""
+
+    def __init__(self, server: DaemonServer) -> None:
+        super().__init__()
+        self.server = server
+        self.answering_then: list[bool] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if SUBMITTED in record.getMessage():
+            self.answering_then.append(self.server.answering())
+
+
+async def test_the_collector_sees_a_submit_as_an_answer_and_a_watch_as_none(
+    config: ParallelTestConfig, socket_path: Path
+) -> None:
+    """The daemon's collector waits while a submit is being answered, not while a client
+    only watches a session (a watch lasts as long as its session)."""
+    async with ParallelTestOrchestrator(config) as orch:
+        with paths.bound_socket(socket_path) as bound:
+            service = DaemonService(orch, socket_path=bound.path, grace_seconds=0.0)
+            server = DaemonServer(service, bound.sock)
+            handler = AnsweringAtLog(server)
+            logger = logging.getLogger("parallel_orch.daemon.service")
+            logger.addHandler(handler)
+            old_level = logger.level
+            logger.setLevel(logging.INFO)
+            client = socket.socket(socket.AF_UNIX)
+            try:
+                async with anyio.create_task_group() as tg:
+                    await tg.start(server.serve)
+                    client.connect(str(socket_path))
+                    client.setblocking(False)
+                    requests = [{"id": "slow", "command": ["sleep", "30"]}]
+                    await call(client, "submit", {"requests": requests}, 1)
+                    (reply,) = await lines(client, 1)
+                    session_id = reply["result"]["session_id"]
+                    await call(client, "watch", {"session_id": session_id}, 2)
+                    with anyio.fail_after(REPLY_SECONDS):  # its replayed events: the watch runs
+                        await anyio.wait_readable(client)
+                    watching = server.answering()
+                    await orch.cancel_session(session_id)
+                    tg.cancel_scope.cancel()
+            finally:
+                client.close()
+                logger.removeHandler(handler)
+                logger.setLevel(old_level)
+    assert handler.answering_then == [True]
+    assert not watching
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["daemon-process", "embedded"])
+async def test_the_daemon_runs_its_own_collector_only_when_told(
+    config: ParallelTestConfig, socket_path: Path, own: bool
+) -> None:
+    """A daemon in its own process turns the automatic collector off while it serves (it
+    collects between answers) and on again when it stops; an embedded one leaves it on."""
+    options = DaemonOptions(
+        config=config, socket_path=socket_path, handle_signals=False, own_collector=own
+    )
+    assert gc.isenabled()
+    async with anyio.create_task_group() as tg:
+        await tg.start(functools.partial(run_daemon, options))
+        serving_with_collector = not gc.isenabled()
+        tg.cancel_scope.cancel()
+    assert serving_with_collector == own
+    assert gc.isenabled()
