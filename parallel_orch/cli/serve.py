@@ -71,6 +71,7 @@ def daemon(
         resume=resume,
         grace_seconds=grace,
         idle_timeout=idle_timeout,
+        own_collector=True,  # this process is the daemon's own
     )
     run_async(_serve, options)
 

@@ -49,7 +49,7 @@ class DaemonOptions:
     grace_seconds: float = GRACE_SECONDS
     idle_timeout: float = IDLE_TIMEOUT_SECONDS
     handle_signals: bool = True  # off when embedded (tests, another program's event loop)
-    own_collector: bool = True  # collect between answers (between.py); off when embedded
+    own_collector: bool = False  # collect between answers (between.py): the daemon process's
 
 
 async def run_daemon(

@@ -354,7 +354,8 @@ class Connection:
             except OSError:  # gone: the usual way finds out
                 return
             self._early = line[sent:]
-            between.yield_soon()
+            if sent:  # it woke its client
+                between.yield_soon()
 
         return reply
 
@@ -372,7 +373,8 @@ class Connection:
             except _ClientGone:  # found by an event it could not be sent, not by the reader
                 log.info("watch ended: client pid %d hung up", self.peer.pid)
                 raise
-        self._watch_scope = None
+            finally:  # a watch refused (no such session) is over too: the next request is not one
+                self._watch_scope = None
         if scope.cancelled_caught:
             log.info("watch ended: client pid %d hung up", self.peer.pid)
             return None

@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from parallel_orch import ParallelTestConfig, ParallelTestOrchestrator
-from parallel_orch.daemon import paths
+from parallel_orch.daemon import between, paths
 from parallel_orch.daemon.lifecycle import DaemonOptions, run_daemon
 from parallel_orch.daemon.server import DaemonServer
 from parallel_orch.daemon.service import DaemonService
@@ -153,8 +153,9 @@ class AnsweringAtLog(logging.Handler):
 async def test_the_collector_sees_a_submit_as_an_answer_and_a_watch_as_none(
     config: ParallelTestConfig, socket_path: Path
 ) -> None:
-    """The daemon's collector waits while a submit is being answered, not while a client
-    only watches a session (a watch lasts as long as its session)."""
+    """The daemon's collector waits while a submit is being answered (a refused watch before
+    it on the connection included), not while a client only watches a session (a watch
+    lasts as long as its session)."""
     async with ParallelTestOrchestrator(config) as orch:
         with paths.bound_socket(socket_path) as bound:
             service = DaemonService(orch, socket_path=bound.path, grace_seconds=0.0)
@@ -170,11 +171,14 @@ async def test_the_collector_sees_a_submit_as_an_answer_and_a_watch_as_none(
                     await tg.start(server.serve)
                     client.connect(str(socket_path))
                     client.setblocking(False)
+                    await call(client, "watch", {"session_id": "no-such-session"}, 1)
+                    (refused,) = await lines(client, 1)
+                    assert "error" in refused, refused
                     requests = [{"id": "slow", "command": ["sleep", "30"]}]
-                    await call(client, "submit", {"requests": requests}, 1)
+                    await call(client, "submit", {"requests": requests}, 2)
                     (reply,) = await lines(client, 1)
                     session_id = reply["result"]["session_id"]
-                    await call(client, "watch", {"session_id": session_id}, 2)
+                    await call(client, "watch", {"session_id": session_id}, 3)
                     with anyio.fail_after(REPLY_SECONDS):  # its replayed events: the watch runs
                         await anyio.wait_readable(client)
                     watching = server.answering()
@@ -204,3 +208,26 @@ async def test_the_daemon_runs_its_own_collector_only_when_told(
         tg.cancel_scope.cancel()
     assert serving_with_collector == own
     assert gc.isenabled()
+
+
+async def test_an_early_answer_yields_the_cpu_once_its_step_is_over(
+    config: ParallelTestConfig, socket_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A submit answered early asks for the one yield of the CPU that lets its client read the
+    answer before the daemon's tail runs; a request answered the usual way does not."""
+    asked: list[str] = []
+    real = between.yield_soon
+
+    def counted() -> None:
+        asked.append("yield")
+        real()
+
+    monkeypatch.setattr(between, "yield_soon", counted)
+    async with serving(config, socket_path) as client:
+        await call(client, "ping", {}, 1)
+        await lines(client, 1)
+        pinged = list(asked)
+        await call(client, "submit", {"requests": [{"id": "t", "command": ["true"]}]}, 2)
+        await lines(client, 1)
+    assert pinged == []
+    assert asked == ["yield"]

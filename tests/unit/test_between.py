@@ -3,7 +3,9 @@ yield of the CPU per step of the loop that answered."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import itertools
 import os
 import weakref
 from collections.abc import Iterator
@@ -88,7 +90,7 @@ async def test_garbage_is_collected_while_no_request_is_answered() -> None:
         del watch
         tg.cancel_scope.cancel()
     assert gc.isenabled()
-    assert collector.collected[0] >= 1
+    assert collector.collections >= 1
 
 
 @pytest.mark.usefixtures("small_thresholds")
@@ -108,6 +110,71 @@ async def test_answering_defers_a_collection_until_it_is_overdue() -> None:
             await waited.wait()
         del watches
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.usefixtures("small_thresholds")
+async def test_an_overdue_collection_while_answering_is_never_a_full_one() -> None:
+    """Even when the thresholds call for a full collection, one made while a request is
+    being answered takes the young and middle generations only (a full one waits)."""
+    for _ in range(THRESHOLDS[2] + 1):  # the old generation's count over its threshold
+        gc.collect(1)
+    collected: list[int] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collected.append(info["generation"])
+
+    collector = QuietCollector(lambda: True)
+    gc.callbacks.append(record)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(collector.run)
+            overdue = anyio.Event()
+            watch = cycles(THRESHOLDS[0] * OVERDUE, overdue)
+            with anyio.fail_after(5):
+                await overdue.wait()
+            del watch
+            tg.cancel_scope.cancel()
+    finally:
+        gc.callbacks.remove(record)
+    assert collected, "nothing was collected"
+    assert max(collected) <= 1, collected
+
+
+async def test_nothing_is_collected_when_automatic_collection_was_off() -> None:
+    """A process that turned its collector off keeps it off: the daemon's does nothing."""
+    gc.disable()
+    try:
+        collector = QuietCollector(lambda: False)
+        async with anyio.create_task_group() as tg:
+            await tg.start(collector.run)
+            cycles(THRESHOLDS[0] * OVERDUE * 10, anyio.Event())
+            await anyio.sleep(between.CHECK_SECONDS * 3)
+            tg.cancel_scope.cancel()
+        assert not gc.isenabled()
+        assert collector.collections == 0
+    finally:
+        gc.enable()
+
+
+async def test_an_idle_daemon_looks_seldom(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing allocated, the checks back off to one a second (no wake-ups 20 times a
+    second for ever)."""
+    monkeypatch.setattr(between, "IDLE_CHECK_SECONDS", 0.2)
+    checks: list[float] = []
+
+    def answering() -> bool:  # asked once a check
+        checks.append(anyio.current_time())
+        return False
+
+    collector = QuietCollector(answering)
+    async with anyio.create_task_group() as tg:
+        await tg.start(collector.run)
+        await anyio.sleep(1.5)
+        tg.cancel_scope.cancel()
+    gaps = [b - a for a, b in itertools.pairwise(checks)]
+    assert len(checks) <= 12, checks  # at 50 ms it would be 30
+    assert gaps and max(gaps) >= 0.19, gaps
 
 
 async def test_answers_in_one_step_share_one_yield(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,3 +198,32 @@ async def test_answers_in_one_step_share_one_yield(monkeypatch: pytest.MonkeyPat
     await anyio.lowlevel.checkpoint()
     await anyio.lowlevel.checkpoint()
     assert len(yields) == 2
+
+
+def test_a_yield_left_on_a_closed_loop_does_not_stop_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loop that closed before its scheduled yield ran (a test's, say) does not keep the
+    next loop from yielding."""
+    yields: list[int] = []
+    real = os.sched_yield
+
+    def counted() -> None:
+        yields.append(1)
+        real()
+
+    monkeypatch.setattr(os, "sched_yield", counted)
+    other = asyncio.new_event_loop()
+    other.call_soon(between.yield_soon)  # schedules its yield for a step that never comes
+    other.call_soon(other.stop)
+    other.run_forever()
+    other.close()
+    assert yields == []
+
+    async def answer() -> None:
+        between.yield_soon()
+        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
+
+    anyio.run(answer)
+    assert len(yields) == 1
