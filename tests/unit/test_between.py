@@ -177,17 +177,23 @@ async def test_an_idle_daemon_looks_seldom(monkeypatch: pytest.MonkeyPatch) -> N
     assert gaps and max(gaps) >= 0.19, gaps
 
 
-async def test_answers_in_one_step_share_one_yield(monkeypatch: pytest.MonkeyPatch) -> None:
-    """However many answers one step of the loop sends, the CPU is yielded once, at the
-    start of the next step; a later step's answers yield again."""
-    yields: list[int] = []
+@pytest.fixture
+def yields(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each real ``sched_yield`` the process makes, counted."""
+    made: list[int] = []
     real = os.sched_yield
 
     def counted() -> None:
-        yields.append(1)
+        made.append(1)
         real()
 
     monkeypatch.setattr(os, "sched_yield", counted)
+    return made
+
+
+async def test_answers_in_one_step_share_one_yield(yields: list[int]) -> None:
+    """However many answers one step of the loop sends, the CPU is yielded once, at the
+    start of the next step; a later step's answers yield again."""
     for _ in range(3):
         between.yield_soon()
     assert yields == []  # not in the step that answered
@@ -200,19 +206,9 @@ async def test_answers_in_one_step_share_one_yield(monkeypatch: pytest.MonkeyPat
     assert len(yields) == 2
 
 
-def test_a_yield_left_on_a_closed_loop_does_not_stop_the_next(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_yield_left_on_a_closed_loop_does_not_stop_the_next(yields: list[int]) -> None:
     """A loop that closed before its scheduled yield ran (a test's, say) does not keep the
     next loop from yielding."""
-    yields: list[int] = []
-    real = os.sched_yield
-
-    def counted() -> None:
-        yields.append(1)
-        real()
-
-    monkeypatch.setattr(os, "sched_yield", counted)
     other = asyncio.new_event_loop()
     other.call_soon(between.yield_soon)  # schedules its yield for a step that never comes
     other.call_soon(other.stop)
