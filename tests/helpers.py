@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -218,11 +219,24 @@ async def recording(orch: ParallelTestOrchestrator) -> AsyncIterator[Recorder]:
         tg.cancel_scope.cancel()
 
 
+def _is_stopped(pid: int) -> bool:
+    """Whether ``pid`` is in the stopped state now (or gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+
 @contextmanager
 def stopped(pid: int) -> Iterator[None]:
     """``pid`` stopped for the block (as a busy machine delays it); continued after 5 s at the
-    latest, a blocked loop's way out."""
+    latest, a blocked loop's way out. The block starts once it has stopped: a signal takes
+    effect when its process next runs, which a loaded machine can put off."""
     os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5.0
+    while not _is_stopped(pid) and time.monotonic() < deadline:
+        time.sleep(0.001)
     rescue = threading.Timer(5.0, os.kill, (pid, signal.SIGCONT))
     rescue.start()
     try:
