@@ -36,11 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskStatus
+
+log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 0.05  # how often the daemon looks whether a collection is due
 IDLE_CHECK_SECONDS = 1.0  # how often, once nothing has been allocated for a while
@@ -93,6 +96,7 @@ class QuietCollector:
             task_status.started()
             return
         gc.disable()
+        log.info("garbage collected between answers (automatic collection off)")
         try:
             task_status.started()
             pause, last = CHECK_SECONDS, gc.get_count()[0]

@@ -20,7 +20,8 @@ from parallel_orch.daemon import between, paths
 from parallel_orch.daemon.lifecycle import DaemonOptions, run_daemon
 from parallel_orch.daemon.server import DaemonServer
 from parallel_orch.daemon.service import DaemonService
-from tests.e2e.conftest import REPLY_SECONDS
+from tests.e2e.conftest import REPLY_SECONDS, StartDaemon
+from tests.helpers import GitRepo
 
 SUBMITTED = "tests submitted"  # the service's log line, written after create_session returns
 
@@ -231,3 +232,11 @@ async def test_an_early_answer_yields_the_cpu_once_its_step_is_over(
         await lines(client, 1)
     assert pinged == []
     assert asked == ["yield"]
+
+
+def test_the_daemon_command_collects_between_answers(
+    repo: GitRepo, start_daemon: StartDaemon
+) -> None:
+    """``parallel-orch daemon`` (its own process) runs its collector between answers."""
+    daemon = start_daemon(repo.path)
+    daemon.wait_for_log("garbage collected between answers")
