@@ -147,6 +147,7 @@ class DaemonClient(AsyncContextManagerMixin):
     # -- methods --------------------------------------------------------------
 
     async def ping(self) -> p.PingResult:
+        """The daemon's version, pid, repo, socket and whether it takes new sessions."""
         return p.PingResult.model_validate(await self.call("ping"))
 
     async def submit(
@@ -188,34 +189,37 @@ class DaemonClient(AsyncContextManagerMixin):
         )
 
     async def sessions(self, limit: int = 20) -> list[p.SessionSummary]:
+        """The newest ``limit`` sessions, newest first."""
         rows = await self.call("sessions", {"limit": limit})
         return [p.SessionSummary.model_validate(row) for row in rows]
 
     async def history(self, test_id: str, limit: int = 20) -> list[HistoryEntry]:
+        """The newest executions of a test (and its ``@ref`` / ``#n`` variants), newest first."""
         from parallel_orch.history import HistoryEntry
 
-        """The newest executions of a test (and its ``@ref`` / ``#n`` variants), newest first."""
         rows = await self.call("history", {"test_id": test_id, "limit": limit})
         return [HistoryEntry.model_validate(row) for row in rows]
 
     async def flaky(self, sessions: int = 20) -> FlakyTests:
+        """Tests that flaked in the newest ``sessions`` sessions, flakiest first."""
         from parallel_orch.history import FlakyTests
 
-        """Tests that flaked in the newest ``sessions`` sessions, flakiest first."""
         return FlakyTests.model_validate(await self.call("flaky", {"sessions": sessions}))
 
     async def report(
         self, session_id: str, *, options: ReportOptions | None = None
     ) -> ParallelTestReport:
+        """A session's report; with ``options``, judged again by those gates and baseline."""
         from parallel_orch.report import ParallelTestReport
 
-        """A session's report; with ``options``, judged again by those gates and baseline."""
         params: dict[str, Any] = {"session_id": session_id}
         if options is not None:
             params["options"] = options.model_dump(mode="json")
         return ParallelTestReport.model_validate(await self.call("report", params))
 
     async def cancel(self, session_id: str) -> p.CancelResult:
+        """Stop a running session: its queued tests dropped, its running attempts stopped
+        (SIGTERM, then SIGKILL after the kill grace); it ends ``cancelled``."""
         return p.CancelResult.model_validate(await self.call("cancel", {"session_id": session_id}))
 
     async def shutdown(self, *, now: bool = False, wait: bool = True) -> p.ShutdownResult:

@@ -198,10 +198,12 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
 
     @property
     def store(self) -> Store:
+        """The SQLite store of sessions, executions and attempts (while running)."""
         return self._running.store
 
     @property
     def executor(self) -> Executor:
+        """What runs the attempts: this machine's worktree pool, or a Dask fleet."""
         return self._running.executor
 
     # -- submitting ---------------------------------------------------------
