@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 from parallel_orch import recovery
 from parallel_orch.admission import Admission, Admitted
@@ -25,6 +26,7 @@ from parallel_orch.retry import RetryPolicy
 from parallel_orch.sessions import SessionRegistry, SessionState, Spawn
 from parallel_orch.settle import Settler
 from parallel_orch.store import Store, open_store
+from parallel_orch.worker import ExecutionWorker
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +89,19 @@ class Engine:
             store, executor, registry, repo=config.repo, owner=owner, resume=resume
         )
         return cls(store, executor, registry, admission, settler, resumed)
+
+    def workers(self, queue: TestQueue, spawn: Spawn, state_dir: Path) -> list[ExecutionWorker]:
+        """A worker for each of the executor's slots, taking from ``queue``."""
+        return [
+            ExecutionWorker(
+                index,
+                queue=queue,
+                registry=self.registry,
+                executor=self.executor,
+                settler=self.settler,
+                spawn=spawn,
+                state_dir=state_dir,
+                intake=self.admission.intake,
+            )
+            for index in range(self.executor.slots())
+        ]

@@ -132,17 +132,7 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         engine.executor.work_in(self._tg)
         engine.executor.when_lost(functools.partial(_executor_lost, self))
         engine.admission.accepting = True
-        for index in range(engine.executor.slots()):
-            worker = ExecutionWorker(
-                index,
-                queue=self.queue,
-                registry=engine.registry,
-                executor=engine.executor,
-                settler=engine.settler,
-                spawn=self._spawn,
-                state_dir=self.state_dir,
-                intake=engine.admission.intake,
-            )
+        for worker in engine.workers(self.queue, self._spawn, self.state_dir):
             self.workers.append(worker)
             await self._tg.start(worker.run)
         for state, admitted in engine.resumed:
