@@ -15,14 +15,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 
-from parallel_orch import events, gitrepo, sharding
-from parallel_orch.coalesce import Coalescer
+from parallel_orch import events, sharding
 from parallel_orch.events import EventBus
-from parallel_orch.exceptions import DuplicateSubmitError, OrchestratorClosedError, RefError
+from parallel_orch.exceptions import DuplicateSubmitError, OrchestratorClosedError
 from parallel_orch.intake import Intake
+from parallel_orch.lookup import Lookup
 from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.plan_identity import canonical_plan_paths, plan_key
 from parallel_orch.queue import QueueItem, TestQueue
@@ -31,38 +32,7 @@ from parallel_orch.sessions import SessionRegistry, SessionState, Spawn
 from parallel_orch.store import NewExecution, Store
 
 DEFAULT_EXPECTED_SECONDS = 1.0  # expected duration when the store has no history at all
-#: A lookup waits until this many turns of the loop pass with no other submit joining it: a
-#: burst's submits, read from their sockets in one wake-up, reach it a few turns apart.
-LOOKUP_QUIET_TURNS = 3
 CLOSED = "the orchestrator is not accepting work (shutting down?)"
-
-
-@dataclass(frozen=True, slots=True)
-class _Wanted:
-    """What a session needs looked up before its commit: its refs and its test ids."""
-
-    refs: tuple[str, ...]
-    ids: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class _Known:
-    refs: dict[str, str | RefError]
-    history: dict[str, float]
-
-
-def _executions(
-    requests: Sequence[TestRequest], resolved: dict[str, str | RefError]
-) -> list[NewExecution]:
-    """Each request at the commit its ref resolved to, or with why it did not."""
-    out = []
-    for request in requests:
-        sha = resolved[request.ref]
-        if isinstance(sha, RefError):
-            out.append(NewExecution(request=request, sha=None, error=sha.message))
-        else:
-            out.append(NewExecution(request=request, sha=sha))
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +42,17 @@ class Admitted:
     execution_id: int
     request: TestRequest
     sha: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlainSession:
+    """A session for :meth:`Admission.create_sessions`: inline requests, none sharded, no
+    idempotency key; ``acked`` as :meth:`Admission.create_session` calls it."""
+
+    requests: Sequence[TestRequest]
+    priority: int
+    options: ReportOptions | None
+    acked: Callable[[str, int], None]
 
 
 def _items(
@@ -118,13 +99,7 @@ class Admission:
         self.registry = registry
         self.owner = owner
         self.state_dir = state_dir
-        self._resolver = gitrepo.RefResolver(repo)
-        self._refs: Coalescer[tuple[str, ...], dict[str, str | RefError]] = Coalescer(
-            self._resolve_together
-        )
-        self._known: Coalescer[_Wanted, _Known] = Coalescer(
-            self._look_up_together, quiet_turns=LOOKUP_QUIET_TURNS
-        )
+        self.lookup = Lookup(repo, store)  # refs and histories, shared by concurrent submits
         self._width = num_workers
         self.spawn = spawn
         self.accepting = False
@@ -138,7 +113,7 @@ class Admission:
 
     async def aclose(self) -> None:
         """End the long-running git process that resolves refs."""
-        await anyio.to_thread.run_sync(self._resolver.close)
+        await self.lookup.aclose()
 
     async def create_session(
         self,
@@ -170,7 +145,7 @@ class Admission:
                 plan_paths = await anyio.to_thread.run_sync(
                     canonical_plan_paths, self.repo, plan_paths
                 )
-            new, history = await self._look_up(requests)
+            new, history = await self.lookup.executions(requests)
             key = plan_key(plan_paths, [r.id for r in requests])
             state = SessionState(id=session_id, plan_key=key, priority=priority, open=keep_open)
 
@@ -200,6 +175,48 @@ class Admission:
         if state.outstanding == 0 and not state.open:  # ended before this returns
             await self.registry.finish(state)
         return session_id
+
+    async def create_sessions(self, sessions: Sequence[PlainSession]) -> list[str]:
+        """:meth:`create_session` for several plain sessions at once: one lookup, one synced
+        write, each opened and acknowledged in the write's own step (one with nothing to run
+        too; it ends in a task of its own). All are committed, or none; their ids."""
+        with self.intake.admitting_one():
+            if not self.accepting:
+                raise OrchestratorClosedError(CLOSED)
+            known = await self.lookup.refs_and_history([r for s in sessions for r in s.requests])
+            states, news, rows = [], [], []
+            for session in sessions:
+                ids = [r.id for r in session.requests]
+                states.append(
+                    SessionState(uuid.uuid4().hex[:12], plan_key((), ids), session.priority)
+                )
+                news.append(known.executions(session.requests))
+                rows.append(self._row(states[-1], news[-1], session.options or ReportOptions()))
+
+            def committed(ids: list[list[int]]) -> None:  # on disk: running, then acknowledged
+                for session, state, new, these in zip(sessions, states, news, ids, strict=True):
+                    self._open(state, len(new), these, new, known.history)
+                    if not state.outstanding:
+                        self.spawn(functools.partial(self.registry.finish, state))
+                    session.acked(state.id, len(new))
+
+            await self.store.create_sessions(rows, then=committed)
+        return [state.id for state in states]
+
+    def _row(
+        self, state: SessionState, new: list[NewExecution], options: ReportOptions
+    ) -> dict[str, Any]:
+        """A plain session's row for :meth:`~parallel_orch.store.Store.create_sessions`."""
+        return {
+            "session_id": state.id,
+            "num_workers": self.num_workers,
+            "repo": str(self.repo),
+            "plan_paths": (),
+            "plan_key": state.plan_key,
+            "owner": self.owner,
+            "executions": new,
+            "options_json": options.model_dump_json(),
+        }
 
     def _open(
         self,
@@ -291,63 +308,12 @@ class Admission:
             out.extend(shards)
         return out
 
-    async def _resolve_together(
-        self, batches: Sequence[tuple[str, ...]]
-    ) -> list[dict[str, str | RefError]]:
-        """Concurrent submits' refs in one question to ``git cat-file``; each gets its own back."""
-        every = list(dict.fromkeys(ref for refs in batches for ref in refs))
-        resolved = await anyio.to_thread.run_sync(self._resolver.resolve, every)
-        return [{ref: resolved[ref] for ref in refs} for refs in batches]
-
-    async def _look_up_together(self, batches: Sequence[_Wanted]) -> list[_Known]:
-        """Concurrent submits' refs and histories: one ref lookup and one read for all (the
-        leader waits while submits keep joining, so those that arrived together share it); on
-        the loop when both are quick, else side by side in threads (the submits that arrive
-        meanwhile share the next)."""
-        refs = tuple(dict.fromkeys(ref for wanted in batches for ref in wanted.refs))
-        ids = {test_id for wanted in batches for test_id in wanted.ids}
-        history: dict[str, float] | None = None
-
-        async def read_history() -> None:
-            nonlocal history
-            history = await self.store.history(ids)  # on the loop when small
-
-        # None: not at once. The history is read while cat-file thinks.
-        at_once = await self._resolver.resolve_soon(refs, meanwhile=read_history)
-        if at_once is not None:
-            resolved = at_once
-        else:  # in threads, side by side
-            async with anyio.create_task_group() as tg:
-                if history is None:  # not read while a quick lookup was tried
-                    tg.start_soon(read_history)
-                resolved = (await self._resolve_together([refs]))[0]
-        history = history or {}
-        return [
-            _Known(
-                {ref: resolved[ref] for ref in wanted.refs},
-                {i: history[i] for i in wanted.ids if i in history},
-            )
-            for wanted in batches
-        ]
-
-    async def _look_up(
-        self, requests: Sequence[TestRequest]
-    ) -> tuple[list[NewExecution], dict[str, float]]:
-        """Requests with their refs resolved, and their history (see :meth:`_look_up_together`)."""
-        refs = tuple(dict.fromkeys(r.ref for r in requests))
-        known = await self._known.submit(_Wanted(refs, frozenset(r.id for r in requests)))
-        return _executions(requests, known.refs), known.history
-
-    async def _resolve(self, requests: Sequence[TestRequest]) -> list[NewExecution]:
-        resolved = await self._refs.submit(tuple(dict.fromkeys(r.ref for r in requests)))
-        return _executions(requests, resolved)
-
     async def _commit(self, state: SessionState, requests: Sequence[TestRequest]) -> list[Admitted]:
         """Add requests to an open session: committed pending, then tracked (not yet queued)."""
         if not self.accepting:
             raise OrchestratorClosedError(CLOSED)
         requests = await self._split(state.id, requests)
-        new = await self._resolve(requests)
+        new = await self.lookup.refs(requests)
         ids = await self.store.add_executions(state.id, new)
         return self._track(state, ids, new)
 

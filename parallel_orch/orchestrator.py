@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from anyio import AsyncContextManagerMixin
 from anyio.abc import TaskGroup
 
 from parallel_orch import events, gitrepo, procs
+from parallel_orch.admission import PlainSession
 from parallel_orch.config import ParallelTestConfig
 from parallel_orch.engine import Engine
 from parallel_orch.events import Event, EventBus
@@ -36,8 +38,8 @@ from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.notify import NotifyPolicy
 from parallel_orch.plans import load_plans, quarantined
 from parallel_orch.queue import TestQueue
-from parallel_orch.report import ParallelTestReport, load_report
-from parallel_orch.report.finish import rejudged
+from parallel_orch.report import ParallelTestReport
+from parallel_orch.report.finish import stored_or_rejudged
 from parallel_orch.report.options import ReportOptions
 from parallel_orch.retry import RetryPolicy
 from parallel_orch.store import Store, open_store
@@ -231,6 +233,11 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
             acked=acked,
         )
 
+    async def create_sessions(self, sessions: Sequence[PlainSession]) -> list[str]:
+        """Plain sessions (inline requests, none sharded, no idempotency key) committed
+        together, each acknowledged through its ``acked``; see :meth:`create_session`."""
+        return await self._running.admission.create_sessions(_completed(self.config, sessions))
+
     async def submit_test(self, request: TestRequest) -> str:
         """Add one request to the default session; waits while the queue is full.
 
@@ -291,9 +298,9 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
         """A session's stored report (built if not stored yet); with ``options``, judged
         again by those gates and baseline. Readable after the orchestrator has closed."""
         if self._engine is not None and not self._closed:
-            return await _report(self._engine.store, session_id, options)
+            return await stored_or_rejudged(self._engine.store, session_id, options)
         async with open_store(self.state_dir) as store:
-            return await _report(store, session_id, options)
+            return await stored_or_rejudged(store, session_id, options)
 
     async def cancel_session(
         self,
@@ -366,14 +373,6 @@ def _load_plans(paths: list[str | Path], config: ParallelTestConfig) -> list[Tes
     )
 
 
-async def _report(
-    store: Store, session_id: str, options: ReportOptions | None
-) -> ParallelTestReport:
-    if options is None:
-        return await load_report(store, session_id)
-    return await rejudged(store, session_id, options)
-
-
 def _requests_and_paths(
     given: Sequence[TestRequest | str | Path] | str | Path,
 ) -> tuple[list[TestRequest], list[str | Path]]:
@@ -383,3 +382,12 @@ def _requests_and_paths(
         [r for r in items if isinstance(r, TestRequest)],
         [p for p in items if isinstance(p, str | Path)],
     )
+
+
+def _completed(config: ParallelTestConfig, sessions: Sequence[PlainSession]) -> list[PlainSession]:
+    """Each session as :meth:`ParallelTestOrchestrator.create_session` completes one."""
+    complete = config.report_options
+    return [
+        replace(s, requests=quarantined(s.requests, config.quarantine), options=complete(s.options))
+        for s in sessions
+    ]

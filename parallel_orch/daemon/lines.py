@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 
 import anyio
 
@@ -37,6 +38,9 @@ class LineReader:
         self._registered = False
         self._waiter: asyncio.Future[None] | None = None
         self._error: OSError | None = None  # a reset found by a wake-up's peek
+        #: Given a whole line read by the loop's callback while a reader waits with nothing
+        #: buffered: ``True`` when it took the line (the reader goes on waiting).
+        self.offer: Callable[[bytes], bool] | None = None
 
     def close(self) -> None:
         """Stop watching the socket (with a ``loop``); call before it closes."""
@@ -94,6 +98,9 @@ class LineReader:
     def _on_readable(self) -> None:
         """The loop saw the socket readable. Its next pass sees it so again, when the reader
         it woke has not run yet; by the time this runs the data may be read: then nothing."""
+        if self.offer is not None and self._waiter is not None and not self._buffer:
+            self._read_for_offer()
+            return
         try:
             self._sock.recv(1, socket.MSG_PEEK)  # data, or b"" at the end: readable
         except BlockingIOError:
@@ -107,3 +114,18 @@ class LineReader:
             assert self._loop is not None
             self._loop.remove_reader(self._fd)
             self._registered = False
+
+    def _read_for_offer(self) -> None:
+        """Read here: a single whole line goes to :attr:`offer`; the rest to the reader."""
+        assert self.offer is not None and self._waiter is not None
+        try:
+            data = self._sock.recv(RECV_BYTES)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # the reader's recv sees the end
+            self._error, data = exc, b""
+        if data.endswith(b"\n") and data.count(b"\n") == 1 and self.offer(data[:-1]):
+            return
+        self._buffer += data  # b"" at the end: the reader's own recv finds it again
+        if not self._waiter.done():
+            self._waiter.set_result(None)

@@ -29,7 +29,14 @@ from parallel_orch.daemon.wire import PROTOCOL_VERSION as PROTOCOL_VERSION
 from parallel_orch.daemon.wire import ErrorCode as ErrorCode
 from parallel_orch.daemon.wire import Method as Method
 from parallel_orch.events import Event
-from parallel_orch.exceptions import OrchError
+from parallel_orch.exceptions import (
+    OrchError,
+    OrchestratorClosedError,
+    PlanError,
+    RefError,
+    RepoError,
+    SessionNotFoundError,
+)
 from parallel_orch.models import TestRequest
 from parallel_orch.report.options import ReportOptions
 
@@ -341,3 +348,20 @@ def parse_params(method: Method, params: dict[str, Any]) -> _Params:
             f"invalid params for {method.value}: {validation_message(exc)}",
             validation_data(exc),
         ) from None
+
+
+def rpc_error(exc: OrchError) -> RpcError:
+    """Our engine's exceptions as protocol errors, keeping their messages."""
+    if isinstance(exc, RpcError):
+        return exc
+    if isinstance(exc, PlanError):
+        return RpcError(ErrorCode.PLAN_ERROR, exc.message, {"path": exc.path, "line": exc.line})
+    if isinstance(exc, SessionNotFoundError):
+        return RpcError(ErrorCode.SESSION_NOT_FOUND, exc.message)
+    if isinstance(exc, OrchestratorClosedError):
+        return RpcError(
+            ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; it takes no new work"
+        )
+    if isinstance(exc, RepoError | RefError):
+        return RpcError(ErrorCode.REPO_ERROR, exc.message)
+    return RpcError(ErrorCode.INTERNAL_ERROR, exc.message)

@@ -21,17 +21,10 @@ from pydantic import BaseModel
 
 from parallel_orch import events, history, listing
 from parallel_orch.daemon import protocol as p
-from parallel_orch.daemon.protocol import ErrorCode, Method, RpcError
+from parallel_orch.daemon.protocol import ErrorCode, Method, RpcError, rpc_error
 from parallel_orch.eta import SessionEta
 from parallel_orch.events import Event, EventType, Subscription
-from parallel_orch.exceptions import (
-    OrchError,
-    OrchestratorClosedError,
-    PlanError,
-    RefError,
-    RepoError,
-    SessionNotFoundError,
-)
+from parallel_orch.exceptions import OrchError
 from parallel_orch.models import ExecutionStatus, SessionStatus, TestRequest, with_default_ref
 from parallel_orch.orchestrator import ParallelTestOrchestrator
 from parallel_orch.plans import load_plans
@@ -53,23 +46,6 @@ REPLAY_CHUNK = 256  # events of a watch's replay sent in one write
 def _version() -> str:
     """This package's version, looked up once: a lookup walks the import path (~1 ms)."""
     return metadata.version("parallel-orch")
-
-
-def rpc_error(exc: OrchError) -> RpcError:
-    """Our engine's exceptions as protocol errors, keeping their messages."""
-    if isinstance(exc, RpcError):
-        return exc
-    if isinstance(exc, PlanError):
-        return RpcError(ErrorCode.PLAN_ERROR, exc.message, {"path": exc.path, "line": exc.line})
-    if isinstance(exc, SessionNotFoundError):
-        return RpcError(ErrorCode.SESSION_NOT_FOUND, exc.message)
-    if isinstance(exc, OrchestratorClosedError):
-        return RpcError(
-            ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; it takes no new work"
-        )
-    if isinstance(exc, RepoError | RefError):
-        return RpcError(ErrorCode.REPO_ERROR, exc.message)
-    return RpcError(ErrorCode.INTERNAL_ERROR, exc.message)
 
 
 class DaemonService:
@@ -198,6 +174,13 @@ class DaemonService:
         total = totals[0] if totals else await self._total(session_id)  # nothing ran, or a retry
         log.info("session %s: %d tests submitted", session_id, total)
         return p.SubmitResult(session_id=session_id, total=total)
+
+    def submitting(self, change: int) -> None:
+        """Count submits begun (``+n``) or ended (``-n``) outside :meth:`submit`."""
+        self._submitting += change
+        if change < 0 and self._submitted is not None:
+            self._submitted.set()
+            self._submitted = None
 
     async def _total(self, session_id: str) -> int:
         return sum((await self.orch.store.count_by_status(session_id)).values())

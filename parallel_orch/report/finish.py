@@ -112,3 +112,12 @@ async def rejudged(store: Store, session_id: str, options: ReportOptions) -> Par
     report = report.model_copy(update={"coverage": stored.coverage})
     baseline = await baseline_of(store, session, options.compare_to)
     return judged(report, options.gates, baseline)
+
+
+async def stored_or_rejudged(
+    store: Store, session_id: str, options: ReportOptions | None
+) -> ParallelTestReport:
+    """A session's stored report; with ``options``, judged again by them (:func:`rejudged`)."""
+    if options is None:
+        return await build.load_report(store, session_id)
+    return await rejudged(store, session_id, options)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -80,6 +82,22 @@ class Store(StoreReads):
             options_json=options_json,
         )
         return await self._writer.write_synced(write, rows=len(executions), then=then)
+
+    async def create_sessions(
+        self,
+        sessions: Sequence[dict[str, Any]],
+        *,
+        then: Callable[[list[list[int]]], None] | None = None,
+    ) -> list[list[int]]:
+        """:meth:`create_session` for several sessions (each given as its keyword arguments,
+        ``then`` aside) in one synced write: all are committed, or none; the ids of each."""
+        now = sql_time(utcnow())
+
+        def write(db: sqlite3.Connection) -> list[list[int]]:
+            return [writes.insert_session(db, now=now, **kwargs) for kwargs in sessions]
+
+        rows = sum(len(kwargs["executions"]) for kwargs in sessions)
+        return await self._writer.write_synced(write, rows=rows, then=then)
 
     async def add_executions(
         self, session_id: str, executions: Sequence[NewExecution]

@@ -88,7 +88,7 @@ async def test_a_submit_is_answered_before_its_method_returns(
     method's tail): it went out from the commit's step, with the session running."""
     async with serving(config, socket_path) as client:
         peek = PeekAtLog(client)
-        logger = logging.getLogger("parallel_orch.daemon.service")
+        logger = logging.getLogger("parallel_orch.daemon")  # the service's and the lane's
         logger.addHandler(peek)
         old_level = logger.level
         logger.setLevel(logging.INFO)
@@ -139,7 +139,8 @@ async def test_the_total_counts_each_shard_whichever_way_it_is_answered(
 
 
 class AnsweringAtLog(logging.Handler):
-    """On the service's "submitted" line, records whether the server says it is answering."""
+    """On a "submitted" line (the service's or the submit lane's), records whether the
+    server says it is answering."""
 
     def __init__(self, server: DaemonServer) -> None:
         super().__init__()
@@ -162,7 +163,7 @@ async def test_the_collector_sees_a_submit_as_an_answer_and_a_watch_as_none(
             service = DaemonService(orch, socket_path=bound.path, grace_seconds=0.0)
             server = DaemonServer(service, bound.sock)
             handler = AnsweringAtLog(server)
-            logger = logging.getLogger("parallel_orch.daemon.service")
+            logger = logging.getLogger("parallel_orch.daemon")  # the service's and the lane's
             logger.addHandler(handler)
             old_level = logger.level
             logger.setLevel(logging.INFO)

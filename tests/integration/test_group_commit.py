@@ -95,7 +95,7 @@ async def test_sessions_submitted_at_once_share_one_lookup_and_one_commit(
             await orch.create_session([TestRequest(id="w", command="true")])
         )
         admission, writer = orch._running.admission, orch.store._writer
-        lookups, commits = admission._known.batches, writer.synced_commits
+        lookups, commits = admission.lookup.known.batches, writer.synced_commits
         ids: list[str] = []
 
         async def submit(n: int, turns_late: int) -> None:
@@ -106,7 +106,7 @@ async def test_sessions_submitted_at_once_share_one_lookup_and_one_commit(
         async with anyio.create_task_group() as tg:
             for n in range(20):
                 tg.start_soon(submit, n, n // 4)  # four a turn, over five turns
-        assert (admission._known.batches - lookups, writer.synced_commits - commits) == (1, 1)
+        assert (admission.lookup.known.batches - lookups, writer.synced_commits - commits) == (1, 1)
         reports = [await orch.wait_for_session(i) for i in ids]
     assert [r.tests_passed for r in reports] == [1] * 20
 
@@ -125,7 +125,7 @@ async def test_concurrent_sessions_resolve_refs_together(config: ParallelTestCon
             for n in range(10):
                 tg.start_soon(submit, n)
         reports = [await orch.wait_for_session(i) for i in ids]
-        calls = orch._running.admission._known.batches
+        calls = orch._running.admission.lookup.known.batches
     assert [r.tests_passed for r in reports] == [1] * 10
     assert 0 < calls < 10
 

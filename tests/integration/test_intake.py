@@ -28,7 +28,7 @@ async def _admitting_while_a_test_waits(
         hold = f"while [ ! -e {go} ]; do sleep 0.01; done"  # holds the worker until go
         await orch.create_session([TestRequest(id="hold", command=hold)])
         await orch.create_session([TestRequest(id="queued", command="true")])
-        resolver = orch._running.admission._resolver
+        resolver = orch._running.admission.lookup.resolver
         assert resolver._proc is not None  # started by the lookups above
         async with anyio.create_task_group() as tg:
             with stopped(resolver._proc.pid):

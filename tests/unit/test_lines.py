@@ -215,3 +215,35 @@ async def test_a_client_lets_other_tasks_run_between_events_it_has_already_read(
             tg.cancel_scope.cancel()
         server.join(5)
     assert turns >= count // 2, f"other tasks ran {turns} times over {count} events"
+
+
+async def test_a_whole_line_read_by_the_callback_is_offered_and_the_rest_goes_to_the_reader(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """While a reader waits with nothing buffered, one whole line arriving alone goes to the
+    offer (taken: the reader goes on waiting); a line it refuses, two lines at once, or an
+    unfinished one go to the reader as they came."""
+    ours, theirs = pair
+    reader = reader_of(ours, kept=True)
+    offered: list[bytes] = []
+
+    def offer(line: bytes) -> bool:
+        offered.append(line)
+        return line.startswith(b"take")
+
+    reader.offer = offer
+    got: list[bytes] = []
+    async with anyio.create_task_group() as tg:
+
+        async def read() -> None:
+            while len(got) < 4:
+                got.append(await reader.receive_line(100))
+
+        tg.start_soon(read)
+        for data in (b"take 1\n", b"keep 2\n", b"take 3\ntake 4\n", b"take 5"):
+            await anyio.sleep(0.05)  # the reader waits again
+            theirs.sendall(data)
+        await anyio.sleep(0.05)
+        theirs.sendall(b"\n")
+    assert offered == [b"take 1", b"keep 2"]
+    assert got == [b"keep 2", b"take 3", b"take 4", b"take 5"]

@@ -1,0 +1,178 @@
+"""The submit lane: plain submits taken as they are read, admitted together, answered in order."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from parallel_orch import ParallelTestConfig, ParallelTestOrchestrator, SessionStatus
+from parallel_orch.daemon import paths
+from parallel_orch.daemon.server import DaemonServer
+from parallel_orch.daemon.service import DaemonService
+from tests.e2e.conftest import REPLY_SECONDS
+from tests.helpers import stopped
+
+SETTLE = 0.1  # seconds for a connection's reader to be waiting, as a client's would be
+
+
+@dataclass
+class Served:
+    orch: ParallelTestOrchestrator
+    server: DaemonServer
+    socket_path: Path
+    clients: list[socket.socket] = field(default_factory=list)  # closed after
+
+    def connect(self) -> socket.socket:
+        client = socket.socket(socket.AF_UNIX)
+        self.clients.append(client)
+        client.connect(str(self.socket_path))
+        client.setblocking(False)
+        return client
+
+
+@asynccontextmanager
+async def serving(
+    config: ParallelTestConfig, socket_path: Path, *, idle_timeout: float = 30.0
+) -> AsyncIterator[Served]:
+    """An orchestrator's daemon server on ``socket_path``, in this process."""
+    async with ParallelTestOrchestrator(config) as orch:
+        with paths.bound_socket(socket_path) as bound:
+            service = DaemonService(orch, socket_path=bound.path, grace_seconds=0.0)
+            server = DaemonServer(service, bound.sock, idle_timeout=idle_timeout)
+            served = Served(orch, server, socket_path)
+            async with anyio.create_task_group() as tg:
+                await tg.start(server.serve)
+                try:
+                    yield served
+                finally:
+                    for client in served.clients:
+                        client.close()
+                    tg.cancel_scope.cancel()
+
+
+def line(method: str, params: Any, request_id: int) -> bytes:
+    return json.dumps(
+        {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+    ).encode()
+
+
+async def read_lines(client: socket.socket, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` lines the daemon sent, parsed; fails if they do not come."""
+    buffer = b""
+    with anyio.fail_after(REPLY_SECONDS):
+        while buffer.count(b"\n") < count:
+            await anyio.wait_readable(client)
+            data = client.recv(65536)
+            assert data, f"the daemon closed the connection after {buffer!r}"
+            buffer += data
+    *complete, rest = buffer.split(b"\n")
+    assert not rest, f"more than {count} lines: {rest!r}"
+    return [json.loads(one) for one in complete]
+
+
+def plain(test_id: str) -> dict[str, Any]:
+    return {"requests": [{"id": test_id, "command": ["true"]}]}
+
+
+async def test_a_burst_of_plain_submits_is_taken_by_the_lane_and_committed_together(
+    config: ParallelTestConfig, socket_path: Path
+) -> None:
+    """Eight clients each send a plain submit at once: the lane takes all eight, one lookup
+    and one synced commit serve them, and each client gets its own session, which runs."""
+    async with serving(config, socket_path) as served:
+        clients = [served.connect() for _ in range(8)]
+        await anyio.sleep(SETTLE)
+        admission = served.orch._running.admission
+        lookups, commits = admission.lookup.known.batches, served.orch.store._writer.synced_commits
+        for index, client in enumerate(clients):
+            client.sendall(line("submit", plain(f"t{index}"), index) + b"\n")
+        replies = [(await read_lines(client, 1))[0] for client in clients]
+        assert served.server.lane.taken == 8
+        assert admission.lookup.known.batches - lookups == 1
+        assert served.orch.store._writer.synced_commits - commits == 1
+        ids = [reply["result"]["session_id"] for reply in replies]
+        assert len(set(ids)) == 8
+        assert [reply["result"]["total"] for reply in replies] == [1] * 8
+        for session_id in ids:
+            report = await served.orch.wait_for_session(session_id)
+            assert report.status == SessionStatus.COMPLETE
+
+
+async def test_a_line_after_a_submit_the_lane_took_waits_for_its_answer(
+    config: ParallelTestConfig, socket_path: Path
+) -> None:
+    """A ping sent while the lane's submit before it is still being admitted (its ref lookup
+    held up) is answered after that submit, on the same connection: answers stay in order."""
+    async with serving(config, socket_path) as served:
+        client = served.connect()
+        await anyio.sleep(SETTLE)
+        client.sendall(line("submit", plain("warm"), 1) + b"\n")  # starts cat-file
+        await read_lines(client, 1)
+        resolver = served.orch._running.admission.lookup.resolver
+        assert resolver._proc is not None
+        with stopped(resolver._proc.pid):
+            await anyio.sleep(SETTLE)
+            client.sendall(line("submit", plain("held"), 2) + b"\n")
+            await anyio.sleep(SETTLE)
+            client.sendall(line("ping", {}, 3) + b"\n")
+            with anyio.move_on_after(0.5):
+                await anyio.wait_readable(client)
+                pytest.fail("answered while the submit before it was still being admitted")
+        submitted, pinged = await read_lines(client, 2)
+        assert served.server.lane.taken == 2
+        assert (submitted["id"], pinged["id"]) == (2, 3)
+        assert "session_id" in submitted["result"] and "pid" in pinged["result"]
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({**plain("t"), "idempotency_key": "k"}, None),
+        ({"requests": [{"id": "t", "command": ["true"], "shards": 2}]}, None),
+        ({"requests": [{"id": "t", "command": ["true"]}] * 2}, -32602),
+        ({"paths": ["no/such/plan.toml"]}, -32001),
+        ({"requests": []}, -32602),
+    ],
+    ids=["idempotency-key", "sharded", "duplicate-ids", "plan-paths", "no-requests"],
+)
+async def test_submits_the_lane_leaves_are_answered_the_usual_way(
+    config: ParallelTestConfig, socket_path: Path, params: dict[str, Any], code: int | None
+) -> None:
+    """A submit with an idempotency key, a sharded test, plan paths or bad params is not
+    the lane's: it is answered as before (a session, or the error saying what is wrong)."""
+    async with serving(config, socket_path) as served:
+        client = served.connect()
+        await anyio.sleep(SETTLE)
+        client.sendall(line("submit", params, 1) + b"\n")
+        (reply,) = await read_lines(client, 1)
+        assert served.server.lane.taken == 0
+        if code is None:
+            assert "session_id" in reply["result"], reply
+        else:
+            assert reply["error"]["code"] == code, reply
+
+
+async def test_a_connection_submitting_by_the_lane_is_not_idle(
+    config: ParallelTestConfig, socket_path: Path
+) -> None:
+    """Submits taken by the lane count as requests: a client submitting more often than the
+    idle timeout keeps its connection; once it stops, the connection is closed as idle."""
+    async with serving(config, socket_path, idle_timeout=0.4) as served:
+        client = served.connect()
+        await anyio.sleep(SETTLE)
+        for index in range(6):  # 1.2 s, three idle timeouts
+            client.sendall(line("submit", plain(f"t{index}"), index) + b"\n")
+            (reply,) = await read_lines(client, 1)
+            assert "result" in reply, reply
+            await anyio.sleep(0.2)
+        assert served.server.lane.taken == 6
+        (closing,) = await read_lines(client, 1)
+        assert closing["error"]["code"] == -32007, closing
