@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import threading
@@ -326,3 +327,25 @@ async def test_a_default_session_opens_at_once_after_other_sessions(
         report = await orch.wait_for_completion()
     assert waited < 5, f"opening the default session took {waited:.1f} s (the lookup's timeout)"
     assert report is not None and report.tests_passed == 1
+
+
+async def test_a_commit_in_a_thread_is_timed_by_the_disk_not_by_the_busy_loop(
+    tmp_path: Path,
+) -> None:
+    """A synced commit run in a thread records how long its COMMIT took, not how long a loop
+    busy elsewhere took to see it done (which would keep later commits off the loop)."""
+    async with open_store(tmp_path) as store:
+        await create(store, "warm")  # the writer's connection is open
+        writer_db = store._writer._db
+        assert writer_db is not None
+        loop = asyncio.get_running_loop()
+
+        def loop_busy_meanwhile(statement: str) -> None:  # in the thread, as COMMIT starts
+            if statement.strip().upper() == "COMMIT":
+                loop.call_soon_threadsafe(time.sleep, 0.2)
+
+        syncing(store, SLOW)  # in a thread
+        writer_db.set_trace_callback(loop_busy_meanwhile)
+        await create(store, "timed")
+        writer_db.set_trace_callback(None)
+        assert store._writer._sync_times[-1] < 0.1
