@@ -12,6 +12,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -266,3 +267,17 @@ class RawClient:
             except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError):
                 return True
         raise AssertionError(f"expected the connection to close, got {data!r}")
+
+
+async def read_lines(client: socket.socket, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` lines the daemon sent, parsed; fails if they do not come."""
+    buffer = b""
+    with anyio.fail_after(REPLY_SECONDS):
+        while buffer.count(b"\n") < count:
+            await anyio.wait_readable(client)
+            data = client.recv(65536)
+            assert data, f"the daemon closed the connection after {buffer!r}"
+            buffer += data
+    *complete, rest = buffer.split(b"\n")
+    assert not rest, f"more than {count} lines: {rest!r}"
+    return [json.loads(one) for one in complete]

@@ -20,7 +20,7 @@ from parallel_orch.daemon import between, paths
 from parallel_orch.daemon.lifecycle import DaemonOptions, run_daemon
 from parallel_orch.daemon.server import DaemonServer
 from parallel_orch.daemon.service import DaemonService
-from tests.e2e.conftest import REPLY_SECONDS, StartDaemon
+from tests.e2e.conftest import REPLY_SECONDS, StartDaemon, read_lines
 from tests.helpers import GitRepo
 
 SUBMITTED = "tests submitted"  # the service's log line, written after create_session returns
@@ -67,20 +67,6 @@ async def call(client: socket.socket, method: str, params: Any, request_id: int)
     client.sendall(json.dumps(message).encode() + b"\n")
 
 
-async def lines(client: socket.socket, count: int) -> list[dict[str, Any]]:
-    """The next ``count`` lines the daemon sent, parsed; fails if they do not come."""
-    buffer = b""
-    with anyio.fail_after(REPLY_SECONDS):
-        while buffer.count(b"\n") < count:
-            await anyio.wait_readable(client)
-            data = client.recv(65536)
-            assert data, f"the daemon closed the connection after {buffer!r}"
-            buffer += data
-    *complete, rest = buffer.split(b"\n")
-    assert not rest, f"more than {count} lines: {rest!r}"
-    return [json.loads(line) for line in complete]
-
-
 async def test_a_submit_is_answered_before_its_method_returns(
     config: ParallelTestConfig, socket_path: Path
 ) -> None:
@@ -95,7 +81,7 @@ async def test_a_submit_is_answered_before_its_method_returns(
         try:
             requests = [{"id": "t", "command": ["true"]}]
             await call(client, "submit", {"requests": requests}, 1)
-            (reply,) = await lines(client, 1)
+            (reply,) = await read_lines(client, 1)
         finally:
             logger.removeHandler(peek)
             logger.setLevel(old_level)
@@ -115,9 +101,9 @@ async def test_each_submit_gets_exactly_one_answer(
         await call(client, "submit", {"requests": requests, "idempotency_key": "k"}, 2)
         await call(client, "submit", {"requests": requests, "idempotency_key": "k"}, 3)
         await call(client, "ping", {}, 4)
-        replies = await lines(client, 4)
+        replies = await read_lines(client, 4)
         await call(client, "ping", {}, 5)
-        (last,) = await lines(client, 1)
+        (last,) = await read_lines(client, 1)
     assert [r["id"] for r in replies] == [1, 2, 3, 4]
     assert all("result" in r for r in replies), replies
     assert replies[1]["result"]["session_id"] == replies[2]["result"]["session_id"]
@@ -134,7 +120,7 @@ async def test_the_total_counts_each_shard_whichever_way_it_is_answered(
         requests = [{"id": "t", "command": ["true"], "shards": 3, "ref": ref}]
         await call(client, "submit", {"requests": requests, "idempotency_key": "k"}, 1)
         await call(client, "submit", {"requests": requests, "idempotency_key": "k"}, 2)
-        first, retry = await lines(client, 2)
+        first, retry = await read_lines(client, 2)
     assert first["result"]["total"] == retry["result"]["total"] == 3
 
 
@@ -174,11 +160,11 @@ async def test_the_collector_sees_a_submit_as_an_answer_and_a_watch_as_none(
                     client.connect(str(socket_path))
                     client.setblocking(False)
                     await call(client, "watch", {"session_id": "no-such-session"}, 1)
-                    (refused,) = await lines(client, 1)
+                    (refused,) = await read_lines(client, 1)
                     assert "error" in refused, refused
                     requests = [{"id": "slow", "command": ["sleep", "30"]}]
                     await call(client, "submit", {"requests": requests}, 2)
-                    (reply,) = await lines(client, 1)
+                    (reply,) = await read_lines(client, 1)
                     session_id = reply["result"]["session_id"]
                     await call(client, "watch", {"session_id": session_id}, 3)
                     with anyio.fail_after(REPLY_SECONDS):  # its replayed events: the watch runs
@@ -227,10 +213,10 @@ async def test_an_early_answer_yields_the_cpu_once_its_step_is_over(
     monkeypatch.setattr(between, "yield_soon", counted)
     async with serving(config, socket_path) as client:
         await call(client, "ping", {}, 1)
-        await lines(client, 1)
+        await read_lines(client, 1)
         pinged = list(asked)
         await call(client, "submit", {"requests": [{"id": "t", "command": ["true"]}]}, 2)
-        await lines(client, 1)
+        await read_lines(client, 1)
     assert pinged == []
     assert asked == ["yield"]
 

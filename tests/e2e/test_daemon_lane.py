@@ -17,7 +17,7 @@ from parallel_orch import ParallelTestConfig, ParallelTestOrchestrator, SessionS
 from parallel_orch.daemon import paths
 from parallel_orch.daemon.server import DaemonServer
 from parallel_orch.daemon.service import DaemonService
-from tests.e2e.conftest import REPLY_SECONDS
+from tests.e2e.conftest import read_lines
 from tests.helpers import stopped
 
 SETTLE = 0.1  # seconds for a connection's reader to be waiting, as a client's would be
@@ -62,20 +62,6 @@ def line(method: str, params: Any, request_id: int) -> bytes:
     return json.dumps(
         {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
     ).encode()
-
-
-async def read_lines(client: socket.socket, count: int) -> list[dict[str, Any]]:
-    """The next ``count`` lines the daemon sent, parsed; fails if they do not come."""
-    buffer = b""
-    with anyio.fail_after(REPLY_SECONDS):
-        while buffer.count(b"\n") < count:
-            await anyio.wait_readable(client)
-            data = client.recv(65536)
-            assert data, f"the daemon closed the connection after {buffer!r}"
-            buffer += data
-    *complete, rest = buffer.split(b"\n")
-    assert not rest, f"more than {count} lines: {rest!r}"
-    return [json.loads(one) for one in complete]
 
 
 def plain(test_id: str) -> dict[str, Any]:
