@@ -111,7 +111,7 @@ class SubmitLane:
             if request.method != Method.SUBMIT.value:
                 return False
             params = p.parse_params(Method.SUBMIT, request.params)
-        except RpcError:
+        except Exception:  # bad JSON or params: the usual way answers with what is wrong
             return False
         assert isinstance(params, p.SubmitParams)
         requests = params.requests

@@ -162,3 +162,21 @@ async def test_a_connection_submitting_by_the_lane_is_not_idle(
         assert served.server.lane.taken == 6
         (closing,) = await read_lines(client, 1)
         assert closing["error"]["code"] == -32007, closing
+
+
+async def test_a_submit_line_that_is_not_json_is_answered_the_usual_way(
+    config: ParallelTestConfig, socket_path: Path
+) -> None:
+    """A line that names a submit but is not valid JSON is not the lane's: the usual way
+    answers it with a parse error, and the connection goes on serving."""
+    async with serving(config, socket_path) as served:
+        client = served.connect()
+        await anyio.sleep(SETTLE)
+        client.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "submit", \n')
+        (reply,) = await read_lines(client, 1)
+        assert reply["error"]["code"] == -32700, reply
+        await anyio.sleep(SETTLE)
+        client.sendall(line("submit", plain("t"), 2) + b"\n")
+        (reply,) = await read_lines(client, 1)
+        assert "session_id" in reply["result"], reply
+        assert served.server.lane.taken == 1
