@@ -10,6 +10,7 @@ at once and never queued.
 from __future__ import annotations
 
 import functools
+import logging
 import statistics
 import uuid
 from collections.abc import Callable, Sequence
@@ -30,6 +31,8 @@ from parallel_orch.queue import QueueItem, TestQueue
 from parallel_orch.report.options import ReportOptions
 from parallel_orch.sessions import SessionRegistry, SessionState, Spawn
 from parallel_orch.store import NewExecution, Store
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EXPECTED_SECONDS = 1.0  # expected duration when the store has no history at all
 CLOSED = "the orchestrator is not accepting work (shutting down?)"
@@ -53,6 +56,25 @@ class PlainSession:
     priority: int
     options: ReportOptions | None
     acked: Callable[[str, int], None]
+
+
+def _row(
+    admission: Admission,
+    state: SessionState,
+    new: list[NewExecution],
+    options: ReportOptions | None,
+) -> dict[str, Any]:
+    """A plain session's row for :meth:`~parallel_orch.store.Store.create_sessions`."""
+    return {
+        "session_id": state.id,
+        "num_workers": admission.num_workers,
+        "repo": str(admission.repo),
+        "plan_paths": (),
+        "plan_key": state.plan_key,
+        "owner": admission.owner,
+        "executions": new,
+        "options_json": (options or ReportOptions()).model_dump_json(),
+    }
 
 
 def _items(
@@ -176,47 +198,61 @@ class Admission:
             await self.registry.finish(state)
         return session_id
 
-    async def create_sessions(self, sessions: Sequence[PlainSession]) -> list[str]:
+    async def create_sessions(self, sessions: Sequence[PlainSession]) -> list[str | Exception]:
         """:meth:`create_session` for several plain sessions at once: one lookup, one synced
-        write, each opened and acknowledged in the write's own step (one with nothing to run
-        too; it ends in a task of its own). All are committed, or none; their ids."""
+        write (each session in a savepoint of its own), each opened and acknowledged in the
+        write's own step (one with nothing to run too; it ends in a task of its own). Each
+        session's id, or why it alone was not admitted.
+
+        :raises OrchError: when none can be (shutting down, the commit failed).
+        """
         with self.intake.admitting_one():
             if not self.accepting:
                 raise OrchestratorClosedError(CLOSED)
             known = await self.lookup.refs_and_history([r for s in sessions for r in s.requests])
-            states, news, rows = [], [], []
-            for session in sessions:
+            states, news, rows, refused = [], [], [], {}
+            for index, session in enumerate(sessions):
                 ids = [r.id for r in session.requests]
                 states.append(
                     SessionState(uuid.uuid4().hex[:12], plan_key((), ids), session.priority)
                 )
                 news.append(known.executions(session.requests))
-                rows.append(self._row(states[-1], news[-1], session.options or ReportOptions()))
+                try:
+                    rows.append(_row(self, states[-1], news[-1], session.options))
+                except Exception as exc:  # its options cannot be stored: this one alone
+                    refused[index] = exc
+            kept = [i for i in range(len(sessions)) if i not in refused]
+            outcomes: dict[int, str | Exception] = dict(refused)
 
-            def committed(ids: list[list[int]]) -> None:  # on disk: running, then acknowledged
-                for session, state, new, these in zip(sessions, states, news, ids, strict=True):
-                    self._open(state, len(new), these, new, known.history)
-                    if not state.outstanding:
-                        self.spawn(functools.partial(self.registry.finish, state))
-                    session.acked(state.id, len(new))
+            def committed(ids: list[list[int] | Exception]) -> None:  # on disk: open, answer
+                for index, these in zip(kept, ids, strict=True):
+                    outcomes[index] = self._open_plain(
+                        sessions[index], states[index], news[index], these, known.history
+                    )
 
             await self.store.create_sessions(rows, then=committed)
-        return [state.id for state in states]
+        return [outcomes[index] for index in range(len(sessions))]
 
-    def _row(
-        self, state: SessionState, new: list[NewExecution], options: ReportOptions
-    ) -> dict[str, Any]:
-        """A plain session's row for :meth:`~parallel_orch.store.Store.create_sessions`."""
-        return {
-            "session_id": state.id,
-            "num_workers": self.num_workers,
-            "repo": str(self.repo),
-            "plan_paths": (),
-            "plan_key": state.plan_key,
-            "owner": self.owner,
-            "executions": new,
-            "options_json": options.model_dump_json(),
-        }
+    def _open_plain(
+        self,
+        session: PlainSession,
+        state: SessionState,
+        new: list[NewExecution],
+        ids: list[int] | Exception,
+        history: dict[str, float],
+    ) -> str | Exception:
+        """A plain session committed (or refused): opened and acknowledged; its id."""
+        if isinstance(ids, Exception):
+            return ids
+        try:
+            self._open(state, len(new), ids, new, history)
+            if not state.outstanding:
+                self.spawn(functools.partial(self.registry.finish, state))
+            session.acked(state.id, len(new))
+        except Exception as exc:  # this one's; the others of the batch go on
+            log.exception("session %s: committed, but could not be opened", state.id)
+            return exc
+        return state.id
 
     def _open(
         self,

@@ -233,9 +233,9 @@ class ParallelTestOrchestrator(AsyncContextManagerMixin):
             acked=acked,
         )
 
-    async def create_sessions(self, sessions: Sequence[PlainSession]) -> list[str]:
+    async def create_sessions(self, sessions: Sequence[PlainSession]) -> list[str | Exception]:
         """Plain sessions (inline requests, none sharded, no idempotency key) committed
-        together, each acknowledged through its ``acked``; see :meth:`create_session`."""
+        together, each acknowledged by its ``acked``: each one's id, or why it was not."""
         return await self._running.admission.create_sessions(_completed(self.config, sessions))
 
     async def submit_test(self, request: TestRequest) -> str:

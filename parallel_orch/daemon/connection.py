@@ -100,9 +100,9 @@ class Connection:
         self._watch_scope: anyio.CancelScope | None = None
         self._early: bytes | None = None  # of a reply sent early: what the socket did not take
         self._lane: anyio.Event | None = None  # set when the submit the lane took is answered
-        self._active = False  # the lane took a line since the reader's last idle check
-        self._lines: MemoryObjectSendStream[Line] | None = None
-        self._tg: TaskGroup | None = None
+        self._lane_at: float | None = None  # when the lane last took a line: not idle since
+        self._handed = 0  # lines handed to the answering side and not yet answered
+        self._tg: TaskGroup | None = None  # while lines are answered; then nothing is taken
         self._reader.offer = self._offer
 
     @property
@@ -118,7 +118,6 @@ class Connection:
 
     async def _serve(self) -> None:
         send, receive = anyio.create_memory_object_stream[Line](PIPELINE_DEPTH)
-        self._lines = send
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._read, send)
@@ -130,16 +129,37 @@ class Connection:
             except _ClientGone as exc:
                 log.debug("client pid %d went away: %s", self.peer.pid, exc)
             finally:
+                self._tg = None  # the lane takes no more of this connection's lines
+                if self._lane is not None:  # the answer of the one it took goes out first
+                    await self._lane.wait()
                 tg.cancel_scope.cancel()
 
     # -- reading ------------------------------------------------------------
+
+    async def _hand(self, lines: MemoryObjectSendStream[Line], line: Line) -> None:
+        """``line`` to the answering side, counted until it is answered."""
+        self._handed += 1
+        try:  # no loop turn when the answering side has room (it usually does)
+            lines.send_nowait(line)
+        except anyio.WouldBlock:
+            await lines.send(line)
+
+    def _idle_left(self) -> float:
+        """Seconds to wait for a line before the connection counts as idle: the idle
+        timeout, or less while a submit the lane took lately keeps it busy."""
+        timeout = self.server.idle_timeout
+        if self._lane_at is not None:
+            left = self._lane_at + timeout - anyio.current_time()
+            if left > 0:
+                return left
+        return timeout
 
     async def _read(self, lines: MemoryObjectSendStream[Line]) -> None:
         async with lines:
             while True:
                 line: bytes | None = None
                 try:
-                    with anyio.move_on_after(self.server.idle_timeout) as idle:
+                    with anyio.move_on_after(self._idle_left()) as idle:
                         line = await self._reader.receive_line(p.MAX_LINE_BYTES)
                 except anyio.DelimiterNotFound:
                     pass  # line stays None: too large
@@ -152,19 +172,16 @@ class Connection:
                     await self._end_of_input(lines)
                     return
                 if idle.cancelled_caught:
-                    active, self._active = self._active, False  # the lane took a line meanwhile
-                    if self.busy or active or lines.statistics().current_buffer_used:
+                    waiting = self.busy or self._handed or self._lane is not None
+                    if waiting or self._idle_left() < self.server.idle_timeout:
                         continue  # quiet because it waits for an answer: not idle
-                    await lines.send(Signal.IDLE)
+                    await self._hand(lines, Signal.IDLE)
                     return
                 if line is None or len(line) > p.MAX_LINE_BYTES:  # found in the last chunk read
-                    await lines.send(Signal.TOO_LARGE)
+                    await self._hand(lines, Signal.TOO_LARGE)
                     return
                 if line.strip():
-                    try:  # no loop turn when the answering side has room (it usually does)
-                        lines.send_nowait(line)
-                    except anyio.WouldBlock:
-                        await lines.send(line)
+                    await self._hand(lines, line)
                 else:  # a keep-alive: a turn for each, as reading takes none (a flood of them)
                     await anyio.lowlevel.checkpoint()
 
@@ -172,7 +189,7 @@ class Connection:
         """The client sent EOF: answer what it sent; stop a watch if it hung up entirely."""
         rest = self._reader.buffer
         if rest.strip() and len(rest) <= p.MAX_LINE_BYTES:
-            await lines.send(rest)
+            await self._hand(lines, rest)
         if self._peer_hung_up():
             self.hung_up = True
             if self._watch_scope is not None:
@@ -187,7 +204,16 @@ class Connection:
     # -- answering ----------------------------------------------------------
 
     async def _answer(self, line: Line) -> bool:
-        """Answer one line; False when the connection should close."""
+        """Answer one line, after the submit the lane took before it; False when the
+        connection should close."""
+        try:
+            if self._lane is not None:  # answers go out in the order the lines came
+                await self._lane.wait()
+            return await self._answer_line(line)
+        finally:
+            self._handed -= 1
+
+    async def _answer_line(self, line: Line) -> bool:
         if line is Signal.TOO_LARGE:
             await self._send(
                 p.error_line(
@@ -213,8 +239,6 @@ class Connection:
                 )
             )
             return False
-        if self._lane is not None:  # a submit the lane took comes first
-            await self._lane.wait()
         self.busy = True
         try:
             return await self._answer_request(line)
@@ -278,16 +302,15 @@ class Connection:
     def _offer(self, line: bytes) -> bool:
         """A line read while nothing else is in hand: to the submit lane, if it takes it
         (then the next line waits for its answer)."""
-        lines, tg = self._lines, self._tg
-        if self.busy or self._lane is not None or lines is None or tg is None:
-            return False
-        if lines.statistics().current_buffer_used:  # lines before it wait to be answered
-            return False
+        tg = self._tg
+        if tg is None or self.busy or self._handed or self._lane is not None:
+            return False  # closing, or lines before it wait to be answered
         answer = LaneAnswer(self._raw, self._send, tg, self._lane_done)
         if not self.server.lane.offer(line, answer):
             return False
-        self.busy = self._active = True
+        self.busy = True
         self._lane = anyio.Event()
+        self._lane_at = anyio.current_time()
         return True
 
     def _lane_done(self) -> None:

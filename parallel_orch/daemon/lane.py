@@ -5,10 +5,12 @@ answering task, one after the lookup and one after the answer: four
 wake-ups of a cold path per submit, most of a burst's time. Here a
 connection whose client is waiting for nothing else hands a line that is a
 plain submit (inline requests, none sharded, no idempotency key) to the
-lane from the loop's readable callback; the lane's task admits everything
-handed to it since its last turn as one batch (one lookup, one synced
-write), and each answer is written from the commit's own step. Everything
-else, and every line the lane does not take, goes the usual way, in order.
+lane from the loop's readable callback; the lane's task takes everything
+handed to it since its last turn as one batch and admits it in a task of
+its own (one lookup, one synced write, each session in a savepoint of its
+own), and each answer is written from the commit's own step. Everything
+else, and every line the lane does not take, goes the usual way, in order:
+the connection answers nothing more until the lane's answer is out.
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ class LaneAnswer:
     async def _send_rest(self) -> None:
         try:
             await self._send(self._unsent)
-        except Exception:  # the client is gone: its connection ends anyway
+        except Exception:  # half an answer went out: the connection cannot go on
             log.debug("the rest of a submit's answer was not sent", exc_info=True)
+            self._tg.cancel_scope.cancel()
         finally:
             self._done()
 
@@ -138,30 +141,17 @@ class SubmitLane:
 
     async def _admit(self, batch: list[_Taken]) -> None:
         """One batch: admitted together, each answered from the commit's step (or told why
-        not); whatever goes wrong is answered, never raised into the server."""
+        not, alone when the fault is its own); nothing is raised into the server."""
+        outcomes: list[str | Exception | None] = [None] * len(batch)
         try:
             sessions = [_session(taken) for taken in batch]
-            ids = await self.service.orch.create_sessions(sessions)
-        except OrchError as exc:
-            self._refuse(batch, rpc_error(exc))
+            outcomes = [*await self.service.orch.create_sessions(sessions)]
         except Exception as exc:
-            log.exception("submit failed")
-            error = RpcError(
-                ErrorCode.INTERNAL_ERROR, f"internal error: {exc!r}; see the daemon's log"
-            )
-            self._refuse(batch, error)
-        else:
-            for session_id, session in zip(ids, sessions, strict=True):
-                log.info("session %s: %d tests submitted", session_id, len(session.requests))
+            outcomes = [exc] * len(batch)
         finally:
             self.service.submitting(-len(batch))
-            for taken in batch:
-                taken.answer.done()
-
-    @staticmethod
-    def _refuse(batch: list[_Taken], error: RpcError) -> None:
-        for taken in batch:
-            taken.answer.send(p.error_line(taken.request_id, error))
+            for taken, outcome in zip(batch, outcomes, strict=True):
+                _answered(taken, outcome)
 
 
 def _session(taken: _Taken) -> PlainSession:
@@ -174,3 +164,24 @@ def _session(taken: _Taken) -> PlainSession:
     params = taken.params
     requests = with_default_ref(params.requests or (), params.ref)
     return PlainSession(requests, params.priority, params.options, acked)
+
+
+def _answered(taken: _Taken, outcome: str | Exception | None) -> None:
+    """The end of a taken submit: its error answered (an admitted one was answered from
+    the commit's step), its connection let go on. ``None``: cancelled mid-way (the daemon
+    stopping), when whether it was committed is not known here: no answer, as a submit the
+    usual way cancelled then gets none."""
+    if isinstance(outcome, str):
+        count = len(taken.params.requests or ())
+        log.info("session %s: %d tests submitted", outcome, count)
+    elif outcome is not None:
+        taken.answer.send(p.error_line(taken.request_id, _error(outcome)))
+    taken.answer.done()
+
+
+def _error(exc: Exception) -> RpcError:
+    """Why a submit was not admitted, as the usual way would answer it."""
+    if isinstance(exc, OrchError):
+        return rpc_error(exc)
+    log.error("submit failed", exc_info=exc)
+    return RpcError(ErrorCode.INTERNAL_ERROR, f"internal error: {exc!r}; see the daemon's log")

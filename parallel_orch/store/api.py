@@ -23,7 +23,7 @@ from parallel_orch.store.records import (
     utcnow,
 )
 from parallel_orch.store.schema import create_schema
-from parallel_orch.store.writer import Writer, sql_time
+from parallel_orch.store.writer import Writer, describe, sql_time
 
 BULK_CASES = 200  # an attempt's cases beyond which their insert runs in a thread
 BULK_REPORT_CHARS = 64 * 1024  # a stored report beyond which its write runs in a thread
@@ -87,14 +87,29 @@ class Store(StoreReads):
         self,
         sessions: Sequence[dict[str, Any]],
         *,
-        then: Callable[[list[list[int]]], None] | None = None,
-    ) -> list[list[int]]:
+        then: Callable[[list[list[int] | Exception]], None] | None = None,
+    ) -> list[list[int] | Exception]:
         """:meth:`create_session` for several sessions (each given as its keyword arguments,
-        ``then`` aside) in one synced write: all are committed, or none; the ids of each."""
+        ``then`` aside) in one synced write, each in a savepoint of its own: the ids of each,
+        or what it raised (it alone undone).
+
+        :raises StoreError: if the transaction cannot be committed (none is).
+        """
         now = sql_time(utcnow())
 
-        def write(db: sqlite3.Connection) -> list[list[int]]:
-            return [writes.insert_session(db, now=now, **kwargs) for kwargs in sessions]
+        def write(db: sqlite3.Connection) -> list[list[int] | Exception]:
+            out: list[list[int] | Exception] = []
+            for kwargs in sessions:
+                db.execute("SAVEPOINT session")
+                try:
+                    out.append(writes.insert_session(db, now=now, **kwargs))
+                except Exception as exc:  # this one's own failure: undo it alone
+                    db.execute("ROLLBACK TO session")
+                    if isinstance(exc, sqlite3.Error):
+                        exc = StoreError(describe(self.path, exc))
+                    out.append(exc)
+                db.execute("RELEASE session")
+            return out
 
         rows = sum(len(kwargs["executions"]) for kwargs in sessions)
         return await self._writer.write_synced(write, rows=rows, then=then)

@@ -67,10 +67,18 @@ async def call(client: socket.socket, method: str, params: Any, request_id: int)
     client.sendall(json.dumps(message).encode() + b"\n")
 
 
+#: A plain submit (the lane's, once the connection waits) and one with an idempotency key,
+#: which always goes the usual way (the service's submit): both answer from the commit's step.
+WAYS = pytest.mark.parametrize(
+    "extra", [{}, {"idempotency_key": "k"}], ids=["plain-submit", "keyed-submit"]
+)
+
+
+@WAYS
 async def test_a_submit_is_answered_before_its_method_returns(
-    config: ParallelTestConfig, socket_path: Path
+    config: ParallelTestConfig, socket_path: Path, extra: dict[str, str]
 ) -> None:
-    """The answer is on the client's socket by the time the service logs the submit (the
+    """The answer is on the client's socket by the time the daemon logs the submit (the
     method's tail): it went out from the commit's step, with the session running."""
     async with serving(config, socket_path) as client:
         peek = PeekAtLog(client)
@@ -80,7 +88,7 @@ async def test_a_submit_is_answered_before_its_method_returns(
         logger.setLevel(logging.INFO)
         try:
             requests = [{"id": "t", "command": ["true"]}]
-            await call(client, "submit", {"requests": requests}, 1)
+            await call(client, "submit", {"requests": requests, **extra}, 1)
             (reply,) = await read_lines(client, 1)
         finally:
             logger.removeHandler(peek)
@@ -138,8 +146,9 @@ class AnsweringAtLog(logging.Handler):
             self.answering_then.append(self.server.answering())
 
 
+@WAYS
 async def test_the_collector_sees_a_submit_as_an_answer_and_a_watch_as_none(
-    config: ParallelTestConfig, socket_path: Path
+    config: ParallelTestConfig, socket_path: Path, extra: dict[str, str]
 ) -> None:
     """The daemon's collector waits while a submit is being answered (a refused watch before
     it on the connection included), not while a client only watches a session (a watch
@@ -163,7 +172,7 @@ async def test_the_collector_sees_a_submit_as_an_answer_and_a_watch_as_none(
                     (refused,) = await read_lines(client, 1)
                     assert "error" in refused, refused
                     requests = [{"id": "slow", "command": ["sleep", "30"]}]
-                    await call(client, "submit", {"requests": requests}, 2)
+                    await call(client, "submit", {"requests": requests, **extra}, 2)
                     (reply,) = await read_lines(client, 1)
                     session_id = reply["result"]["session_id"]
                     await call(client, "watch", {"session_id": session_id}, 3)
@@ -198,8 +207,12 @@ async def test_the_daemon_runs_its_own_collector_only_when_told(
     assert gc.isenabled()
 
 
+@WAYS
 async def test_an_early_answer_yields_the_cpu_once_its_step_is_over(
-    config: ParallelTestConfig, socket_path: Path, monkeypatch: pytest.MonkeyPatch
+    config: ParallelTestConfig,
+    socket_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    extra: dict[str, str],
 ) -> None:
     """A submit answered early asks for the one yield of the CPU that lets its client read the
     answer before the daemon's tail runs; a request answered the usual way does not."""
@@ -215,7 +228,7 @@ async def test_an_early_answer_yields_the_cpu_once_its_step_is_over(
         await call(client, "ping", {}, 1)
         await read_lines(client, 1)
         pinged = list(asked)
-        await call(client, "submit", {"requests": [{"id": "t", "command": ["true"]}]}, 2)
+        await call(client, "submit", {"requests": [{"id": "t", "command": ["true"]}], **extra}, 2)
         await read_lines(client, 1)
     assert pinged == []
     assert asked == ["yield"]

@@ -15,9 +15,10 @@ import pytest
 
 from parallel_orch import ParallelTestConfig, ParallelTestOrchestrator, SessionStatus
 from parallel_orch.daemon import paths
+from parallel_orch.daemon.connection import Connection
 from parallel_orch.daemon.server import DaemonServer
 from parallel_orch.daemon.service import DaemonService
-from tests.e2e.conftest import read_lines
+from tests.e2e.conftest import REPLY_SECONDS, read_lines
 from tests.helpers import stopped
 
 SETTLE = 0.1  # seconds for a connection's reader to be waiting, as a client's would be
@@ -180,3 +181,118 @@ async def test_a_submit_line_that_is_not_json_is_answered_the_usual_way(
         (reply,) = await read_lines(client, 1)
         assert "session_id" in reply["result"], reply
         assert served.server.lane.taken == 1
+
+
+async def read_to_end(client: socket.socket, seconds: float = REPLY_SECONDS) -> bytes:
+    """Everything the daemon sends until it closes the connection (or ``seconds`` pass)."""
+    buffer = b""
+    with anyio.move_on_after(seconds):
+        while True:
+            await anyio.wait_readable(client)
+            if not (data := client.recv(65536)):
+                break
+            buffer += data
+    return buffer
+
+
+async def test_a_client_that_sends_eof_after_its_submit_still_gets_the_answer(
+    config: ParallelTestConfig, socket_path: Path
+) -> None:
+    """``echo '{...submit...}' | socat - UNIX-CONNECT:...``: the client shuts its sending
+    side after the line; the lane's answer still comes before the daemon closes."""
+    async with serving(config, socket_path) as served:
+        for index in range(5):
+            client = served.connect()
+            await anyio.sleep(SETTLE)
+            client.sendall(line("submit", plain(f"t{index}"), 1) + b"\n")
+            client.shutdown(socket.SHUT_WR)
+            answer = json.loads(await read_to_end(client))
+            assert "session_id" in answer["result"], answer
+        assert served.server.lane.taken == 5
+
+
+async def test_a_line_too_large_after_a_submit_the_lane_took_is_refused_after_its_answer(
+    config: ParallelTestConfig, socket_path: Path
+) -> None:
+    """A line over 1 MiB sent while the lane's submit before it is being admitted: the
+    submit's answer comes first, then the refusal, then the connection closes."""
+    async with serving(config, socket_path) as served:
+        client = served.connect()
+        await anyio.sleep(SETTLE)
+        client.sendall(line("submit", plain("warm"), 1) + b"\n")  # starts cat-file
+        await read_lines(client, 1)
+        resolver = served.orch._running.admission.lookup.resolver
+        assert resolver._proc is not None
+        with stopped(resolver._proc.pid):
+            client.sendall(line("submit", plain("held"), 2) + b"\n")
+            await anyio.sleep(SETTLE)
+            huge = b"x" * (1024 * 1024 + 10)
+            with anyio.fail_after(REPLY_SECONDS):
+                while huge:
+                    await anyio.wait_writable(client)
+                    huge = huge[client.send(huge) :]
+            await anyio.sleep(SETTLE)
+        submitted, refused = (json.loads(one) for one in (await read_to_end(client)).splitlines())
+        assert submitted["id"] == 2 and "session_id" in submitted["result"], submitted
+        assert refused["error"]["code"] == -32006, refused
+
+
+async def test_a_submit_that_cannot_be_stored_fails_alone_in_its_batch(
+    config: ParallelTestConfig, socket_path: Path
+) -> None:
+    """Four submits taken together, one of them with an environment value that cannot be
+    stored (a lone surrogate): that one is refused, the other three get their sessions."""
+    async with serving(config, socket_path) as served:
+        clients = [served.connect() for _ in range(4)]
+        await anyio.sleep(SETTLE)
+        bad = {"requests": [{"id": "bad", "command": ["true"], "env": {"A": "\ud800"}}]}
+        for index, client in enumerate(clients):
+            client.sendall(line("submit", bad if index == 0 else plain(f"t{index}"), index))
+            client.sendall(b"\n")
+        replies = [(await read_lines(client, 1))[0] for client in clients]
+        assert served.server.lane.taken == 4
+        assert "error" in replies[0], replies[0]
+        assert all("session_id" in reply["result"] for reply in replies[1:]), replies
+
+
+async def test_a_line_read_as_the_lane_answers_waits_for_the_line_handed_before_it(
+    config: ParallelTestConfig, socket_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lane's submit, then a watch handed to the connection while the submit is held,
+    then a submit read in the very step the lane's answer is done: the lane does not take
+    that last one past the running watch; it is answered once the watch ends, in order."""
+    async with serving(config, socket_path) as served:
+        client = served.connect()
+        await anyio.sleep(SETTLE)
+        long = {"requests": [{"id": "long", "command": ["sleep", "30"]}]}
+        client.sendall(line("submit", long, 1) + b"\n")
+        (watched,) = await read_lines(client, 1)
+        session_id = watched["result"]["session_id"]
+        done = Connection._lane_done
+        fired: list[bool] = []
+
+        def done_then_readable(self: Connection) -> None:
+            done(self)
+            if not fired:  # the third line arrives, read by the callback in this same step
+                fired.append(True)
+                client.sendall(line("submit", plain("third"), 4) + b"\n")
+                self._reader._on_readable()
+
+        monkeypatch.setattr(Connection, "_lane_done", done_then_readable)
+        resolver = served.orch._running.admission.lookup.resolver
+        assert resolver._proc is not None
+        with stopped(resolver._proc.pid):
+            client.sendall(line("submit", plain("second"), 2) + b"\n")
+            await anyio.sleep(SETTLE)
+            client.sendall(line("watch", {"session_id": session_id}, 3) + b"\n")
+            await anyio.sleep(SETTLE)
+        await anyio.sleep(0.5)  # the watch runs: nothing after it may be answered yet
+        await served.orch.cancel_session(session_id)  # the watch ends
+        data, ids = b"", []
+        with anyio.fail_after(REPLY_SECONDS):
+            while 4 not in ids:
+                await anyio.wait_readable(client)
+                data += client.recv(65536)
+                ids = [json.loads(one).get("id") for one in data.split(b"\n")[:-1]]
+        assert [i for i in ids if i is not None] == [2, 3, 4], ids
+        assert fired
