@@ -23,7 +23,7 @@ from parallel_orch.store.records import (
     utcnow,
 )
 from parallel_orch.store.schema import create_schema
-from parallel_orch.store.writer import Writer, describe, sql_time
+from parallel_orch.store.writer import Writer, each_alone, sql_time
 
 BULK_CASES = 200  # an attempt's cases beyond which their insert runs in a thread
 BULK_REPORT_CHARS = 64 * 1024  # a stored report beyond which its write runs in a thread
@@ -97,19 +97,10 @@ class Store(StoreReads):
         """
         now = sql_time(utcnow())
 
+        inserts = [functools.partial(writes.insert_session, now=now, **kw) for kw in sessions]
+
         def write(db: sqlite3.Connection) -> list[list[int] | Exception]:
-            out: list[list[int] | Exception] = []
-            for kwargs in sessions:
-                db.execute("SAVEPOINT session")
-                try:
-                    out.append(writes.insert_session(db, now=now, **kwargs))
-                except Exception as exc:  # this one's own failure: undo it alone
-                    db.execute("ROLLBACK TO session")
-                    if isinstance(exc, sqlite3.Error):
-                        exc = StoreError(describe(self.path, exc))
-                    out.append(exc)
-                db.execute("RELEASE session")
-            return out
+            return each_alone(db, inserts, self.path)
 
         rows = sum(len(kwargs["executions"]) for kwargs in sessions)
         return await self._writer.write_synced(write, rows=rows, then=then)

@@ -291,20 +291,7 @@ class Writer:
     def _each(
         self, db: sqlite3.Connection, fns: Sequence[Callable[[sqlite3.Connection], Any]]
     ) -> list[Any]:
-        """Each ``fn`` in a savepoint of its own: its outcome, or the exception it raised
-        (it alone undone)."""
-        outcomes: list[Any] = []
-        for fn in fns:
-            db.execute("SAVEPOINT one")
-            try:
-                outcomes.append(fn(db))
-            except Exception as exc:  # this one's own failure: undo it alone
-                db.execute("ROLLBACK TO one")
-                if isinstance(exc, sqlite3.Error):
-                    exc = StoreError(describe(self._path, exc))
-                outcomes.append(exc)
-            db.execute("RELEASE one")
-        return outcomes
+        return each_alone(db, fns, self._path)
 
     def _synced_transaction(
         self, db: sqlite3.Connection, fns: Sequence[Callable[[sqlite3.Connection], Any]]
@@ -344,3 +331,22 @@ def _commit(db: sqlite3.Connection) -> float:
     started = time.perf_counter()
     db.execute("COMMIT")
     return time.perf_counter() - started
+
+
+def each_alone(
+    db: sqlite3.Connection, fns: Sequence[Callable[[sqlite3.Connection], Any]], path: Path
+) -> list[Any]:
+    """Each ``fn`` in a savepoint of its own: its outcome, or the exception it raised (it
+    alone undone; a database error as the :class:`StoreError` saying what of ``path``)."""
+    outcomes: list[Any] = []
+    for fn in fns:
+        db.execute("SAVEPOINT one")
+        try:
+            outcomes.append(fn(db))
+        except Exception as exc:  # this one's own failure: undo it alone
+            db.execute("ROLLBACK TO one")
+            if isinstance(exc, sqlite3.Error):
+                exc = StoreError(describe(path, exc))
+            outcomes.append(exc)
+        db.execute("RELEASE one")
+    return outcomes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -65,6 +66,23 @@ def line(method: str, params: Any, request_id: int) -> bytes:
     ).encode()
 
 
+async def warm_client(served: Served) -> socket.socket:
+    """A client whose connection waits for its next line, after one submit (answered: the
+    daemon's ``git cat-file`` runs)."""
+    client = served.connect()
+    await anyio.sleep(SETTLE)
+    client.sendall(line("submit", plain("warm"), 1) + b"\n")
+    await read_lines(client, 1)
+    return client
+
+
+def held_lookups(served: Served) -> contextlib.AbstractContextManager[None]:
+    """Ref lookups held up for the block (the daemon's ``git cat-file`` stopped)."""
+    resolver = served.orch._running.admission.lookup.resolver
+    assert resolver._proc is not None
+    return stopped(resolver._proc.pid)
+
+
 def plain(test_id: str) -> dict[str, Any]:
     return {"requests": [{"id": test_id, "command": ["true"]}]}
 
@@ -99,13 +117,8 @@ async def test_a_line_after_a_submit_the_lane_took_waits_for_its_answer(
     """A ping sent while the lane's submit before it is still being admitted (its ref lookup
     held up) is answered after that submit, on the same connection: answers stay in order."""
     async with serving(config, socket_path) as served:
-        client = served.connect()
-        await anyio.sleep(SETTLE)
-        client.sendall(line("submit", plain("warm"), 1) + b"\n")  # starts cat-file
-        await read_lines(client, 1)
-        resolver = served.orch._running.admission.lookup.resolver
-        assert resolver._proc is not None
-        with stopped(resolver._proc.pid):
+        client = await warm_client(served)
+        with held_lookups(served):
             await anyio.sleep(SETTLE)
             client.sendall(line("submit", plain("held"), 2) + b"\n")
             await anyio.sleep(SETTLE)
@@ -217,13 +230,8 @@ async def test_a_line_too_large_after_a_submit_the_lane_took_is_refused_after_it
     """A line over 1 MiB sent while the lane's submit before it is being admitted: the
     submit's answer comes first, then the refusal, then the connection closes."""
     async with serving(config, socket_path) as served:
-        client = served.connect()
-        await anyio.sleep(SETTLE)
-        client.sendall(line("submit", plain("warm"), 1) + b"\n")  # starts cat-file
-        await read_lines(client, 1)
-        resolver = served.orch._running.admission.lookup.resolver
-        assert resolver._proc is not None
-        with stopped(resolver._proc.pid):
+        client = await warm_client(served)
+        with held_lookups(served):
             client.sendall(line("submit", plain("held"), 2) + b"\n")
             await anyio.sleep(SETTLE)
             huge = b"x" * (1024 * 1024 + 10)
