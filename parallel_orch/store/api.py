@@ -90,17 +90,26 @@ class Store(StoreReads):
         then: Callable[[list[list[int] | Exception]], None] | None = None,
     ) -> list[list[int] | Exception]:
         """:meth:`create_session` for several sessions (each given as its keyword arguments,
-        ``then`` aside) in one synced write, each in a savepoint of its own: the ids of each,
-        or what it raised (it alone undone).
+        ``then`` aside) in one synced write: the ids of each, or what it raised (then each
+        is written again in a savepoint of its own, and only the ones that fail are undone).
 
         :raises StoreError: if the transaction cannot be committed (none is).
         """
         now = sql_time(utcnow())
 
-        inserts = [functools.partial(writes.insert_session, now=now, **kw) for kw in sessions]
+        inserts: list[Callable[[sqlite3.Connection], list[int]]] = [
+            functools.partial(writes.insert_session, now=now, **kw) for kw in sessions
+        ]
 
         def write(db: sqlite3.Connection) -> list[list[int] | Exception]:
-            return each_alone(db, inserts, self.path)
+            db.execute("SAVEPOINT every")  # all together; if one fails, each alone
+            try:
+                ids: list[list[int] | Exception] = [insert(db) for insert in inserts]
+            except Exception:
+                db.execute("ROLLBACK TO every")
+                ids = each_alone(db, inserts, self.path)
+            db.execute("RELEASE every")
+            return ids
 
         rows = sum(len(kwargs["executions"]) for kwargs in sessions)
         return await self._writer.write_synced(write, rows=rows, then=then)
