@@ -200,9 +200,9 @@ class Admission:
 
     async def create_sessions(self, sessions: Sequence[PlainSession]) -> list[str | Exception]:
         """:meth:`create_session` for several plain sessions at once: one lookup, one synced
-        write (each session in a savepoint of its own), each opened and acknowledged in the
-        write's own step (one with nothing to run too; it ends in a task of its own). Each
-        session's id, or why it alone was not admitted.
+        write, each opened and acknowledged in the write's own step (one with nothing to run
+        too; it ends in a task of its own). Each session's id, or why it alone was not
+        admitted (the store undoes only the sessions that fail).
 
         :raises OrchError: when none can be (shutting down, the commit failed).
         """
@@ -210,28 +210,25 @@ class Admission:
             if not self.accepting:
                 raise OrchestratorClosedError(CLOSED)
             known = await self.lookup.refs_and_history([r for s in sessions for r in s.requests])
-            states, news, rows, refused = [], [], [], {}
-            for index, session in enumerate(sessions):
-                ids = [r.id for r in session.requests]
-                states.append(
-                    SessionState(uuid.uuid4().hex[:12], plan_key((), ids), session.priority)
+            states = [
+                SessionState(
+                    uuid.uuid4().hex[:12], plan_key((), [r.id for r in s.requests]), s.priority
                 )
-                news.append(known.executions(session.requests))
-                try:
-                    rows.append(_row(self, states[-1], news[-1], session.options))
-                except Exception as exc:  # its options cannot be stored: this one alone
-                    refused[index] = exc
-            kept = [i for i in range(len(sessions)) if i not in refused]
-            outcomes: dict[int, str | Exception] = dict(refused)
+                for s in sessions
+            ]
+            news = [known.executions(s.requests) for s in sessions]
+            outcomes: list[str | Exception] = []
 
             def committed(ids: list[list[int] | Exception]) -> None:  # on disk: open, answer
-                for index, these in zip(kept, ids, strict=True):
-                    outcomes[index] = self._open_plain(
-                        sessions[index], states[index], news[index], these, known.history
-                    )
+                for session, state, new, these in zip(sessions, states, news, ids, strict=True):
+                    outcomes.append(self._open_plain(session, state, new, these, known.history))
 
+            rows = [
+                _row(self, state, new, session.options)
+                for session, state, new in zip(sessions, states, news, strict=True)
+            ]
             await self.store.create_sessions(rows, then=committed)
-        return [outcomes[index] for index in range(len(sessions))]
+        return outcomes
 
     def _open_plain(
         self,

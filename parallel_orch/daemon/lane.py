@@ -7,8 +7,8 @@ connection whose client is waiting for nothing else hands a line that is a
 plain submit (inline requests, none sharded, no idempotency key) to the
 lane from the loop's readable callback; the lane's task takes everything
 handed to it since its last turn as one batch and admits it in a task of
-its own (one lookup, one synced write, each session in a savepoint of its
-own), and each answer is written from the commit's own step. Everything
+its own (one lookup, one synced write; a session that cannot be stored is
+undone alone), and each answer is written from the commit's own step. Everything
 else, and every line the lane does not take, goes the usual way, in order:
 the connection answers nothing more until the lane's answer is out.
 """
@@ -114,9 +114,11 @@ class SubmitLane:
             if request.method != Method.SUBMIT.value:
                 return False
             params = p.parse_params(Method.SUBMIT, request.params)
-        except Exception:  # bad JSON or params: the usual way answers with what is wrong
+            assert isinstance(params, p.SubmitParams)
+            if params.options is not None:  # stored as JSON with the batch: it must be storable
+                params.options.model_dump_json()
+        except Exception:  # bad JSON, params or options: the usual way says what is wrong
             return False
-        assert isinstance(params, p.SubmitParams)
         requests = params.requests
         if request.id is None or params.idempotency_key is not None or not requests:
             return False

@@ -274,7 +274,7 @@ class Writer:
                     raise
                 return None
             try:
-                outcomes = self._each(db, fns)
+                outcomes = each_alone(db, fns, self._path)
                 if self.syncs_on_loop:
                     took = _commit(db)
                 else:
@@ -288,11 +288,6 @@ class Writer:
             db.execute("PRAGMA synchronous = NORMAL")
         return outcomes
 
-    def _each(
-        self, db: sqlite3.Connection, fns: Sequence[Callable[[sqlite3.Connection], Any]]
-    ) -> list[Any]:
-        return each_alone(db, fns, self._path)
-
     def _synced_transaction(
         self, db: sqlite3.Connection, fns: Sequence[Callable[[sqlite3.Connection], Any]]
     ) -> list[Any]:
@@ -301,7 +296,7 @@ class Writer:
         db.execute("PRAGMA synchronous = FULL")
         try:
             started = time.perf_counter()
-            outcomes = self._transaction_waiting(db, lambda db: self._each(db, fns))
+            outcomes = self._transaction_waiting(db, lambda db: each_alone(db, fns, self._path))
             self._sync_times.append(time.perf_counter() - started)
         finally:
             db.execute("PRAGMA synchronous = NORMAL")

@@ -140,14 +140,16 @@ async def test_a_line_after_a_submit_the_lane_took_waits_for_its_answer(
         ({"requests": [{"id": "t", "command": ["true"]}] * 2}, -32602),
         ({"paths": ["no/such/plan.toml"]}, -32001),
         ({"requests": []}, -32602),
+        ({**plain("t"), "options": {"compare_to": "x\ud800"}}, -32603),
     ],
-    ids=["idempotency-key", "sharded", "duplicate-ids", "plan-paths", "no-requests"],
+    ids=["idempotency-key", "sharded", "duplicate-ids", "plan-paths", "no-requests", "unstorable"],
 )
 async def test_submits_the_lane_leaves_are_answered_the_usual_way(
     config: ParallelTestConfig, socket_path: Path, params: dict[str, Any], code: int | None
 ) -> None:
-    """A submit with an idempotency key, a sharded test, plan paths or bad params is not
-    the lane's: it is answered as before (a session, or the error saying what is wrong)."""
+    """A submit with an idempotency key, a sharded test, plan paths, bad params or options
+    that cannot be stored is not the lane's: it is answered as before (a session, or the
+    error saying what is wrong)."""
     async with serving(config, socket_path) as served:
         client = served.connect()
         await anyio.sleep(SETTLE)
