@@ -90,8 +90,9 @@ class Store(StoreReads):
         then: Callable[[list[list[int] | Exception]], None] | None = None,
     ) -> list[list[int] | Exception]:
         """:meth:`create_session` for several sessions (each given as its keyword arguments,
-        ``then`` aside) in one synced write: the ids of each, or what it raised (then each
-        is written again in a savepoint of its own, and only the ones that fail are undone).
+        ``then`` aside) in one synced write, all in a few statements: the ids of each, or
+        what it raised (then each is written again in a savepoint of its own, and only the
+        ones that fail are undone; so are sessions with idempotency keys).
 
         :raises StoreError: if the transaction cannot be committed (none is).
         """
@@ -104,7 +105,7 @@ class Store(StoreReads):
         def write(db: sqlite3.Connection) -> list[list[int] | Exception]:
             db.execute("SAVEPOINT every")  # all together; if one fails, each alone
             try:
-                ids: list[list[int] | Exception] = [insert(db) for insert in inserts]
+                ids: list[list[int] | Exception] = [*writes.insert_sessions(db, sessions, now=now)]
             except Exception:
                 db.execute("ROLLBACK TO every")
                 ids = each_alone(db, inserts, self.path)

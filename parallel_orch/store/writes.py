@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from parallel_orch.exceptions import DuplicateSubmitError
 from parallel_orch.junit import Case
@@ -17,6 +18,51 @@ from parallel_orch.store.records import AttemptEnd, ExecutionEnd, NewExecution
 
 PENDING = ExecutionStatus.PENDING.value
 RUNNING = ExecutionStatus.RUNNING.value
+ERROR = ExecutionStatus.ERROR.value
+
+INSERT_SESSION = (
+    "INSERT INTO sessions (id, status, created_at, started_at, num_workers, repo,"
+    " plan_paths, plan_key, owner, options_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_EXECUTION = (
+    "INSERT INTO executions (session_id, seq, test_id, request_json, ref, sha, category,"
+    " status, flaky, attempts, error, created_at, completed_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)"
+)
+
+
+def _session_row(
+    session_id: str,
+    num_workers: int,
+    repo: str,
+    plan_paths: Sequence[str],
+    plan_key: str,
+    owner: str,
+    now: str,
+    options_json: str,
+) -> tuple[object, ...]:
+    running = SessionStatus.RUNNING.value
+    paths = json.dumps(list(plan_paths))
+    return (session_id, running, now, now, num_workers, repo, paths, plan_key, owner, options_json)
+
+
+def _execution_row(session_id: str, seq: int, new: NewExecution, now: str) -> tuple[object, ...]:
+    """A request's row: pending, or error (ended) when its ref did not resolve."""
+    request = new.request
+    status, ended = (PENDING, None) if new.error is None else (ERROR, now)
+    return (
+        session_id,
+        seq,
+        request.id,
+        request.model_dump_json(),
+        request.ref,
+        new.sha,
+        request.category,
+        status,
+        new.error,
+        now,
+        ended,
+    )
 
 
 def insert_session(
@@ -44,20 +90,8 @@ def insert_session(
         if found is not None:
             raise DuplicateSubmitError(idempotency_key, found[0])
     db.execute(
-        "INSERT INTO sessions (id, status, created_at, started_at, num_workers, repo,"
-        " plan_paths, plan_key, owner, options_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            session_id,
-            SessionStatus.RUNNING.value,
-            now,
-            now,
-            num_workers,
-            repo,
-            json.dumps(list(plan_paths)),
-            plan_key,
-            owner,
-            options_json,
-        ),
+        INSERT_SESSION,
+        _session_row(session_id, num_workers, repo, plan_paths, plan_key, owner, now, options_json),
     )
     if idempotency_key is not None:
         db.execute(
@@ -65,6 +99,52 @@ def insert_session(
             (idempotency_key, session_id, now),
         )
     return insert_executions(db, session_id, executions, start_seq=0, now=now)
+
+
+def insert_sessions(
+    db: sqlite3.Connection, sessions: Sequence[Mapping[str, Any]], *, now: str
+) -> list[list[int]]:
+    """Several new sessions without idempotency keys (each given as :func:`insert_session`'s
+    keyword arguments) and all their requests in three statements; each one's execution ids
+    in order. A burst of 20 one-test submits spent more on 60 statements than on its fsync.
+
+    :raises ValueError: if one has an idempotency key (:func:`insert_session` checks it).
+    """
+    if any(kw.get("idempotency_key") is not None for kw in sessions):
+        raise ValueError("sessions with idempotency keys are inserted one by one")
+    (last,) = db.execute("SELECT coalesce(max(id), 0) FROM executions").fetchone()
+    db.executemany(
+        INSERT_SESSION,
+        (
+            _session_row(
+                kw["session_id"],
+                kw["num_workers"],
+                kw["repo"],
+                kw["plan_paths"],
+                kw["plan_key"],
+                kw["owner"],
+                now,
+                kw["options_json"],
+            )
+            for kw in sessions
+        ),
+    )
+    db.executemany(
+        INSERT_EXECUTION,
+        (
+            _execution_row(kw["session_id"], seq, new, now)
+            for kw in sessions
+            for seq, new in enumerate(kw["executions"])
+        ),
+    )
+    # the write lock is ours: every row above the last id is one of these
+    ids = {
+        (session_id, seq): row_id
+        for row_id, session_id, seq in db.execute(
+            "SELECT id, session_id, seq FROM executions WHERE id > ?", (last,)
+        )
+    }
+    return [[ids[kw["session_id"], seq] for seq in range(len(kw["executions"]))] for kw in sessions]
 
 
 def append_executions(
@@ -90,27 +170,9 @@ def insert_executions(
     One prepared statement for all rows: a session of thousands of requests
     costs milliseconds, where building ORM objects cost a quarter of one each.
     """
-    error = ExecutionStatus.ERROR.value
     db.executemany(
-        "INSERT INTO executions (session_id, seq, test_id, request_json, ref, sha, category,"
-        " status, flaky, attempts, error, created_at, completed_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
-        (
-            (
-                session_id,
-                start_seq + offset,
-                new.request.id,
-                new.request.model_dump_json(),
-                new.request.ref,
-                new.sha,
-                new.request.category,
-                PENDING if new.error is None else error,
-                new.error,
-                now,
-                None if new.error is None else now,
-            )
-            for offset, new in enumerate(executions)
-        ),
+        INSERT_EXECUTION,
+        (_execution_row(session_id, start_seq + n, new, now) for n, new in enumerate(executions)),
     )
     rows = db.execute(
         "SELECT id FROM executions WHERE session_id = ? AND seq >= ? ORDER BY seq",
