@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import statistics
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,24 +26,14 @@ from parallel_orch.intake import Intake
 from parallel_orch.lookup import Lookup
 from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.plan_identity import canonical_plan_paths, plan_key
-from parallel_orch.queue import QueueItem, TestQueue
+from parallel_orch.queue import Admitted, QueueItem, TestQueue, queue_items
 from parallel_orch.report.options import ReportOptions
 from parallel_orch.sessions import SessionRegistry, SessionState, Spawn
 from parallel_orch.store import NewExecution, Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EXPECTED_SECONDS = 1.0  # expected duration when the store has no history at all
 CLOSED = "the orchestrator is not accepting work (shutting down?)"
-
-
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """A request committed pending, at the commit its ref resolved to: ready to queue."""
-
-    execution_id: int
-    request: TestRequest
-    sha: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,42 +47,40 @@ class PlainSession:
     acked: Callable[[str, int], None]
 
 
-def _row(
+def _rows(
     admission: Admission,
-    state: SessionState,
-    new: list[NewExecution],
-    options: ReportOptions | None,
-) -> dict[str, Any]:
-    """A plain session's row for :meth:`~parallel_orch.store.Store.create_sessions`."""
-    return {
-        "session_id": state.id,
-        "num_workers": admission.num_workers,
-        "repo": str(admission.repo),
-        "plan_paths": (),
-        "plan_key": state.plan_key,
-        "owner": admission.owner,
-        "executions": new,
-        "options_json": (options or ReportOptions()).model_dump_json(),
-    }
-
-
-def _items(
-    state: SessionState, admitted: list[Admitted], history: dict[str, float]
-) -> list[QueueItem]:
-    """Queue items, expecting durations from ``history`` (unknown tests: its median)."""
-    fallback = statistics.median(history.values()) if history else DEFAULT_EXPECTED_SECONDS
+    sessions: Sequence[PlainSession],
+    states: Sequence[SessionState],
+    news: Sequence[list[NewExecution]],
+) -> list[dict[str, Any]]:
+    """Plain sessions' rows for :meth:`~parallel_orch.store.Store.create_sessions`; options
+    shared by several (the configuration's, mostly) serialised once."""
+    dumped: dict[int, str] = {}
+    for options in (s.options for s in sessions if id(s.options) not in dumped):
+        dumped[id(options)] = (options or ReportOptions()).model_dump_json()
     return [
-        QueueItem(
-            execution_id=a.execution_id,
-            session_id=state.id,
-            request=a.request,
-            sha=a.sha,
-            priority=a.request.priority + state.priority,
-            expected_seconds=history.get(a.request.id, fallback),
-            seq=a.execution_id,
-        )
-        for a in admitted
+        {
+            "session_id": state.id,
+            "num_workers": admission.num_workers,
+            "repo": str(admission.repo),
+            "plan_paths": (),
+            "plan_key": state.plan_key,
+            "owner": admission.owner,
+            "executions": new,
+            "options_json": dumped[id(session.options)],
+        }
+        for session, state, new in zip(sessions, states, news, strict=True)
     ]
+
+
+async def _end_unqueued(admission: Admission, state: SessionState, exc: Exception) -> None:
+    """A session acknowledged but not queued (a bug): it ends, its requests ``error``."""
+    error = f"could not be queued: {exc!r}; see the daemon's log"
+    admission.queue.remove_session(state.id)  # what was queued before it failed
+    await admission.store.close_unfinished(state.id, ExecutionStatus.ERROR, error=error)
+    state.outstanding = 0
+    admission.registry.add(state)
+    await admission.registry.finish(state)
 
 
 class Admission:
@@ -200,9 +187,9 @@ class Admission:
 
     async def create_sessions(self, sessions: Sequence[PlainSession]) -> list[str | Exception]:
         """:meth:`create_session` for several plain sessions at once: one lookup, one synced
-        write, each opened and acknowledged in the write's own step (one with nothing to run
-        too; it ends in a task of its own). Each session's id, or why it alone was not
-        admitted (the store undoes only the sessions that fail).
+        write, all acknowledged, then opened, in the write's own step (their clients read
+        the answers meanwhile; one with nothing to run ends in a task of its own). Each
+        session's id, or why it alone was not admitted (the store undoes only those).
 
         :raises OrchError: when none can be (shutting down, the commit failed).
         """
@@ -219,36 +206,37 @@ class Admission:
             news = [known.executions(s.requests) for s in sessions]
             outcomes: list[str | Exception] = []
 
-            def committed(ids: list[list[int] | Exception]) -> None:  # on disk: open, answer
-                for session, state, new, these in zip(sessions, states, news, ids, strict=True):
-                    outcomes.append(self._open_plain(session, state, new, these, known.history))
+            def committed(ids: list[list[int] | Exception]) -> None:  # on disk: answer, open
+                batch = list(zip(sessions, states, news, ids, strict=True))
+                for session, state, new, these in batch:
+                    try:
+                        if not isinstance(these, Exception):
+                            session.acked(state.id, len(new))
+                    except Exception:  # its batch mates are answered still
+                        log.exception("session %s: the answer failed", state.id)
+                for _, state, new, these in batch:
+                    outcomes.append(self._open_plain(state, new, these, known.history))
 
-            rows = [
-                _row(self, state, new, session.options)
-                for session, state, new in zip(sessions, states, news, strict=True)
-            ]
-            await self.store.create_sessions(rows, then=committed)
+            await self.store.create_sessions(_rows(self, sessions, states, news), then=committed)
         return outcomes
 
     def _open_plain(
         self,
-        session: PlainSession,
         state: SessionState,
         new: list[NewExecution],
         ids: list[int] | Exception,
         history: dict[str, float],
     ) -> str | Exception:
-        """A plain session committed (or refused): opened and acknowledged; its id."""
+        """A plain session committed and acknowledged (or refused): opened; its id."""
         if isinstance(ids, Exception):
             return ids
         try:
             self._open(state, len(new), ids, new, history)
             if not state.outstanding:
                 self.spawn(functools.partial(self.registry.finish, state))
-            session.acked(state.id, len(new))
         except Exception as exc:  # this one's; the others of the batch go on
-            log.exception("session %s: committed, but could not be opened", state.id)
-            return exc
+            log.exception("session %s: committed, but could not be queued", state.id)
+            self.spawn(functools.partial(_end_unqueued, self, state, exc))
         return state.id
 
     def _open(
@@ -264,7 +252,8 @@ class Admission:
         of the loop."""
         self.registry.add(state)
         self.bus.publish(events.session_started(state.id, total))
-        self._queue_items(state, _items(state, self._track(state, ids, new), history))
+        admitted = self._track(state, ids, new)
+        self._queue_items(state, queue_items(state.id, state.priority, admitted, history))
 
     def _queue_items(self, state: SessionState, items: list[QueueItem]) -> None:
         """Queue ``items`` as far as there is room; the rest by a task of their own."""
@@ -302,7 +291,7 @@ class Admission:
             if wait:
                 await self.enqueue(state, admitted)
             else:
-                for item in _items(state, admitted, {}):
+                for item in queue_items(state.id, state.priority, admitted, {}):
                     self.queue.put_reserved(item)
                     reserved -= 1
         finally:
@@ -323,7 +312,7 @@ class Admission:
     async def enqueue(self, state: SessionState, admitted: list[Admitted]) -> None:
         """Queue admitted requests, waiting for room; in history's order."""
         history = await self.store.history(a.request.id for a in admitted)
-        await self._put_all(state, _items(state, admitted, history))
+        await self._put_all(state, queue_items(state.id, state.priority, admitted, history))
 
     async def _split(
         self, session_id: str, requests: Sequence[TestRequest]

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parallel_orch import recovery
-from parallel_orch.admission import Admission, Admitted
+from parallel_orch.admission import Admission
 from parallel_orch.config import ParallelTestConfig
 from parallel_orch.events import EventBus
 from parallel_orch.executors.protocol import Executor
 from parallel_orch.notify import Notifier, NotifyPolicy
-from parallel_orch.queue import TestQueue
+from parallel_orch.queue import Admitted, TestQueue
 from parallel_orch.retry import RetryPolicy
 from parallel_orch.sessions import SessionRegistry, SessionState, Spawn
 from parallel_orch.settle import Settler

@@ -387,7 +387,12 @@ def _requests_and_paths(
 def _completed(config: ParallelTestConfig, sessions: Sequence[PlainSession]) -> list[PlainSession]:
     """Each session as :meth:`ParallelTestOrchestrator.create_session` completes one."""
     complete = config.report_options
+    default = complete(None)  # one for all the sessions that give none
     return [
-        replace(s, requests=quarantined(s.requests, config.quarantine), options=complete(s.options))
+        replace(
+            s,
+            requests=quarantined(s.requests, config.quarantine),
+            options=default if s.options is None else complete(s.options),
+        )
         for s in sessions
     ]

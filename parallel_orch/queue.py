@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import anyio
 
 from parallel_orch.exceptions import OrchestratorClosedError, QueueFullError
 from parallel_orch.models import TestRequest
+
+DEFAULT_EXPECTED_SECONDS = 1.0  # expected duration when the store has no history at all
 
 
 @dataclass(slots=True)
@@ -44,6 +47,34 @@ class QueueItem:
 
     def sort_key(self) -> tuple[int, float, int]:
         return (-self.priority, -self.expected_seconds, self.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A request committed pending, at the commit its ref resolved to: ready to queue."""
+
+    execution_id: int
+    request: TestRequest
+    sha: str
+
+
+def queue_items(
+    session_id: str, priority: int, admitted: list[Admitted], history: dict[str, float]
+) -> list[QueueItem]:
+    """Queue items, expecting durations from ``history`` (unknown tests: its median)."""
+    fallback = statistics.median(history.values()) if history else DEFAULT_EXPECTED_SECONDS
+    return [
+        QueueItem(
+            execution_id=a.execution_id,
+            session_id=session_id,
+            request=a.request,
+            sha=a.sha,
+            priority=a.request.priority + priority,
+            expected_seconds=history.get(a.request.id, fallback),
+            seq=a.execution_id,
+        )
+        for a in admitted
+    ]
 
 
 class TestQueue:

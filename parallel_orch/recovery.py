@@ -12,9 +12,9 @@ from pathlib import Path
 import anyio
 
 from parallel_orch import gitrepo, procs
-from parallel_orch.admission import Admitted
 from parallel_orch.executors.protocol import Executor
 from parallel_orch.models import ExecutionStatus, SessionStatus
+from parallel_orch.queue import Admitted
 from parallel_orch.sessions import SessionRegistry, SessionState
 from parallel_orch.store import SessionRecord, Store
 

@@ -9,12 +9,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from parallel_orch import ParallelTestConfig, TestRequest
+from parallel_orch.admission import PlainSession
 from parallel_orch.exceptions import DuplicateSubmitError
+from parallel_orch.sessions import SessionState
 from parallel_orch.store import NewExecution, Store, open_store
 from tests.helpers import WAIT_SECONDS, orchestrator
 
@@ -349,3 +352,92 @@ async def test_a_commit_in_a_thread_is_timed_by_the_disk_not_by_the_busy_loop(
         await create(store, "timed")
         writer_db.set_trace_callback(None)
         assert store._writer._sync_times[-1] < 0.1
+
+
+def plain_session(session_id: str, tests: int, key: str | None = None) -> dict[str, object]:
+    """:meth:`Store.create_sessions`'s keyword arguments for a session of ``tests`` requests."""
+    requests = [TestRequest(id=f"{session_id}::t{n}", command="true") for n in range(tests)]
+    return {
+        "session_id": session_id,
+        "num_workers": 1,
+        "repo": "/r",
+        "plan_paths": (),
+        "plan_key": "k",
+        "owner": "me",
+        "executions": [NewExecution(request=r, sha="a" * 40) for r in requests],
+        "options_json": "{}",
+        **({"idempotency_key": key} if key else {}),
+    }
+
+
+def execution_rows(store: Store) -> dict[int, tuple[str, int, str]]:
+    with contextlib.closing(sqlite3.connect(store.path)) as db:
+        rows = db.execute("SELECT id, session_id, seq, test_id FROM executions").fetchall()
+    return {row_id: (session_id, seq, test_id) for row_id, session_id, seq, test_id in rows}
+
+
+async def test_sessions_created_together_get_their_own_execution_ids_in_order(
+    tmp_path: Path,
+) -> None:
+    """A batch of sessions in one write: each one's ids name its own requests, in order."""
+    async with open_store(tmp_path) as store:
+        await create(store, "before")  # ids already taken
+        sizes = {"one": 1, "three": 3, "none": 0, "two": 2}
+        ids = await store.create_sessions([plain_session(s, n) for s, n in sizes.items()])
+    rows = execution_rows(store)
+    for (session_id, size), got in zip(sizes.items(), ids, strict=True):
+        assert isinstance(got, list)
+        assert [rows[i] for i in got] == [
+            (session_id, n, f"{session_id}::t{n}") for n in range(size)
+        ]
+
+
+async def test_a_session_that_cannot_be_stored_fails_alone_in_its_batch(tmp_path: Path) -> None:
+    """A duplicate idempotency key in a batch: that session undone, the others stored."""
+    async with open_store(tmp_path) as store:
+        await create(store, "first", key="k1")
+        batch = [
+            plain_session("a", 1),
+            plain_session("again", 1, "k1"),
+            plain_session("b", 2, "k2"),
+        ]
+        ids = await store.create_sessions(batch)
+        stored = {s.id for s in await store.recent_sessions(limit=10)}
+    assert isinstance(ids[1], DuplicateSubmitError)
+    assert stored == {"first", "a", "b"}
+    rows = execution_rows(store)
+    assert isinstance(ids[2], list) and [rows[i][0] for i in ids[2]] == ["b", "b"]
+
+
+async def test_sessions_made_together_are_all_answered_before_any_is_queued(
+    config: ParallelTestConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain sessions committed together: every answer first, then each queued; one that
+    then cannot be queued ends with its test ``error`` (nothing hangs), the others run."""
+    async with orchestrator(config) as orch:
+        admission = orch._running.admission
+        steps: list[str] = []
+        open_session = admission._open
+
+        def opening(state: SessionState, *args: Any) -> None:
+            steps.append("open")
+            if steps.count("open") == 1:
+                raise RuntimeError("a bug")
+            open_session(state, *args)
+
+        monkeypatch.setattr(admission, "_open", opening)
+        sessions = [
+            PlainSession(
+                [TestRequest(id=f"t{n}", command="true")], 0, None, lambda *_: steps.append("ack")
+            )
+            for n in range(3)
+        ]
+        ids = await orch.create_sessions(sessions)
+        with anyio.fail_after(WAIT_SECONDS):
+            reports = [await orch.wait_for_session(i) for i in ids if isinstance(i, str)]
+    assert steps == ["ack"] * 3 + ["open"] * 3
+    (test,) = reports[0].completed_tests
+    assert test.status == "error" and "could not be queued: RuntimeError('a bug')" in (
+        test.error or ""
+    )
+    assert [r.tests_passed for r in reports] == [0, 1, 1]
