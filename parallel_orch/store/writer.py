@@ -19,6 +19,7 @@ import anyio
 
 from parallel_orch.coalesce import Coalescer
 from parallel_orch.exceptions import StoreError
+from parallel_orch.store.flush import QuietFlusher
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -136,6 +137,7 @@ class Writer:
         # submit would otherwise commit alone, the rest waiting for its fsync).
         self._synced: Coalescer[_Synced, Any] = Coalescer(self._commit_synced, gather_turns=1)
         self._sync_times: deque[float] = deque(maxlen=SYNC_TIMES_KEPT)  # seconds, newest last
+        self.flusher = QuietFlusher(Path(f"{path}-wal"))  # unsynced commits, once quiet
 
     @property
     def synced_commits(self) -> int:
@@ -199,6 +201,7 @@ class Writer:
                         result = await anyio.to_thread.run_sync(self._transaction_waiting, db, fn)
             except sqlite3.Error as exc:
                 raise StoreError(describe(self._path, exc)) from exc
+        self.flusher.wrote()
         self._count_write()
         return result
 
@@ -249,6 +252,7 @@ class Writer:
                     outcomes = await self._synced_from_loop(db, fns)
                 if outcomes is None:  # bulk, or another process writes: wait in a thread
                     outcomes = await anyio.to_thread.run_sync(self._synced_transaction, db, fns)
+                self.flusher.synced()
             except sqlite3.Error as exc:
                 raise StoreError(describe(self._path, exc)) from exc
         self._count_write()
@@ -314,6 +318,7 @@ class Writer:
             self._checkpointer.start()
 
     def close(self) -> None:
+        self.flusher.close()
         if self._checkpointer is not None:
             self._checkpointer.join()
         if self._db is not None:

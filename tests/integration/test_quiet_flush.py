@@ -1,0 +1,109 @@
+"""Unsynced commits reach the disk once writes go quiet, so a submit's synced commit that
+comes later writes out only its own pages (see ``parallel_orch/store/flush.py``)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+
+from parallel_orch import TestRequest
+from parallel_orch.store import NewExecution, Store, flush, open_store
+
+CACHESTAT = 451  # Linux 6.5+, x86_64 and arm64 alike
+QUIET = 0.05
+
+
+class _Range(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+
+class _Stat(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in ("cache", "dirty", "writeback", "ev", "rev")]
+
+
+def dirty_pages(path: Path) -> int:
+    """Pages of ``path`` in the page cache not yet written to the disk (``cachestat(2)``)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        stat = _Stat()
+        if libc.syscall(CACHESTAT, fd, ctypes.byref(_Range(0, 0)), ctypes.byref(stat), 0):
+            errno = ctypes.get_errno()
+            pytest.skip(
+                f"this kernel has no cachestat(2) to see dirty pages ({os.strerror(errno)})"
+            )
+        return int(stat.dirty)
+    finally:
+        os.close(fd)
+
+
+@asynccontextmanager
+async def store_with_session(tmp_path: Path) -> AsyncIterator[Store]:
+    """A store whose writes go quiet after :data:`QUIET`, with session ``s`` in it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(flush, "QUIET_SECONDS", QUIET)
+        async with open_store(tmp_path) as store:
+            request = TestRequest(id="t", command="true")
+            await store.create_session(
+                "s",
+                num_workers=1,
+                repo="/r",
+                plan_paths=(),
+                plan_key="k",
+                owner="me",
+                executions=[NewExecution(request=request, sha="a" * 40)],
+            )
+            yield store
+
+
+async def until(done: Callable[[], bool]) -> None:
+    """Until ``done()``, looking every fifth of the quiet spell; 5 s at most."""
+    with anyio.fail_after(5):
+        while not done():  # noqa: ASYNC110 (what is awaited is a thread's work or the disk)
+            await anyio.sleep(QUIET / 5)
+
+
+async def plain_writes(store: Store, count: int, gap: float = 0.0) -> None:
+    for n in range(count):
+        await store.set_notify_status("s", f"try {n}")
+        await anyio.sleep(gap)
+
+
+async def test_unsynced_writes_reach_the_disk_once_writes_go_quiet(tmp_path: Path) -> None:
+    """Writes committed without a sync are flushed in one go soon after the last of them."""
+    async with store_with_session(tmp_path) as store:
+        flusher = store._writer.flusher
+        await plain_writes(store, 5)  # in one step of the loop: quiet only after the last
+        # Whether their pages are still dirty now is the kernel's business: another
+        # process's fsync on this filesystem can have written them out meanwhile.
+        await until(lambda: flusher.flushes > 0)
+        assert dirty_pages(Path(f"{store.path}-wal")) == 0
+        await anyio.sleep(QUIET * 4)
+        assert flusher.flushes == 1
+
+
+async def test_writes_that_keep_coming_are_not_flushed_meanwhile(tmp_path: Path) -> None:
+    """Writes closer together than the quiet spell: no flush until they stop, then one."""
+    async with store_with_session(tmp_path) as store:
+        flusher = store._writer.flusher
+        await plain_writes(store, 20, gap=QUIET / 10)
+        during = flusher.flushes
+        await until(lambda: flusher.flushes > during)
+    assert during <= 1  # a stall of the whole quiet spell on a loaded machine, at most
+    assert flusher.flushes == during + 1
+
+
+async def test_a_synced_commit_leaves_nothing_to_flush(tmp_path: Path) -> None:
+    """Writes followed at once by a synced commit (a submit): nothing is flushed after it."""
+    async with store_with_session(tmp_path) as store:
+        await plain_writes(store, 5)
+        await store.add_executions("s", [NewExecution(TestRequest(id="u", command="true"), "b")])
+        assert dirty_pages(Path(f"{store.path}-wal")) == 0  # the commit synced them all
+        await anyio.sleep(QUIET * 4)
+        assert store._writer.flusher.flushes == 0
