@@ -14,7 +14,14 @@ from pathlib import Path
 import anyio
 from anyio import wait_all_tasks_blocked
 
-from parallel_orch import Event, ParallelTestConfig, ParallelTestOrchestrator, RetryPolicy
+from parallel_orch import (
+    Event,
+    ParallelTestConfig,
+    ParallelTestOrchestrator,
+    RetryPolicy,
+    TestRequest,
+)
+from parallel_orch.store import NewExecution, Store
 
 #: How long a test waits for something a command or the engine signals, at most.
 WAIT_SECONDS = 30.0
@@ -244,3 +251,24 @@ def stopped(pid: int) -> Iterator[None]:
     finally:
         rescue.cancel()
         os.kill(pid, signal.SIGCONT)
+
+
+async def one_test_session(
+    store: Store,
+    session_id: str,
+    key: str | None = None,
+    then: Callable[[list[int]], None] | None = None,
+) -> list[int]:
+    """Store session ``session_id`` with one request (``SESSION::t``); its execution ids."""
+    request = TestRequest(id=f"{session_id}::t", command="true")
+    return await store.create_session(
+        session_id,
+        num_workers=1,
+        repo="/r",
+        plan_paths=(),
+        plan_key="k",
+        owner="me",
+        executions=[NewExecution(request=request, sha="a" * 40)],
+        idempotency_key=key,
+        then=then,
+    )

@@ -31,19 +31,20 @@ INSERT_EXECUTION = (
 )
 
 
-def _session_row(
-    session_id: str,
-    num_workers: int,
-    repo: str,
-    plan_paths: Sequence[str],
-    plan_key: str,
-    owner: str,
-    now: str,
-    options_json: str,
-) -> tuple[object, ...]:
-    running = SessionStatus.RUNNING.value
-    paths = json.dumps(list(plan_paths))
-    return (session_id, running, now, now, num_workers, repo, paths, plan_key, owner, options_json)
+def _session_row(session: Mapping[str, Any], now: str) -> tuple[object, ...]:
+    """A new running session's row, from :func:`insert_session`'s keyword arguments."""
+    return (
+        session["session_id"],
+        SessionStatus.RUNNING.value,
+        now,
+        now,
+        session["num_workers"],
+        session["repo"],
+        json.dumps(list(session["plan_paths"])),
+        session["plan_key"],
+        session["owner"],
+        session.get("options_json", "{}"),
+    )
 
 
 def _execution_row(session_id: str, seq: int, new: NewExecution, now: str) -> tuple[object, ...]:
@@ -69,18 +70,14 @@ def insert_session(
     db: sqlite3.Connection,
     session_id: str,
     *,
-    num_workers: int,
-    repo: str,
-    plan_paths: Sequence[str],
-    plan_key: str,
-    owner: str,
-    executions: Sequence[NewExecution],
     now: str,
     idempotency_key: str | None = None,
-    options_json: str = "{}",
+    **session: Any,
 ) -> list[int]:
     """A new running session and its requests; the requests' execution ids in order.
 
+    :param session: ``num_workers``, ``repo``, ``plan_paths``, ``plan_key``, ``owner``,
+        ``executions`` (:class:`NewExecution`), and ``options_json`` (default ``{}``).
     :raises DuplicateSubmitError: if ``idempotency_key`` already made a session.
     """
     if idempotency_key is not None:
@@ -89,23 +86,20 @@ def insert_session(
         ).fetchone()
         if found is not None:
             raise DuplicateSubmitError(idempotency_key, found[0])
-    db.execute(
-        INSERT_SESSION,
-        _session_row(session_id, num_workers, repo, plan_paths, plan_key, owner, now, options_json),
-    )
+    (ids,) = insert_sessions(db, [{"session_id": session_id, **session}], now=now)
     if idempotency_key is not None:
         db.execute(
             "INSERT INTO submit_keys (key, session_id, created_at) VALUES (?, ?, ?)",
             (idempotency_key, session_id, now),
         )
-    return insert_executions(db, session_id, executions, start_seq=0, now=now)
+    return ids
 
 
 def insert_sessions(
     db: sqlite3.Connection, sessions: Sequence[Mapping[str, Any]], *, now: str
 ) -> list[list[int]]:
     """Several new sessions without idempotency keys (each given as :func:`insert_session`'s
-    keyword arguments) and all their requests in three statements; each one's execution ids
+    keyword arguments) and all their requests in four statements; each one's execution ids
     in order. A burst of 20 one-test submits spent more on 60 statements than on its fsync.
 
     :raises ValueError: if one has an idempotency key (:func:`insert_session` checks it).
@@ -113,22 +107,7 @@ def insert_sessions(
     if any(kw.get("idempotency_key") is not None for kw in sessions):
         raise ValueError("sessions with idempotency keys are inserted one by one")
     (last,) = db.execute("SELECT coalesce(max(id), 0) FROM executions").fetchone()
-    db.executemany(
-        INSERT_SESSION,
-        (
-            _session_row(
-                kw["session_id"],
-                kw["num_workers"],
-                kw["repo"],
-                kw["plan_paths"],
-                kw["plan_key"],
-                kw["owner"],
-                now,
-                kw["options_json"],
-            )
-            for kw in sessions
-        ),
-    )
+    db.executemany(INSERT_SESSION, (_session_row(kw, now) for kw in sessions))
     db.executemany(
         INSERT_EXECUTION,
         (

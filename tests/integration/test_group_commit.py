@@ -20,28 +20,9 @@ from parallel_orch.exceptions import DuplicateSubmitError
 from parallel_orch.sessions import SessionState
 from parallel_orch.store import NewExecution, Store, open_store
 from tests.helpers import WAIT_SECONDS, orchestrator
+from tests.helpers import one_test_session as create
 
 SYNCHRONOUS_FULL, SYNCHRONOUS_NORMAL = 2, 1
-
-
-async def create(
-    store: Store,
-    session_id: str,
-    key: str | None = None,
-    then: Callable[[list[int]], None] | None = None,
-) -> list[int]:
-    request = TestRequest(id=f"{session_id}::t", command="true")
-    return await store.create_session(
-        session_id,
-        num_workers=1,
-        repo="/r",
-        plan_paths=(),
-        plan_key="k",
-        owner="me",
-        executions=[NewExecution(request=request, sha="a" * 40)],
-        idempotency_key=key,
-        then=then,
-    )
 
 
 async def test_a_submit_commits_with_synchronous_full(tmp_path: Path) -> None:

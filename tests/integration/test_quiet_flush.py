@@ -14,6 +14,7 @@ import pytest
 
 from parallel_orch import TestRequest
 from parallel_orch.store import NewExecution, Store, flush, open_store
+from tests.helpers import one_test_session
 
 CACHESTAT = 451  # Linux 6.5+, x86_64 and arm64 alike
 QUIET = 0.05
@@ -49,16 +50,7 @@ async def store_with_session(tmp_path: Path) -> AsyncIterator[Store]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(flush, "QUIET_SECONDS", QUIET)
         async with open_store(tmp_path) as store:
-            request = TestRequest(id="t", command="true")
-            await store.create_session(
-                "s",
-                num_workers=1,
-                repo="/r",
-                plan_paths=(),
-                plan_key="k",
-                owner="me",
-                executions=[NewExecution(request=request, sha="a" * 40)],
-            )
+            await one_test_session(store, "s")
             yield store
 
 
