@@ -76,11 +76,13 @@ def _rows(
 async def _end_unqueued(admission: Admission, state: SessionState, exc: Exception) -> None:
     """A session acknowledged but not queued (a bug): it ends, its requests ``error``."""
     error = f"could not be queued: {exc!r}; see the daemon's log"
-    admission.queue.remove_session(state.id)  # what was queued before it failed
-    await admission.store.close_unfinished(state.id, ExecutionStatus.ERROR, error=error)
-    state.outstanding = 0
-    admission.registry.add(state)
-    await admission.registry.finish(state)
+    try:
+        await admission.store.close_unfinished(state.id, ExecutionStatus.ERROR, error=error)
+    except Exception:  # it ends all the same: its report says what the store has
+        log.exception("session %s: its requests could not be ended", state.id)
+    finally:
+        state.outstanding = 0
+        await admission.registry.finish(state)
 
 
 class Admission:
@@ -236,6 +238,8 @@ class Admission:
                 self.spawn(functools.partial(self.registry.finish, state))
         except Exception as exc:  # this one's; the others of the batch go on
             log.exception("session %s: committed, but could not be queued", state.id)
+            self.queue.remove_session(state.id)  # what was queued before it failed
+            self.registry.add(state)  # a wait or a watch from now on waits for its end
             self.spawn(functools.partial(_end_unqueued, self, state, exc))
         return state.id
 

@@ -55,6 +55,10 @@ class LaneAnswer:
         self._answered = False
         self._unsent = b""
 
+    @property
+    def answered(self) -> bool:
+        return self._answered
+
     def send(self, line: bytes) -> None:
         """Write ``line`` now, as far as the socket takes it; only the first answer counts."""
         if self._answered:
@@ -176,7 +180,7 @@ def _answered(taken: _Taken, outcome: str | Exception | None) -> None:
     if isinstance(outcome, str):
         count = len(taken.params.requests or ())
         log.info("session %s: %d tests submitted", outcome, count)
-    elif outcome is not None:
+    elif outcome is not None and not taken.answer.answered:  # (answered: committed, then a bug)
         taken.answer.send(p.error_line(taken.request_id, _error(outcome)))
     taken.answer.done()
 

@@ -46,8 +46,9 @@ class QuietFlusher:
         if self._timer is None:  # one timer a quiet spell, not one a write
             self._timer = loop.call_later(self._quiet, self._check, loop)
 
-    def synced(self) -> None:
-        """A synced commit wrote out everything before it: nothing is left to flush."""
+    def syncing(self) -> None:
+        """A synced commit begins: it writes out everything before it (a flush meanwhile
+        would only compete with its fsync)."""
         self._dirty = False
 
     def _check(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -67,6 +68,8 @@ class QuietFlusher:
         return self._thread is not None and self._thread.is_alive()
 
     def _flush(self) -> None:
+        if self._closed:  # closed from another thread as this started
+            return
         # A flush missed (the store gone, say) costs nothing: the next synced commit syncs.
         with contextlib.suppress(OSError):
             fd = os.open(self._wal, os.O_RDONLY)

@@ -243,6 +243,7 @@ class Writer:
     async def _commit_synced(self, batch: Sequence[_Synced]) -> list[Any]:
         fns = [item.fn for item in batch]
         async with self._turn:
+            self.flusher.syncing()
             try:
                 if self._db is None:
                     self._db = await anyio.to_thread.run_sync(self._connect)
@@ -252,8 +253,8 @@ class Writer:
                     outcomes = await self._synced_from_loop(db, fns)
                 if outcomes is None:  # bulk, or another process writes: wait in a thread
                     outcomes = await anyio.to_thread.run_sync(self._synced_transaction, db, fns)
-                self.flusher.synced()
             except sqlite3.Error as exc:
+                self.flusher.wrote()  # what it would have synced is left to flush
                 raise StoreError(describe(self._path, exc)) from exc
         self._count_write()
         for index, (item, outcome) in enumerate(zip(batch, outcomes, strict=True)):

@@ -16,9 +16,9 @@ import pytest
 
 from parallel_orch import ParallelTestConfig, TestRequest
 from parallel_orch.admission import PlainSession
-from parallel_orch.exceptions import DuplicateSubmitError
+from parallel_orch.exceptions import DuplicateSubmitError, StoreError
 from parallel_orch.sessions import SessionState
-from parallel_orch.store import NewExecution, Store, open_store
+from parallel_orch.store import NewExecution, Store, open_store, writes
 from tests.helpers import WAIT_SECONDS, orchestrator
 from tests.helpers import one_test_session as create
 
@@ -358,11 +358,16 @@ def execution_rows(store: Store) -> dict[int, tuple[str, int, str]]:
 
 
 async def test_sessions_created_together_get_their_own_execution_ids_in_order(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch of sessions in one write: each one's ids name its own requests, in order."""
     async with open_store(tmp_path) as store:
         await create(store, "before")  # ids already taken
+
+        def one_by_one(*args: Any, **kwargs: Any) -> list[int]:
+            raise AssertionError("the batch was not written together")
+
+        monkeypatch.setattr(writes, "insert_session", one_by_one)
         sizes = {"one": 1, "three": 3, "none": 0, "two": 2}
         ids = await store.create_sessions([plain_session(s, n) for s, n in sizes.items()])
     rows = execution_rows(store)
@@ -371,6 +376,28 @@ async def test_sessions_created_together_get_their_own_execution_ids_in_order(
         assert [rows[i] for i in got] == [
             (session_id, n, f"{session_id}::t{n}") for n in range(size)
         ]
+
+
+async def test_a_write_failing_halfway_undoes_the_batch_and_each_is_written_alone(
+    tmp_path: Path,
+) -> None:
+    """A session id already taken, between two new ones: the batch's rows so far are
+    undone, and each session is written again alone; only the taken one fails."""
+    async with open_store(tmp_path) as store:
+        await create(store, "taken")
+        batch = [plain_session("x", 2), plain_session("taken", 3), plain_session("y", 1)]
+        ids = await store.create_sessions(batch)
+    assert isinstance(ids[1], StoreError) and "UNIQUE" in str(ids[1])
+    rows = execution_rows(store)
+    assert sorted(rows.values()) == [
+        ("taken", 0, "taken::t"),
+        ("x", 0, "x::t0"),
+        ("x", 1, "x::t1"),
+        ("y", 0, "y::t0"),
+    ]
+    x, y = ids[0], ids[2]
+    assert isinstance(x, list) and isinstance(y, list)
+    assert [rows[i][0] for i in x + y] == ["x", "x", "y"]
 
 
 async def test_a_session_that_cannot_be_stored_fails_alone_in_its_batch(tmp_path: Path) -> None:
