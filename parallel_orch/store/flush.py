@@ -60,8 +60,9 @@ class QuietFlusher:
             self._timer = loop.call_later(max(left, self._quiet), self._check, loop)
             return
         self._dirty = False
-        self._thread = threading.Thread(target=self._flush, name="store-flush", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._flush, name="store-flush", daemon=True)
+        thread.start()
+        self._thread = thread  # started: close(), in another thread, may join it
 
     @property
     def _flushing(self) -> bool:

@@ -313,10 +313,9 @@ class Writer:
         self._writes += 1
         running = self._checkpointer is not None and self._checkpointer.is_alive()
         if self._writes % self.CHECKPOINT_EVERY == 0 and not running:
-            self._checkpointer = threading.Thread(
-                target=self._checkpoint, name="store-checkpoint", daemon=True
-            )
-            self._checkpointer.start()
+            thread = threading.Thread(target=self._checkpoint, name="store-checkpoint", daemon=True)
+            thread.start()
+            self._checkpointer = thread  # started: close(), in another thread, may join it
 
     def close(self) -> None:
         self.flusher.close()

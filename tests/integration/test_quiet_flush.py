@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -103,3 +104,46 @@ async def test_a_synced_commit_leaves_nothing_to_flush(tmp_path: Path) -> None:
         assert dirty_pages(Path(f"{store.path}-wal")) == 0  # the commit synced them all
         await anyio.sleep(QUIET * 4)
         assert store._writer.flusher.flushes == 0
+
+
+_Thread = threading.Thread  # the plain one, while the test puts _Closing in its place
+
+
+class _Closing(_Thread):
+    """A flush's thread whose ``start`` first closes the flusher from another thread."""
+
+    flusher: flush.QuietFlusher
+    failures: list[BaseException]
+
+    def start(self) -> None:
+        closer = _Thread(target=self._close)
+        closer.start()
+        closer.join()
+        super().start()
+
+    def _close(self) -> None:
+        try:
+            self.flusher.close()
+        except BaseException as exc:
+            self.failures.append(exc)
+
+
+async def test_closing_as_a_flush_starts_is_safe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store closed (from another thread, as ``Store.close`` is) just as a flush's
+    thread is made: closing neither fails nor leaves a flush to come after it."""
+    wal = tmp_path / "wal"
+    wal.write_bytes(b"")
+    flusher = flush.QuietFlusher(wal, quiet_seconds=0.001)
+    failures: list[BaseException] = []
+    monkeypatch.setattr(_Closing, "flusher", flusher, raising=False)
+    monkeypatch.setattr(_Closing, "failures", failures, raising=False)
+    monkeypatch.setattr(threading, "Thread", _Closing)
+    flusher.wrote()
+    await until(lambda: flusher._thread is not None or bool(failures))
+    monkeypatch.undo()
+    if flusher._thread is not None:
+        flusher._thread.join()
+    assert failures == []
+    assert flusher.flushes == 0  # closed first: the flush did nothing
