@@ -148,7 +148,7 @@ class DaemonService:
             raise RpcError(
                 ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; it takes no new sessions"
             )
-        self._submitting += 1
+        self.submitting(1)
         totals: list[int] = []  # the session's, once committed (shards counted apart)
 
         def acked(session_id: str, total: int) -> None:
@@ -167,16 +167,14 @@ class DaemonService:
                 acked=acked,
             )
         finally:
-            self._submitting -= 1
-            if self._submitted is not None:
-                self._submitted.set()
-                self._submitted = None
+            self.submitting(-1)
         total = totals[0] if totals else await self._total(session_id)  # nothing ran, or a retry
         log.info("session %s: %d tests submitted", session_id, total)
         return p.SubmitResult(session_id=session_id, total=total)
 
     def submitting(self, change: int) -> None:
-        """Count submits begun (``+n``) or ended (``-n``) outside :meth:`submit`."""
+        """Count submits begun (``+n``) or ended (``-n``): :meth:`wait_for_submits` waits
+        for them."""
         self._submitting += change
         if change < 0 and self._submitted is not None:
             self._submitted.set()

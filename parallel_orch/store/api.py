@@ -98,17 +98,14 @@ class Store(StoreReads):
         """
         now = sql_time(utcnow())
 
-        inserts: list[Callable[[sqlite3.Connection], list[int]]] = [
-            functools.partial(writes.insert_session, now=now, **kw) for kw in sessions
-        ]
-
         def write(db: sqlite3.Connection) -> list[list[int] | Exception]:
             db.execute("SAVEPOINT every")  # all together; if one fails, each alone
             try:
                 ids: list[list[int] | Exception] = [*writes.insert_sessions(db, sessions, now=now)]
             except Exception:
                 db.execute("ROLLBACK TO every")
-                ids = each_alone(db, inserts, self.path)
+                alone = [functools.partial(writes.insert_session, now=now, **kw) for kw in sessions]
+                ids = each_alone(db, alone, self.path)
             db.execute("RELEASE every")
             return ids
 
