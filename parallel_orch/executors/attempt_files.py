@@ -67,13 +67,13 @@ async def open_log(spec: AttemptSpec) -> IO[bytes]:
 
     :raises StateDirError: if the log cannot be written.
     """
-    folders = [spec.log_path.parent, spec.junit_path.parent]
+    folders = list(dict.fromkeys([spec.log_path.parent, spec.junit_path.parent]))
     if spec.coverage_file is not None:
         folders.append(spec.coverage_file.parent)
     try:
-        # inline, as the open is: a session's first attempt makes its folders (two
-        # ``mkdir``s of ~20 us here), and a hop to a thread and back costs the loop more;
-        # later attempts find them (stats)
+        # inline, as the open is: a session's first attempt makes its folder (a ``mkdir``
+        # of 20-600 us here), and a hop to a thread and back costs the loop as much;
+        # later attempts find it (a stat)
         if not all(f.is_dir() for f in folders):
             make_dirs(*folders)
         return spec.log_path.open("a+b")

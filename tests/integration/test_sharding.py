@@ -123,7 +123,7 @@ async def test_shards_auto_is_one_per_worker_and_gets_bazels_variables(
     assert [line.split()[0] for line in lines] == ["0/2", "1/2"]
     for line in lines:
         _, junit, tmp = line.split()
-        assert junit.endswith(".xml") and "/junit/" in junit
+        assert junit.endswith(".xml") and "/logs/" in junit  # beside the log
         assert not tmp.startswith(str(config.resolved_worktree_dir))  # outside the worktree
         assert not await anyio.Path(tmp).exists()  # removed after the attempt
 
