@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import statistics
 from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ HISTORY_WINDOW = 5  # recent final executions averaged per test id
 AMBIGUOUS_LISTED = 10  # candidates named when a session prefix matches several
 IN_CHUNK = 500  # ids per IN (...): SQLite's variable limit
 CASE_TIMES_LIMIT = 500_000  # rows read for one sharded test's durations
+CASE_TIMES_EXECUTIONS = 256  # its newest executions they are read from (shards of runs)
 
 R = TypeVar("R", SessionRecord, ExecutionRecord, AttemptRecord)
 
@@ -164,19 +164,29 @@ def _cases(db: sqlite3.Connection, session_id: str) -> tuple[CaseRecord, ...]:
     return tuple(CaseRecord(*row) for row in db.execute(_CASES, (session_id,)))
 
 
+#: A sharded test's cases from its newest executions (its shards' ids are ``<id>[k/n]``,
+#: ASCII: the range ``<id>[`` .. ``<id>\\``); each in the (test_id, created_at) index.
 _CASE_TIMES = (
-    "SELECT c.classname, c.name, c.time FROM cases AS c"
-    " JOIN attempts AS a ON a.id = c.attempt_id JOIN executions AS e ON e.id = a.execution_id"
-    " WHERE (e.test_id = :test_id OR substr(e.test_id, 1, :n) = :prefix)"
+    "SELECT c.classname, c.name, c.time FROM cases AS c JOIN attempts AS a ON a.id = c.attempt_id"
+    " WHERE a.execution_id IN (SELECT id FROM executions"
+    "  WHERE test_id = :test_id OR (test_id >= :first_shard AND test_id < :past_shards)"
+    "  ORDER BY created_at DESC, id DESC LIMIT :executions)"
     " AND c.time IS NOT NULL ORDER BY a.id DESC LIMIT :limit"
 )
 
 
 def case_times(db: sqlite3.Connection, test_id: str) -> dict[str, float]:
-    prefix = f"{test_id}["
+    """The newest time of each case of ``test_id`` and its shards, keyed ``classname::name``,
+    from their last :data:`CASE_TIMES_EXECUTIONS` executions."""
     rows = db.execute(
         _CASE_TIMES,
-        {"test_id": test_id, "n": len(prefix), "prefix": prefix, "limit": CASE_TIMES_LIMIT},
+        {
+            "test_id": test_id,
+            "first_shard": f"{test_id}[",
+            "past_shards": f"{test_id}\\",  # the character after "["
+            "executions": CASE_TIMES_EXECUTIONS,
+            "limit": CASE_TIMES_LIMIT,
+        },
     )
     found: dict[str, float] = {}
     for classname, name, seconds in rows:
@@ -249,26 +259,21 @@ def counts(db: sqlite3.Connection, session_ids: Sequence[str]) -> dict[str, dict
     return out
 
 
-def history_rows(ids: Sequence[str]) -> tuple[str, tuple[str, ...]]:
-    """The rows :func:`history` reads for a few ``ids`` (at most :data:`IN_CHUNK`), to count."""
-    sql = "SELECT 1 FROM executions WHERE test_id IN ({}) AND duration_seconds IS NOT NULL"
-    return sql.format(_marks(len(ids))), tuple(ids)
+#: Per test id, the mean duration of its newest executions that have one: a seek in
+#: the (test_id, created_at) index for each, however long its history (migration 0006).
+_HISTORY = (
+    "SELECT ids.value, (SELECT avg(d) FROM (SELECT e.duration_seconds AS d FROM executions AS e"
+    "  WHERE e.test_id = ids.value AND e.duration_seconds IS NOT NULL"
+    f"  ORDER BY e.created_at DESC, e.id DESC LIMIT {HISTORY_WINDOW}))"
+    " FROM json_each(?) AS ids"
+)
 
 
 def history(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, float]:
-    found: dict[str, list[float]] = {}
-    for chunk in _chunks(ids):
-        rows = db.execute(
-            "SELECT test_id, duration_seconds FROM executions"
-            f" WHERE test_id IN ({_marks(len(chunk))}) AND duration_seconds IS NOT NULL"
-            " ORDER BY completed_at DESC",
-            tuple(chunk),
-        )
-        for test_id, duration in rows:
-            bucket = found.setdefault(test_id, [])
-            if len(bucket) < HISTORY_WINDOW:
-                bucket.append(duration)
-    return {k: statistics.fmean(v) for k, v in found.items() if v}
+    """Expected seconds per test id: the mean duration of its newest executions (at most
+    :data:`HISTORY_WINDOW`); ids that never ran are left out."""
+    rows = db.execute(_HISTORY, (json.dumps(list(ids)),))
+    return {test_id: mean for test_id, mean in rows if mean is not None}
 
 
 _PROGRESS = (

@@ -39,7 +39,6 @@ T = TypeVar("T")
 #: Rows (executions, attempts, cases) a read may take on the event loop; a larger read
 #: finds out in a bounded probe and goes to a thread.
 INLINE_ROWS = 64
-HISTORY_ROWS_PER_ROW = 4  # a history row is two columns: a few times as many
 
 Small = Callable[[sqlite3.Connection, int | None], T]
 """A read given a row limit when it runs on the loop: it raises :class:`TooLarge` past
@@ -258,16 +257,14 @@ class StoreReads:
         return await self._read(lambda db: queries.progress(db, session_id))
 
     async def history(self, test_ids: Iterable[str]) -> dict[str, float]:
-        """Expected duration per test id: mean of its last few final attempts' durations."""
+        """Expected duration per test id: the mean duration of its last few executions."""
         ids = list(set(test_ids))
         if not ids:
             return {}
 
         def query(db: sqlite3.Connection, limit: int | None) -> dict[str, float]:
-            if limit is not None:  # a few tests with a short history: on the loop
-                if len(ids) > limit:
-                    raise TooLarge
-                queries.at_most(db, limit * HISTORY_ROWS_PER_ROW, *queries.history_rows(ids))
+            if limit is not None and len(ids) > limit:  # a few rows each: a few ids on the loop
+                raise TooLarge
             return queries.history(db, ids)
 
         return await self._read_small(query)

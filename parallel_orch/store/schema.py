@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 #: The revision this release writes; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 BASELINE = "0001"  # the first release's schema, before stores carried a version
 MIGRATIONS = Path(__file__).with_name("migrations")
 

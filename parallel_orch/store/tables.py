@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Integer, String
+from sqlalchemy import Column, ForeignKey, Index, Integer, String
 from sqlmodel import Field, SQLModel
 
 from parallel_orch.models import ExecutionStatus, SessionStatus
@@ -13,6 +13,8 @@ from parallel_orch.store.records import utcnow
 
 class ParallelTestSession(SQLModel, table=True):
     __tablename__ = "sessions"
+    # a session's previous one, the newest of its plan set: one seek (migration 0006)
+    __table_args__ = (Index("ix_sessions_plan_key_created_at", "plan_key", "created_at"),)
 
     id: str = Field(primary_key=True)
     status: str = Field(default=SessionStatus.RUNNING.value, index=True)
@@ -22,7 +24,7 @@ class ParallelTestSession(SQLModel, table=True):
     num_workers: int = 1
     repo: str = ""
     plan_paths: str = "[]"  # JSON list
-    plan_key: str = Field(default="", index=True)  # groups sessions of the same plan set
+    plan_key: str = ""  # groups sessions of the same plan set
     owner: str = ""  # host:pid:starttime of the process running it
     report_json: str | None = None
     options_json: str = Field(default="{}", sa_column_kwargs={"server_default": "{}"})
@@ -31,13 +33,15 @@ class ParallelTestSession(SQLModel, table=True):
 
 class ParallelTestExecution(SQLModel, table=True):
     __tablename__ = "executions"
+    # a test's last few executions: one seek (migration 0006)
+    __table_args__ = (Index("ix_executions_test_id_created_at", "test_id", "created_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     session_id: str = Field(
         sa_column=Column(String, ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
     )
     seq: int = 0  # submission order within the session
-    test_id: str = Field(index=True)
+    test_id: str
     request_json: str = "{}"
     ref: str = "HEAD"
     sha: str | None = None
