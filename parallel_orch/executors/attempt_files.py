@@ -1,11 +1,12 @@
-"""An attempt's own files on this machine: its log, opened before anything awaits, and its
-scratch folder (TEST_TMPDIR)."""
+"""An attempt's own files on this machine: its log, opened first (off the loop when its
+folder is new), and its scratch folder (TEST_TMPDIR)."""
 
 from __future__ import annotations
 
 import functools
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -63,19 +64,29 @@ def _holds_only_empty_tmp(folder: Path) -> bool:
 async def open_log(spec: AttemptSpec) -> IO[bytes]:
     """The attempt's log, open to append to and read its tail back; its folders made first.
 
-    Nothing awaits once the log is open: a cancel cannot leave it open.
+    A session's later attempts find its folder (a stat) and open the log on the
+    loop: an open costs less than a hop to a thread and back. Its first attempt
+    makes the folder and the first file in it, off the loop: each is an inode
+    allocated, which on some disks costs up to 0.5 ms of the kernel's time
+    (ext4 without a journal skips every inode freed in the last minutes;
+    bench/README.md), and a daemon's one-test sessions are all first attempts.
+    The hop is not abandoned on cancel: the log comes back open either way, and
+    the caller closes it.
 
     :raises StateDirError: if the log cannot be written.
     """
     folders = list(dict.fromkeys([spec.log_path.parent, spec.junit_path.parent]))
     if spec.coverage_file is not None:
         folders.append(spec.coverage_file.parent)
+    if all(f.is_dir() for f in folders):
+        return _open(spec, ())
+    return await anyio.to_thread.run_sync(_open, spec, folders)
+
+
+def _open(spec: AttemptSpec, folders: Sequence[Path]) -> IO[bytes]:
+    """``spec``'s log opened, ``folders`` made first."""
     try:
-        # inline, as the open is: a session's first attempt makes its folder (a ``mkdir``
-        # of 20-600 us here), and a hop to a thread and back costs the loop as much;
-        # later attempts find it (a stat)
-        if not all(f.is_dir() for f in folders):
-            make_dirs(*folders)
+        make_dirs(*folders)
         return spec.log_path.open("a+b")
     except OSError as exc:
         where = exc.filename or spec.log_path
