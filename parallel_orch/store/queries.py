@@ -32,7 +32,7 @@ HISTORY_WINDOW = 5  # recent final executions averaged per test id
 AMBIGUOUS_LISTED = 10  # candidates named when a session prefix matches several
 IN_CHUNK = 500  # ids per IN (...): SQLite's variable limit
 CASE_TIMES_LIMIT = 500_000  # rows read for one sharded test's durations
-CASE_TIMES_EXECUTIONS = 256  # its newest executions they are read from (shards of runs)
+CASE_TIMES_RUNS = 8  # per id (the test's, each shard's): its newest that recorded cases
 
 R = TypeVar("R", SessionRecord, ExecutionRecord, AttemptRecord)
 
@@ -164,27 +164,36 @@ def _cases(db: sqlite3.Connection, session_id: str) -> tuple[CaseRecord, ...]:
     return tuple(CaseRecord(*row) for row in db.execute(_CASES, (session_id,)))
 
 
-#: A sharded test's cases from its newest executions (its shards' ids are ``<id>[k/n]``,
-#: ASCII: the range ``<id>[`` .. ``<id>\\``); each in the (test_id, created_at) index.
+#: A sharded test's case times: its own id and each of its shards' ids (``<id>[k/n]``;
+#: ids are ASCII, so they are the range ``<id>[`` .. ``<id>\\``, walked one distinct id at a
+#: time), each id's newest executions that recorded cases, their cases newest first.
+#: Every step is a seek in the (test_id, created_at) index, however long the history.
 _CASE_TIMES = (
-    "SELECT c.classname, c.name, c.time FROM cases AS c JOIN attempts AS a ON a.id = c.attempt_id"
-    " WHERE a.execution_id IN (SELECT id FROM executions"
-    "  WHERE test_id = :test_id OR (test_id >= :first_shard AND test_id < :past_shards)"
-    "  ORDER BY created_at DESC, id DESC LIMIT :executions)"
-    " AND c.time IS NOT NULL ORDER BY a.id DESC LIMIT :limit"
+    "WITH RECURSIVE shard(id) AS ("
+    "  SELECT min(test_id) FROM executions WHERE test_id >= :first_shard AND test_id < :past"
+    "  UNION ALL SELECT (SELECT min(test_id) FROM executions"
+    "   WHERE test_id > shard.id AND test_id < :past) FROM shard WHERE shard.id IS NOT NULL"
+    "), ids(id) AS (SELECT :test_id UNION SELECT id FROM shard WHERE id IS NOT NULL)"
+    " SELECT c.classname, c.name, c.time FROM ids"
+    " JOIN executions AS e ON e.id IN (SELECT x.id FROM executions AS x WHERE x.test_id = ids.id"
+    "  AND EXISTS (SELECT 1 FROM attempts AS y JOIN cases AS z ON z.attempt_id = y.id"
+    "   WHERE y.execution_id = x.id)"
+    "  ORDER BY x.created_at DESC, x.id DESC LIMIT :runs)"
+    " JOIN attempts AS a ON a.execution_id = e.id JOIN cases AS c ON c.attempt_id = a.id"
+    " WHERE c.time IS NOT NULL ORDER BY a.id DESC LIMIT :limit"
 )
 
 
 def case_times(db: sqlite3.Connection, test_id: str) -> dict[str, float]:
     """The newest time of each case of ``test_id`` and its shards, keyed ``classname::name``,
-    from their last :data:`CASE_TIMES_EXECUTIONS` executions."""
+    from the last :data:`CASE_TIMES_RUNS` executions of each that recorded cases."""
     rows = db.execute(
         _CASE_TIMES,
         {
             "test_id": test_id,
             "first_shard": f"{test_id}[",
-            "past_shards": f"{test_id}\\",  # the character after "["
-            "executions": CASE_TIMES_EXECUTIONS,
+            "past": f"{test_id}\\",  # the character after "["
+            "runs": CASE_TIMES_RUNS,
             "limit": CASE_TIMES_LIMIT,
         },
     )
@@ -262,18 +271,22 @@ def counts(db: sqlite3.Connection, session_ids: Sequence[str]) -> dict[str, dict
 #: Per test id, the mean duration of its newest executions that have one: a seek in
 #: the (test_id, created_at) index for each, however long its history (migration 0006).
 _HISTORY = (
-    "SELECT ids.value, (SELECT avg(d) FROM (SELECT e.duration_seconds AS d FROM executions AS e"
+    "WITH ids(value) AS (VALUES {})"
+    " SELECT ids.value, (SELECT avg(d) FROM (SELECT e.duration_seconds AS d FROM executions AS e"
     "  WHERE e.test_id = ids.value AND e.duration_seconds IS NOT NULL"
     f"  ORDER BY e.created_at DESC, e.id DESC LIMIT {HISTORY_WINDOW}))"
-    " FROM json_each(?) AS ids"
+    " FROM ids"
 )
 
 
 def history(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, float]:
     """Expected seconds per test id: the mean duration of its newest executions (at most
     :data:`HISTORY_WINDOW`); ids that never ran are left out."""
-    rows = db.execute(_HISTORY, (json.dumps(list(ids)),))
-    return {test_id: mean for test_id, mean in rows if mean is not None}
+    found: dict[str, float] = {}
+    for chunk in _chunks(ids):
+        rows = db.execute(_HISTORY.format(", ".join(["(?)"] * len(chunk))), tuple(chunk))
+        found.update((test_id, mean) for test_id, mean in rows if mean is not None)
+    return found
 
 
 _PROGRESS = (

@@ -191,8 +191,8 @@ class StoreReads:
         return await self._read_small(query)
 
     async def case_durations(self, test_id: str) -> dict[str, float]:
-        """The last recorded duration of each JUnit case of ``test_id`` or its shards,
-        keyed ``classname::name``."""
+        """The newest recorded duration of each JUnit case of ``test_id`` or its shards
+        (from each one's last few runs that recorded cases), keyed ``classname::name``."""
         return await self._read(lambda db: queries.case_times(db, test_id))
 
     async def previous_session(self, session: SessionRecord) -> SessionRecord | None:
