@@ -32,7 +32,7 @@ HISTORY_WINDOW = 5  # recent final executions averaged per test id
 AMBIGUOUS_LISTED = 10  # candidates named when a session prefix matches several
 IN_CHUNK = 500  # ids per IN (...): SQLite's variable limit
 CASE_TIMES_LIMIT = 500_000  # rows read for one sharded test's durations
-CASE_TIMES_RUNS = 8  # per id (the test's, each shard's): its newest that recorded cases
+CASE_TIMES_RUNS = 3  # runs with cases read per id (the test's, each shard's), newest first
 
 R = TypeVar("R", SessionRecord, ExecutionRecord, AttemptRecord)
 
