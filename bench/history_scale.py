@@ -21,7 +21,7 @@ import sqlite3
 import statistics
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -31,6 +31,8 @@ from bench.daemon_process import running_daemon
 from parallel_orch import TestRequest
 from parallel_orch.client import DaemonClient
 from parallel_orch.plan_identity import plan_key
+from parallel_orch.store import DB_FILENAME, utcnow
+from parallel_orch.store.writer import sql_time
 
 TESTS = 100
 SESSIONS = 2_000  # of history (quick: 500)
@@ -47,11 +49,12 @@ def requests() -> list[TestRequest]:
 def fill(state_dir: Path, sessions: int) -> None:
     """``sessions`` finished sessions of the plan, an hour old and older, straight into the
     tables of the store in ``state_dir`` (made by a daemon started once before)."""
-    key = plan_key((), [r.id for r in requests()])
-    start = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1, seconds=sessions)
-    with sqlite3.connect(state_dir / "orch.sqlite3") as db:
+    ids = [r.id for r in requests()]
+    key = plan_key((), ids)
+    start = utcnow() - timedelta(hours=1, seconds=sessions)
+    with sqlite3.connect(state_dir / DB_FILENAME) as db:
         for n in range(sessions):
-            at = (start + timedelta(seconds=n)).isoformat(sep=" ")
+            at = sql_time(start + timedelta(seconds=n))  # as the store writes its times
             sid = f"old{n:06d}"
             db.execute(
                 "INSERT INTO sessions (id, status, created_at, completed_at, num_workers, repo,"
@@ -62,7 +65,7 @@ def fill(state_dir: Path, sessions: int) -> None:
                 "INSERT INTO executions (session_id, seq, test_id, request_json, ref, category,"
                 " status, flaky, attempts, created_at, completed_at, duration_seconds)"
                 " VALUES (?, ?, ?, '{}', 'HEAD', 'default', 'passed', 0, 1, ?, ?, 0.01)",
-                [(sid, seq, r.id, at, at) for seq, r in enumerate(requests())],
+                [(sid, seq, test_id, at, at) for seq, test_id in enumerate(ids)],
             )
 
 
