@@ -18,8 +18,15 @@ other load on the machine inflates much less than the walls.
 
 The issue's "20 clients submitting at once" is also measured as it reads: 20
 connections, each sending one submit at the same instant to a daemon with
-nothing else to do, 10 such bursts (quick: 5), each 50 ms after the last one's
-sessions ended, and again 5 ms after: the p99 target is for these. The
+nothing else to do, 100 such bursts (quick: 20), each 50 ms after the last
+one's sessions ended, and again 5 ms after: the p99 target is for these. A
+burst's 20 answers come back together, fast or slow alike, so over 10 bursts
+(this benchmark's count until 2026-12-01) the p99 of 200 submits was the
+third-slowest answer, always in the slowest burst: one slow burst in ten
+decided it, where the p99 asks about one submit in a hundred. Over 100 the
+p99 is the 21st-slowest of 2,000 answers, which one slow burst alone does not
+reach. How many bursts had their slowest answer at 10 ms or more is printed
+beside it, and the slowest answer of all. The
 back-to-back figures are printed beside them without a target: there the
 clients' next submits arrive while the daemon runs the sessions before them,
 and each waits behind that work (a reading harder than the issue's, which
@@ -60,7 +67,7 @@ from parallel_orch.client import DaemonClient
 
 CLIENTS = 20
 SUBMITS_PER_CLIENT = 10
-BURSTS = 10
+BURSTS = 100  # quick: a fifth (see the module)
 WORKERS = os.cpu_count() or 2
 ACK_P99_TARGET_MS = 10.0
 RATIO_TARGET = 1.2
@@ -245,6 +252,7 @@ def daemon_seconds(repo: Path, log: Path, per_client: int) -> float:
 
 def run(quick: bool) -> list[Figure]:
     per_client = 3 if quick else SUBMITS_PER_CLIENT
+    bursts_count = BURSTS // 5 if quick else BURSTS
     work = fresh_dir("daemon_latency")
     repo = work / "repo"
     init_repo(repo, 50)
@@ -253,11 +261,11 @@ def run(quick: bool) -> list[Figure]:
         cpu_before = cpu_seconds(daemon.pid)
         latencies, daemon_wall = measured(submit_all, daemon.socket, per_client)
         daemon_cpu = cpu_seconds(daemon.pid) - cpu_before
-        burst = measured(bursts, daemon.socket, BURSTS // 2 if quick else BURSTS)
-        warm_burst = measured(bursts, daemon.socket, BURSTS // 2 if quick else BURSTS, WARM_PAUSE)
-        held = measured(held_bursts, daemon.socket, BURSTS // 2 if quick else BURSTS)
+        burst = measured(bursts, daemon.socket, bursts_count)
+        warm_burst = measured(bursts, daemon.socket, bursts_count, WARM_PAUSE)
+        held = measured(held_bursts, daemon.socket, bursts_count)
     with running_floor(work / "floor.sqlite3", log=work / "floor.log") as floor_server:
-        floor = measured(floor_bursts, floor_server.socket, BURSTS // 2 if quick else BURSTS)
+        floor = measured(floor_bursts, floor_server.socket, bursts_count)
     retouch = {idle: retouch_ms(idle) for idle in (0.0, WARM_PAUSE, BURST_PAUSE)}
     fsyncs = fsync_seconds(repo / ".parallel-orch")  # the daemon's state dir, the store's disk
     total = CLIENTS * per_client
@@ -283,6 +291,8 @@ def run(quick: bool) -> list[Figure]:
     )
     p99 = percentile(latencies, 99) * 1000
     burst_p99 = percentile(burst, 99) * 1000
+    slowest = [max(burst[at : at + CLIENTS]) * 1000 for at in range(0, len(burst), CLIENTS)]
+    slow = sum(ms >= ACK_P99_TARGET_MS for ms in slowest)
     ratio = statistics.median(daemon_walls) / statistics.median(run_walls)
     warm = f"20 submits at once, {WARM_PAUSE * 1000:g} ms after the last burst's sessions,"
     return [
@@ -294,6 +304,13 @@ def run(quick: bool) -> list[Figure]:
             f"< {ACK_P99_TARGET_MS:.0f} ms",
             burst_p99 < ACK_P99_TARGET_MS,
         ),
+        Figure(
+            f"20 submits at once, bursts of {len(slowest)} with an answer at "
+            f"{ACK_P99_TARGET_MS:g} ms or more",
+            slow,
+            "count",
+        ),
+        Figure("20 submits at once, slowest answer", max(slowest), "ms"),
         Figure(f"{warm} p50", percentile(warm_burst, 50) * 1000, "ms"),
         Figure(f"{warm} p99", percentile(warm_burst, 99) * 1000, "ms"),
         Figure(f"{HELD} p50", percentile(held, 50) * 1000, "ms"),
