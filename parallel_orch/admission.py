@@ -21,8 +21,9 @@ import anyio
 
 from parallel_orch import events, sharding
 from parallel_orch.events import EventBus
-from parallel_orch.exceptions import DuplicateSubmitError, OrchestratorClosedError
+from parallel_orch.exceptions import DuplicateSubmitError, OrchestratorClosedError, UsageError
 from parallel_orch.intake import Intake
+from parallel_orch.limits import MAX_SHARD_REQUESTS
 from parallel_orch.lookup import Lookup
 from parallel_orch.models import ExecutionStatus, TestRequest
 from parallel_orch.plan_identity import canonical_plan_paths, plan_key
@@ -324,6 +325,12 @@ class Admission:
         """Sharded requests as their shards, each test's case durations written once for all."""
         if all(r.shards == 1 or r.shard for r in requests):
             return requests
+        parts = sum(r.shard_count(self.num_workers) for r in requests if r.shard is None)
+        if parts > MAX_SHARD_REQUESTS:
+            raise UsageError(
+                f"the sharded tests would make {parts} requests; at most {MAX_SHARD_REQUESTS}"
+                " (lower their shards)"
+            )
         out: list[TestRequest] = []
         for request in requests:
             shards = request.split(self.num_workers)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,6 +12,8 @@ from pathlib import PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from parallel_orch.limits import MAX_SHARDS
 
 #: Characters allowed in test ids written in plans (DESIGN §2).
 ID_PATTERN = re.compile(r"^[A-Za-z0-9._:/-]+$")
@@ -90,6 +94,30 @@ class JUnitCounts:
 
 
 RESOURCE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_shards(value: object) -> int | Literal["auto"]:
+    """``shards`` as given: a whole number from 1 to :data:`MAX_SHARDS`, or ``"auto"``."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SHARDS:
+        raise ValueError(
+            f"shards must be a whole number from 1 to {MAX_SHARDS} or 'auto', not {value!r}"
+        )
+    return value
+
+
+def check_setup_input(path: str) -> str:
+    """A ``setup_inputs`` path as git names it (``./a//b/`` is ``a/b``): a file or folder
+    inside the repo, named, not matched by a pattern."""
+    normal = posixpath.normpath(path.strip()) if path.strip() else ""
+    if not normal or normal == "." or normal.startswith("/") or ".." in normal.split("/"):
+        raise ValueError(f"setup_inputs path {path!r} must name a file or folder inside the repo")
+    if glob.has_magic(normal):
+        raise ValueError(
+            f"setup_inputs path {path!r} is a pattern: name the files or folders themselves"
+        )
+    return normal
 
 
 def check_resources(value: dict[str, float]) -> dict[str, float]:
@@ -173,12 +201,10 @@ class TestRequest(BaseModel):
             raise ValueError("timeout must be positive")
         return value
 
-    @field_validator("shards")
+    @field_validator("shards", mode="before")
     @classmethod
-    def _check_shards(cls, value: int | str) -> int | str:
-        if isinstance(value, bool) or (isinstance(value, int) and value < 1):
-            raise ValueError(f"shards must be a whole number >= 1 or 'auto', not {value!r}")
-        return value
+    def _check_shards(cls, value: object) -> int | str:
+        return check_shards(value)
 
     @field_validator("resources")
     @classmethod
@@ -190,15 +216,27 @@ class TestRequest(BaseModel):
         """The id of the test this request is a shard of (its own id when not a shard)."""
         return SHARD_SUFFIX.sub("", self.id) if self.shard else self.id
 
+    def shard_count(self, workers: int) -> int:
+        """How many shards this request is split into (``"auto"``: one per worker)."""
+        return max(1, workers if self.shards == "auto" else int(self.shards))
+
     def split(self, workers: int) -> list[TestRequest]:
         """This request as its shards (``shards = "auto"``: one per worker); itself if one."""
-        total = workers if self.shards == "auto" else int(self.shards)
+        total = self.shard_count(workers)
         if self.shard is not None or total <= 1:
             return [self]
         return [
             self.model_copy(update={"id": f"{self.id}[{i}/{total}]", "shard": (i, total)})
             for i in range(1, total + 1)
         ]
+
+    @model_validator(mode="after")
+    def _inputs_need_a_setup(self) -> TestRequest:
+        if self.setup_inputs and not self.setup:
+            raise ValueError(
+                "setup_inputs key a setup, and there is none: add 'setup' or drop them"
+            )
+        return self
 
     @model_validator(mode="after")
     def _shard_suffix(self) -> TestRequest:
@@ -223,11 +261,7 @@ class TestRequest(BaseModel):
     @field_validator("setup_inputs")
     @classmethod
     def _check_inputs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for path in value:
-            parts = PurePosixPath(path).parts
-            if not path.strip("/") or path.startswith("/") or ".." in parts:
-                raise ValueError(f"setup_inputs path {path!r} must be relative, inside the repo")
-        return value
+        return tuple(check_setup_input(path) for path in value)
 
     @field_validator("cwd")
     @classmethod

@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from parallel_orch import plan_lines
 from parallel_orch.exceptions import PlanError
-from parallel_orch.models import ID_PATTERN, TestRequest, check_resources
+from parallel_orch.limits import MAX_REPEAT
+from parallel_orch.models import ID_PATTERN, TestRequest, check_resources, check_shards
 
 PLAN_SUFFIXES = (".toml", ".md")
 DEFAULT_TIMEOUT_SECONDS = 600.0
@@ -63,7 +65,7 @@ class _Common(BaseModel):
     keep: list[str] | None = None
     priority: int | None = None
     junit: bool | None = None
-    repeat: int | None = Field(default=None, ge=1)
+    repeat: int | None = None
     shards: int | Literal["auto"] | None = None  # split one suite run into N parts
     leak: Literal["warn", "fail"] | None = None  # processes that outlive the attempt
     quarantine: str | None = Field(default=None, min_length=1)  # why: runs, gates nothing
@@ -75,11 +77,18 @@ class _Common(BaseModel):
     def _resources(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         return check_resources(value) if value is not None else None
 
-    @field_validator("shards")
+    @field_validator("shards", mode="before")
     @classmethod
-    def _shards(cls, value: int | str | None) -> int | str | None:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"shards must be at least 1 (or 'auto'), not {value}")
+    def _shards(cls, value: object) -> int | str | None:
+        return None if value is None else check_shards(value)
+
+    @field_validator("repeat", mode="before")
+    @classmethod
+    def _repeat(cls, value: object) -> object:
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPEAT
+        ):
+            raise ValueError(f"repeat must be a whole number from 1 to {MAX_REPEAT}, not {value!r}")
         return value
 
     @field_validator("timeout")
@@ -172,7 +181,7 @@ def load_plans(
                 raise PlanError(
                     f"duplicate test id {request.id!r} (also defined in {seen[request.id]})",
                     path=str(file),
-                    line=_line_of_id(file, request.id.split("::", 1)[-1]),
+                    line=plan_lines.line_of_id(file, request.id.split("::", 1)[-1]),
                 )
             seen[request.id] = file
             requests.append(request)
@@ -191,7 +200,7 @@ def load_plan_file(
     try:
         plan = _PlanFile.model_validate(data)
     except ValidationError as exc:
-        raise _plan_error(file, text, exc) from None
+        raise plan_lines.validation_error(file, text, exc, _PlanTest.model_fields) from None
     if not plan.test:
         raise PlanError("plan defines no tests (add a [[test]] table)", path=str(file))
     out: list[TestRequest] = []
@@ -200,9 +209,11 @@ def load_plan_file(
         try:
             expanded = _expand(test, plan.defaults, prefix, file, default_timeout)
         except (ValidationError, ValueError) as exc:
-            line = _line_of_table(text, index)
+            line = plan_lines.line_of_table(
+                text, index, plan_lines.plan_key_of(exc, _PlanTest.model_fields)
+            )
             raise PlanError(
-                f"test {test.id!r}: {_first_message(exc)}", path=str(file), line=line
+                f"test {test.id!r}: {plan_lines.first_message(exc)}", path=str(file), line=line
             ) from None
         # Checked here, where the table is known, so the line is the duplicate's own.
         for request in expanded:
@@ -210,7 +221,7 @@ def load_plan_file(
                 raise PlanError(
                     f"duplicate test id {request.id!r} (defined earlier in this file)",
                     path=str(file),
-                    line=_line_of_table(text, index, "id"),
+                    line=plan_lines.line_of_table(text, index, "id"),
                 )
             ids.add(request.id)
         out.extend(expanded)
@@ -232,6 +243,12 @@ def _expand(
     if not refs:
         raise ValueError("'refs' is empty")
     repeat = pick("repeat") or 1
+    if len(refs) * repeat > MAX_REPEAT:
+        raise ValueError(
+            f"{len(refs)} refs x repeat {repeat} is {len(refs) * repeat} runs of one test;"
+            f" at most {MAX_REPEAT}"
+        )
+    setup_command = pick("setup")
     env = {**(defaults.env or {}), **(test.env or {})}
     command: str | tuple[str, ...] = test.run if isinstance(test.run, str) else tuple(test.run)
     timeout = pick("timeout")
@@ -256,8 +273,11 @@ def _expand(
                     category=pick("category") or prefix.split("/", 1)[0],
                     priority=pick("priority") or 0,
                     junit=bool(pick("junit")),
-                    setup=pick("setup"),
-                    setup_inputs=tuple(pick("setup_inputs") or ()),
+                    setup=setup_command,
+                    # [defaults] may key setups some tests do not have; a test's own may not
+                    setup_inputs=tuple(
+                        (pick("setup_inputs") if setup_command else test.setup_inputs) or ()
+                    ),
                     shards=pick("shards") or 1,
                     keep=tuple(pick("keep") or ()),
                     leak=pick("leak") or "warn",
@@ -313,69 +333,6 @@ def _parse_markdown(file: Path, text: str) -> dict[str, Any]:
     if "defaults" in front:
         data["defaults"] = front["defaults"]
     return data
-
-
-def _plan_error(file: Path, text: str, exc: ValidationError) -> PlanError:
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
-    line = None
-    if len(loc) >= 2 and loc[0] == "test" and loc[1].isdigit():
-        line = _line_of_table(text, int(loc[1]), loc[2] if len(loc) > 2 else None)
-        where = f"[[test]] #{int(loc[1]) + 1}" + (f" key {loc[2]!r}" if len(loc) > 2 else "")
-    elif loc and loc[0] == "defaults":
-        line = _line_of_key(text.splitlines(), "[defaults]", loc[1] if len(loc) > 1 else None)
-        where = "[defaults]" + (f" key {loc[1]!r}" if len(loc) > 1 else "")
-    else:
-        where = f"key {loc[0]!r}" if loc else "plan"
-        line = _find_line(text.splitlines(), loc[0]) if loc else None
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key (allowed: " + ", ".join(sorted(_PlanTest.model_fields)) + ")"
-    elif err["type"] == "missing":
-        msg = "required key is missing"
-    return PlanError(f"{where}: {msg}", path=str(file), line=line)
-
-
-def _first_message(exc: ValidationError | ValueError) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        return str(err["msg"]).removeprefix("Value error, ")
-    return str(exc)
-
-
-def _line_of_table(text: str, index: int, key: str | None = None) -> int | None:
-    lines = text.splitlines()
-    headers = [i for i, line in enumerate(lines) if line.strip().startswith("[[test]]")]
-    if index >= len(headers):
-        return None
-    start = headers[index]
-    if key is None:
-        return start + 1
-    end = headers[index + 1] if index + 1 < len(headers) else len(lines)
-    found = _find_line(lines[start:end], key)
-    return start + found if found else start + 1
-
-
-def _line_of_key(lines: list[str], header: str, key: str | None) -> int | None:
-    for i, line in enumerate(lines):
-        if line.strip().startswith(header):
-            if key is None:
-                return i + 1
-            found = _find_line(lines[i:], key)
-            return i + found if found else i + 1
-    return None
-
-
-def _find_line(lines: list[str], key: str) -> int | None:
-    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
-    return next((i + 1 for i, line in enumerate(lines) if pattern.match(line)), None)
-
-
-def _line_of_id(file: Path, test_id: str) -> int | None:
-    base = test_id.split("@", 1)[0].split("#", 1)[0]
-    lines = file.read_text(encoding="utf-8").splitlines()
-    pattern = re.compile(rf"^\s*id\s*=\s*[\"']{re.escape(base)}[\"']")
-    return next((i + 1 for i, line in enumerate(lines) if pattern.match(line)), None)
 
 
 def quarantined(requests: Sequence[TestRequest], listed: dict[str, str]) -> list[TestRequest]:

@@ -117,6 +117,7 @@ class _SoFar:
     error: str | None = None  # why no worktree could be had
     setup_seconds: float | None = None  # when the worktree was set up for it
     setup_key: SetupKey | None = None  # what the request's setup is keyed on
+    command_started: bool = False  # past the setup and the cwd check: the test itself ran
 
 
 class LocalExecutor:
@@ -311,12 +312,8 @@ class LocalExecutor:
             so_far.setup_seconds = ran.duration_seconds
             if ran.status is not ExecutionStatus.PASSED:
                 reason = ran.error or f"exit code {ran.exit_code}"
-                return runner.ProcessOutcome(
-                    ExecutionStatus.ERROR,
-                    ran.exit_code,
-                    ran.duration_seconds,
-                    f"setup failed: {reason}",
-                    leaked,
+                return runner.ProcessOutcome(  # the test's own time is none: setup is apart
+                    ExecutionStatus.ERROR, ran.exit_code, 0.0, f"setup failed: {reason}", leaked
                 )
             wt.setup_key = key
             await anyio.to_thread.run_sync(setup.write_marker, wt.path, key)
@@ -326,6 +323,7 @@ class LocalExecutor:
             missing = f"cwd {request.cwd!r} does not exist at commit {spec.sha[:12]}"
             log_file.write(f"parallel-orch: {missing}\n".encode())
             return runner.ProcessOutcome(ExecutionStatus.ERROR, None, 0.0, missing)
+        so_far.command_started = True
         outcome = await self._process(request.command, cwd, env, request, log_file, hooks)
         return replace(outcome, leaked=leaked + outcome.leaked)
 
@@ -367,9 +365,10 @@ def _error(
 
 
 def _sharded(spec: AttemptSpec, so_far: _SoFar) -> bool | None:
-    """Whether a shard's runner touched TEST_SHARD_STATUS_FILE (None: not a shard, or it
-    never ran); the log says so when it did not, as Bazel does."""
-    if spec.request.shard is None or spec.scratch_dir is None or so_far.outcome is None:
+    """Whether a shard's runner touched TEST_SHARD_STATUS_FILE (None: not a shard, or its
+    command never ran: no worktree, a failed setup, no cwd); the log says so when it did
+    not, as Bazel does."""
+    if spec.request.shard is None or spec.scratch_dir is None or not so_far.command_started:
         return None
     sharded = (spec.scratch_dir / SHARD_STATUS).exists()
     if not sharded:

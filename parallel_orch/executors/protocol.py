@@ -73,7 +73,7 @@ class AttemptResult:
     worktree: str | None = None  # the worktree's name, for a retry to avoid
     placement: Placement | None = None
     leaked: int = 0  # processes that left the attempt's group and outlived it: killed
-    setup_seconds: float | None = None  # of ``duration_seconds``, the worktree's setup
+    setup_seconds: float | None = None  # the setup, before (not in) ``duration_seconds``
     #: A shard's runner touched TEST_SHARD_STATUS_FILE (True) or not: it did not shard.
     sharded: bool | None = None
 

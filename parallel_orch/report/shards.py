@@ -3,7 +3,9 @@
 Status is the worst of its shards', flaky if any shard was, case totals and
 durations summed; its attempts are every shard's, each labelled with its
 shard, so the timeline still shows the shards. A shard whose runner never
-touched ``TEST_SHARD_STATUS_FILE`` did not shard: the test's notes say so.
+touched ``TEST_SHARD_STATUS_FILE`` did not shard, and a shard whose cases were not
+read (its JUnit file missing or unreadable) is not in the totals: the test's notes say
+so.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def _merged(base: str, shards: list[TestResult]) -> TestResult:
         "(every shard ran every case)"
         for label in ignored
     ]
+    if counted:  # some shards' cases were read: the totals leave the others out
+        notes += [
+            f"{s.test_id}: no JUnit cases read, so the case totals leave it out"
+            for s in shards
+            if s.cases is None
+        ]
     return TestResult(
         test_id=base,
         status=status,

@@ -93,7 +93,7 @@ class AttemptRecord:
     cases_skipped: int | None
     leaked: int
     junit_error: str | None = None  # why its JUnit file could not be read
-    setup_seconds: float | None = None  # of its duration, the worktree's setup
+    setup_seconds: float | None = None  # the worktree's setup, before (not in) its duration
     sharded: bool | None = None  # a shard whose runner did (True) or did not shard
     host: str = ""  # the machine: a Dask worker's address on a fleet, "" here
 

@@ -84,7 +84,7 @@ class ParallelTestAttempt(SQLModel, table=True):
     cases_skipped: int | None = None
     leaked: int = 0  # processes that outlived the attempt outside its group: killed
     junit_error: str | None = None  # why its JUnit file could not be read
-    setup_seconds: float | None = None  # of its duration, the worktree's setup
+    setup_seconds: float | None = None  # the worktree's setup, before (not in) its duration
     sharded: bool | None = None  # a shard whose runner did (True) or did not shard
 
 

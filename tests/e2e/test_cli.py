@@ -57,6 +57,12 @@ def test_run_with_a_failing_test_exits_one(repo: GitRepo) -> None:
         ('[[test]]\nid = "a"\nrun = ""\n', "'run' is empty"),
         ('[[test]]\nid = "a"\nrun = "true"\ncwd = "../.."\n', "leaves the worktree"),
         ('[[test]]\nid = "a"\nrun = "true"\ntimeout = true\n', "timeout"),
+        ('[[test]]\nid = "a"\nrun = "true"\nshards = 1000000000\n', "bad.toml:4: [[test]] #1"),
+        ('[[test]]\nid = "a"\nrun = "true"\nrepeat = 1000000000\n', "from 1 to 10000"),
+        (
+            '[[test]]\nid = "a"\nrun = "true"\nsetup = "true"\nsetup_inputs = ["*.lock"]\n',
+            "pattern",
+        ),
     ],
 )
 def test_plan_errors_exit_two_and_record_nothing(repo: GitRepo, text: str, expected: str) -> None:

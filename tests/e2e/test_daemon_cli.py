@@ -93,7 +93,7 @@ def test_submit_of_a_bad_plan_exits_two_and_records_nothing(
     daemon = start_daemon(repo.path)
     result = run_cli(["submit", "plans", "--socket", str(daemon.socket)], cwd=repo.path)
     assert result.returncode == 2
-    assert "bad.toml:1" in result.stderr and result.stdout == ""
+    assert "bad.toml:3" in result.stderr and result.stdout == ""  # the `run` key's line
     assert query(daemon.state_dir, "SELECT count(*) FROM sessions") == [(0,)]
 
 

@@ -6,8 +6,11 @@ import sys
 from pathlib import Path
 
 import anyio
+import pytest
 
 from parallel_orch import ParallelTestConfig, TestRequest
+from parallel_orch.exceptions import UsageError
+from parallel_orch.report.renderers import markdown, text
 from tests.helpers import GitRepo, orchestrator
 
 CASES = {"tests/test_a.py": 9, "tests/test_b.py": 6}
@@ -151,3 +154,54 @@ async def test_more_shards_than_cases_is_not_a_failure(
     (test,) = report.completed_tests
     assert test.status == "passed", [a.error for a in test.attempts]
     assert len(test.attempts) == 3
+
+
+async def test_one_shard_without_cases_leaves_the_totals_and_says_so(
+    config: ParallelTestConfig,
+) -> None:
+    """Shard 1 writes two cases, shard 2 no JUnit file: the totals are shard 1's, and the
+    terminal and Markdown reports say the other is left out."""
+    two_cases = '<testsuite><testcase classname="c" name="a"/><testcase classname="c" name="b"/>'
+    command = (
+        'touch "$TEST_SHARD_STATUS_FILE"; if [ "$TEST_SHARD_INDEX" = 0 ]; then '
+        f"echo '{two_cases}</testsuite>' > \"$XML_OUTPUT_FILE\"; fi"
+    )
+    async with orchestrator(config) as orch:
+        report = await orch.run_tests([TestRequest(id="t", command=command, shards=2, junit=True)])
+    (test,) = report.completed_tests
+    assert test.status == "passed"
+    assert test.cases is not None and test.cases.passed == 2
+    note = "t[2/2]: no JUnit cases read, so the case totals leave it out"
+    assert test.notes == (note,)
+    assert "Notes (1)" in text.render(report) and note in text.render(report)
+    summary = markdown.render(report)
+    assert "### Notes (1)" in summary and note.replace("[2/2]", "\\[2/2\\]") in summary
+
+
+async def test_a_shard_whose_setup_failed_is_not_said_to_ignore_sharding(
+    config: ParallelTestConfig,
+) -> None:
+    """Its runner never ran, so nothing is said of its sharding; and the setup's time is its
+    own phase, not the test's duration."""
+    request = TestRequest(
+        id="t", command='touch "$TEST_SHARD_STATUS_FILE"', setup="sleep 0.2; exit 3", shards=2
+    )
+    async with orchestrator(config) as orch:
+        report = await orch.run_tests([request])
+    (test,) = report.completed_tests
+    assert test.status == "error" and test.notes == ()
+    for attempt in test.attempts:
+        assert "setup failed" in (attempt.error or "")
+        assert attempt.duration_seconds == 0.0
+        assert attempt.setup_seconds is not None and attempt.setup_seconds >= 0.2
+
+
+async def test_a_session_of_too_many_shards_is_refused_before_anything_is_recorded(
+    config: ParallelTestConfig,
+) -> None:
+    """101 tests of 1,000 shards each would be 101,000 requests: a UsageError, no session."""
+    requests = [TestRequest(id=f"t{n}", command="true", shards=1000) for n in range(101)]
+    async with orchestrator(config) as orch:
+        with pytest.raises(UsageError, match="101000 requests; at most 100000"):
+            await orch.run_tests(requests)
+        assert await orch.store.recent_sessions() == []

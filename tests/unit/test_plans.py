@@ -414,7 +414,7 @@ def test_bad_id_characters_are_rejected(tmp_path: Path, test_id: str) -> None:
 
 @pytest.mark.parametrize("cwd", ["..", "../sibling", "src/../..", "/etc"])
 def test_cwd_leaving_the_worktree_is_rejected(tmp_path: Path, cwd: str) -> None:
-    """A `cwd` that is absolute or climbs out of the worktree is a PlanError for that test."""
+    """A `cwd` that is absolute or climbs out of the worktree is a PlanError at its line."""
     plan = write(
         tmp_path,
         "p.toml",
@@ -423,7 +423,7 @@ def test_cwd_leaving_the_worktree_is_rejected(tmp_path: Path, cwd: str) -> None:
     )
     error = plan_error(plan)
     assert error.path == str(plan)
-    assert error.line == 5
+    assert error.line == 8  # the key's own line, not its table's
     assert "'escape'" in str(error)
     assert "cwd" in str(error)
 
@@ -494,3 +494,85 @@ def test_markdown_front_matter_syntax_error_names_the_file(tmp_path: Path) -> No
     error = plan_error(plan)
     assert error.path == str(plan)
     assert "TOML" in str(error)
+
+
+@pytest.mark.parametrize("value", ["0", "10001", "1000000000", "2.5", "true"])
+def test_a_bad_repeat_is_a_plan_error_at_its_line(tmp_path: Path, value: str) -> None:
+    """repeat = 0, over 10,000, fractional or a boolean: one line, at the key's line."""
+    plan = write(tmp_path, "p.toml", f'[[test]]\nid = "a"\nrun = "true"\nrepeat = {value}\n')
+    error = plan_error(plan)
+    assert "repeat must be a whole number from 1 to 10000" in str(error)
+    assert "Value error" not in str(error)
+    assert error.line == 4
+
+
+def test_refs_times_repeat_is_bounded(tmp_path: Path) -> None:
+    """A matrix of 3 refs repeated 4,000 times (12,000 runs of one test) is refused."""
+    plan = write(
+        tmp_path,
+        "p.toml",
+        '[[test]]\nid = "a"\nrun = "true"\nrefs = ["a", "b", "c"]\nrepeat = 4000\n',
+    )
+    assert "12000 runs of one test; at most 10000" in str(plan_error(plan))
+
+
+@pytest.mark.parametrize(
+    ("given", "keyed"),
+    [
+        ("./requirements.lock", "requirements.lock"),
+        ("sub//x.lock", "sub/x.lock"),
+        ("sub/./x.lock", "sub/x.lock"),
+        ("src/", "src"),
+    ],
+)
+def test_setup_inputs_are_keyed_as_git_names_them(tmp_path: Path, given: str, keyed: str) -> None:
+    """`./a`, `a//b`, `a/./b` and `src/` name what git calls `a`, `a/b` and `src`."""
+    write(
+        tmp_path,
+        "p.toml",
+        f'[[test]]\nid = "a"\nrun = "true"\nsetup = "true"\nsetup_inputs = ["{given}"]\n',
+    )
+    (request,) = load_plans([tmp_path])
+    assert request.setup_inputs == (keyed,)
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        (".", "must name a file or folder inside the repo"),
+        ("./", "must name a file or folder inside the repo"),
+        ("a/../..", "must name a file or folder inside the repo"),
+        ("/etc/passwd", "must name a file or folder inside the repo"),
+        ("*.lock", "is a pattern"),
+        ("req[0-9].txt", "is a pattern"),
+    ],
+)
+def test_a_setup_input_that_names_nothing_is_a_plan_error(
+    tmp_path: Path, given: str, says: str
+) -> None:
+    """The whole repo, a path outside it or a glob pattern: an error at its line, not a key
+    that silently counts the input as absent."""
+    plan = write(
+        tmp_path,
+        "p.toml",
+        f'[[test]]\nid = "a"\nrun = "true"\nsetup = "true"\nsetup_inputs = ["{given}"]\n',
+    )
+    error = plan_error(plan)
+    assert says in str(error)
+    assert error.line == 5
+
+
+def test_setup_inputs_without_a_setup(tmp_path: Path) -> None:
+    """A test's own setup_inputs with no setup is an error; [defaults]' reach only the tests
+    that have a setup."""
+    plan = write(
+        tmp_path, "p.toml", '[[test]]\nid = "a"\nrun = "true"\nsetup_inputs = ["x.lock"]\n'
+    )
+    assert "setup_inputs key a setup, and there is none" in str(plan_error(plan))
+    plan.write_text(
+        '[defaults]\nsetup_inputs = ["x.lock"]\n\n'
+        '[[test]]\nid = "plain"\nrun = "true"\n\n'
+        '[[test]]\nid = "built"\nrun = "true"\nsetup = "make"\n'
+    )
+    plain, built = load_plans([tmp_path])
+    assert (plain.setup_inputs, built.setup_inputs) == ((), ("x.lock",))

@@ -151,12 +151,28 @@ def test_junit_keys_match_pytests_own_junit_names() -> None:
     )
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "1.5", '"many"', "true"])
+@pytest.mark.parametrize("value", ["0", "-2", "1.5", '"many"', "true", "1001", "1000000000"])
 def test_a_bad_shard_count_is_a_plan_error(tmp_path: Path, value: str) -> None:
-    """shards = 0, negative, fractional, a word or a boolean: rejected with the file and key."""
+    """shards = 0, negative, fractional, a word, a boolean or over 1,000: one line saying
+    what shards may be, at the key's line."""
     (tmp_path / "p.toml").write_text(f'[[test]]\nid = "a"\nrun = "true"\nshards = {value}\n')
-    with pytest.raises(PlanError, match="shards"):
+    with pytest.raises(PlanError) as caught:
         load_plans([tmp_path])
+    message = str(caught.value)
+    assert "shards must be a whole number from 1 to 1000 or 'auto'" in message
+    assert "Value error" not in message and "\n" not in message
+    assert caught.value.line == 4
+
+
+def test_a_request_with_too_many_shards_is_refused() -> None:
+    """Over the wire or from Python, a request's shards are bounded as a plan's are."""
+    from pydantic import ValidationError
+
+    from parallel_orch.models import TestRequest
+
+    assert TestRequest(id="a", command="true", shards=1000).shards == 1000
+    with pytest.raises(ValidationError, match="from 1 to 1000"):
+        TestRequest(id="a", command="true", shards=10**9)
 
 
 def test_plugin_folder_holds_only_the_plugin() -> None:

@@ -52,6 +52,7 @@ def render(report: ParallelTestReport, *, limit_bytes: int = MAX_BYTES) -> str:
         ("failed", sections.failed),
         ("flaky", sections.flaky),
         ("quarantined", sections.quarantined),
+        ("notes", sections.notes),
         ("comparison", sections.comparison),
         ("case changes", sections.case_changes),
         ("slowest", sections.slowest),

@@ -1,5 +1,5 @@
 """The detail sections of the Markdown report: categories, gates, failed, flaky and
-quarantined tests, the comparison, the slowest tests, coverage.
+quarantined tests, notes, the comparison, the slowest tests, coverage.
 
 Each is bounded by construction, in rows and in bytes, whatever the user text, and
 its list ends in "and N more" for what it left out; each is "" when it has nothing
@@ -21,6 +21,7 @@ GATE_LIMITS = (50, 50_000)
 FAILED_LIMITS = (100, 300_000)
 FLAKY_LIMITS = (50, 60_000)
 QUARANTINED_LIMITS = (50, 60_000)
+NOTES_LIMITS = (50, 60_000)
 CHANGE_LIMITS = (50, 20_000)  # per list of a comparison: 7 lists for tests, 7 for cases
 SLOWEST_LIMITS = (10, 20_000)
 COVERAGE_LIMITS = (20, 20_000)
@@ -181,6 +182,20 @@ def quarantined(report: ParallelTestReport) -> str:
         )
 
     return _table(head, line, tests, "quarantined tests", QUARANTINED_LIMITS)
+
+
+def notes(report: ParallelTestReport) -> str:
+    """What a reader should know about a test whatever its status: a runner that ignored
+    its shards, shards whose cases were not read."""
+    tests = [t for t in report.completed_tests if t.notes]
+    if not tests:
+        return ""
+    head = [f"### Notes ({len(tests)})", "", *md.table_head("test", "status", "note")]
+
+    def line(t: TestResult) -> str:
+        return md.row(md.code(t.test_id), t.status, md.text("; ".join(t.notes)))
+
+    return _table(head, line, tests, "tests with notes", NOTES_LIMITS)
 
 
 def comparison(report: ParallelTestReport) -> str:

@@ -1,4 +1,6 @@
-"""The terminal report's sections about tests: failed, not run, flaky, leaky, quarantined.
+"""The terminal report's sections about tests: failed, not run, flaky, leaky, quarantined,
+and notes (a test's notes under its entry; a test with notes listed nowhere else under
+Notes).
 
 A test is listed once: a quarantined test under Quarantined whatever its
 status, a flaky test that also leaked under Flaky, marked ``leaky`` (so is a
@@ -42,9 +44,23 @@ def sections(report: ParallelTestReport) -> list[list[Text]]:
         ),
         ("Quarantined ({n}): reported, but they gate nothing", quarantined, _quarantined_entry),
     ]
+    listed = {id(t) for _, tests, _ in found for t in tests}
+    noted = [t for t in report.completed_tests if t.notes and id(t) not in listed]
+    found.append(("Notes ({n})", noted, _head_only))
     return [
-        _section(title.format(n=len(tests)), tests, entry) for title, tests, entry in found if tests
+        _section(title.format(n=len(tests)), tests, _with_notes(entry))
+        for title, tests, entry in found
+        if tests
     ]
+
+
+def _with_notes(entry: Entry) -> Entry:
+    """``entry``, then the test's notes, one a line."""
+    return lambda test: [*entry(test), *(_detail(n, "yellow") for n in test.notes)]
+
+
+def _head_only(test: TestResult) -> list[Text]:
+    return [_head(test)]
 
 
 def _section(title: str, tests: Sequence[TestResult], entry: Entry) -> list[Text]:
