@@ -184,6 +184,7 @@ def test_user_text_cannot_leave_its_element() -> None:
                     "test_id": t.test_id + HOSTILE,
                     "first_error": HOSTILE,
                     "quarantine": HOSTILE if t.quarantine else None,
+                    "notes": (HOSTILE,),
                     "attempts": tuple(
                         a.model_copy(update={"output_tail": HOSTILE, "log_path": HOSTILE})
                         for a in t.attempts
@@ -347,3 +348,16 @@ def test_empty_session_renders() -> None:
     ).render("html")
     assert "No durations recorded." in page
     assert embedded(page)["attempts"] == []
+
+
+def test_a_tests_notes_have_a_section_of_their_own() -> None:
+    """A passing sharded test whose runner ignored its shards: its notes are on the page,
+    in a Notes section linked from the top; a page without notes has no such section."""
+    flaky = small_report().completed_tests[1]
+    note = "t[2/2]: the runner never touched TEST_SHARD_STATUS_FILE, so it did not shard"
+    noted = flaky.model_copy(update={"test_id": "suite", "flaky": False, "notes": (note,)})
+    tree = lxml.html.fromstring(html.render(small_report(completed_tests=(noted,))))
+    (section,) = tree.xpath('//section[@id="notes"]')
+    assert "Notes (1)" in section.text_content() and note in section.text_content()
+    assert tree.xpath('//a[@href="#notes"]')
+    assert not lxml.html.fromstring(html.render(small_report())).xpath('//section[@id="notes"]')

@@ -1,7 +1,7 @@
 """One self-contained HTML page: what ran where and when, what failed, the verdicts.
 
 The page needs no network: its CSS, script and SVG are inline. The summary
-parts (counts, gates, failures, flaky and quarantined tests, categories, the
+parts (counts, gates, failures, flaky and quarantined tests, notes, categories, the
 comparison, coverage, the duration histogram) are rendered by the template and
 read without script. The worker timeline is drawn by a small inline script
 from the attempts embedded once as JSON, so that 20,000 tests cost one compact
@@ -91,6 +91,7 @@ def context(report: ParallelTestReport) -> dict[str, Any]:
         "failures_total": len(failing),
         "flaky": [t for t in tests if t.flaky],
         "quarantined": [t for t in tests if t.quarantine],
+        "noted": [t for t in tests if t.notes],
         "category_gates": {
             g.name[len("min_pass_rate[") : -1]: g
             for g in report.gates
