@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -11,7 +10,14 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from parallel_orch.limits import MAX_SHARDS
 
@@ -96,28 +102,54 @@ class JUnitCounts:
 RESOURCE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 
-def check_shards(value: object) -> int | Literal["auto"]:
-    """``shards`` as given: a whole number from 1 to :data:`MAX_SHARDS`, or ``"auto"``."""
+#: The validation context of a request read back from the store (see :func:`_stored`).
+STORED = "stored"
+
+
+def whole_number(value: object) -> int | None:
+    """``value`` as a whole number (``2``, ``2.0``, ``"2"``), or None when it is none."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def check_shards(value: object, *, bound: bool = True) -> int | Literal["auto"]:
+    """``shards`` as given: a whole number from 1 to :data:`MAX_SHARDS` (without ``bound``,
+    from 1: a stored request, admitted before the bound was), or ``"auto"``."""
     if value == "auto":
         return "auto"
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SHARDS:
+    number = whole_number(value)
+    if number is None or number < 1 or (bound and number > MAX_SHARDS):
         raise ValueError(
             f"shards must be a whole number from 1 to {MAX_SHARDS} or 'auto', not {value!r}"
         )
-    return value
+    return number
 
 
-def check_setup_input(path: str) -> str:
+def check_setup_input(path: str, *, new: bool = True) -> str:
     """A ``setup_inputs`` path as git names it (``./a//b/`` is ``a/b``): a file or folder
-    inside the repo, named, not matched by a pattern."""
-    normal = posixpath.normpath(path.strip()) if path.strip() else ""
+    inside the repo, named (``new``: not a ``*`` or ``?`` pattern, which would key on a
+    path that is never there; ``[`` is a real name's, as in ``app/[slug]``)."""
+    normal = posixpath.normpath(path) if path else ""
     if not normal or normal == "." or normal.startswith("/") or ".." in normal.split("/"):
         raise ValueError(f"setup_inputs path {path!r} must name a file or folder inside the repo")
-    if glob.has_magic(normal):
+    if new and ("*" in normal or "?" in normal):
         raise ValueError(
             f"setup_inputs path {path!r} is a pattern: name the files or folders themselves"
         )
     return normal
+
+
+def _stored(info: ValidationInfo) -> bool:
+    """Validating a request read back from the store: rules added since it was admitted
+    (bounds, refusals) do not apply to it, or a resume after an upgrade would fail."""
+    return isinstance(info.context, dict) and bool(info.context.get(STORED))
 
 
 def check_resources(value: dict[str, float]) -> dict[str, float]:
@@ -203,8 +235,8 @@ class TestRequest(BaseModel):
 
     @field_validator("shards", mode="before")
     @classmethod
-    def _check_shards(cls, value: object) -> int | str:
-        return check_shards(value)
+    def _check_shards(cls, value: object, info: ValidationInfo) -> int | str:
+        return check_shards(value, bound=not _stored(info))
 
     @field_validator("resources")
     @classmethod
@@ -231,14 +263,6 @@ class TestRequest(BaseModel):
         ]
 
     @model_validator(mode="after")
-    def _inputs_need_a_setup(self) -> TestRequest:
-        if self.setup_inputs and not self.setup:
-            raise ValueError(
-                "setup_inputs key a setup, and there is none: add 'setup' or drop them"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _shard_suffix(self) -> TestRequest:
         """``[i/n]`` ends the id of shard i of n, and only of one: the report merges them."""
         match = SHARD_SUFFIX.search(self.id)
@@ -260,8 +284,8 @@ class TestRequest(BaseModel):
 
     @field_validator("setup_inputs")
     @classmethod
-    def _check_inputs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(check_setup_input(path) for path in value)
+    def _check_inputs(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return tuple(check_setup_input(path, new=not _stored(info)) for path in value)
 
     @field_validator("cwd")
     @classmethod

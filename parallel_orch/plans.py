@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from parallel_orch import plan_lines
 from parallel_orch.exceptions import PlanError
 from parallel_orch.limits import MAX_REPEAT
-from parallel_orch.models import ID_PATTERN, TestRequest, check_resources, check_shards
+from parallel_orch.models import (
+    ID_PATTERN,
+    TestRequest,
+    check_resources,
+    check_setup_input,
+    check_shards,
+    whole_number,
+)
 
 PLAN_SUFFIXES = (".toml", ".md")
 DEFAULT_TIMEOUT_SECONDS = 600.0
@@ -84,12 +91,18 @@ class _Common(BaseModel):
 
     @field_validator("repeat", mode="before")
     @classmethod
-    def _repeat(cls, value: object) -> object:
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPEAT
-        ):
+    def _repeat(cls, value: object) -> int | None:
+        if value is None:
+            return None
+        number = whole_number(value)
+        if number is None or not 1 <= number <= MAX_REPEAT:
             raise ValueError(f"repeat must be a whole number from 1 to {MAX_REPEAT}, not {value!r}")
-        return value
+        return number
+
+    @field_validator("setup_inputs")
+    @classmethod
+    def _setup_inputs(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [check_setup_input(path) for path in value]
 
     @field_validator("timeout")
     @classmethod
@@ -249,6 +262,8 @@ def _expand(
             f" at most {MAX_REPEAT}"
         )
     setup_command = pick("setup")
+    if test.setup_inputs and not setup_command:
+        raise ValueError("setup_inputs key a setup, and there is none: add 'setup' or drop them")
     env = {**(defaults.env or {}), **(test.env or {})}
     command: str | tuple[str, ...] = test.run if isinstance(test.run, str) else tuple(test.run)
     timeout = pick("timeout")

@@ -36,6 +36,7 @@ from parallel_orch.exceptions import (
     RefError,
     RepoError,
     SessionNotFoundError,
+    UsageError,
 )
 from parallel_orch.models import TestRequest
 from parallel_orch.report.options import ReportOptions
@@ -289,7 +290,8 @@ def validation_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{loc}: {err['msg']}" if loc else str(err["msg"]))
+        msg = str(err["msg"]).removeprefix("Value error, ")  # pydantic's, for a ValueError
+        parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
 
 
@@ -364,4 +366,6 @@ def rpc_error(exc: OrchError) -> RpcError:
         )
     if isinstance(exc, RepoError | RefError):
         return RpcError(ErrorCode.REPO_ERROR, exc.message)
+    if isinstance(exc, UsageError):  # what was asked cannot be done as asked (too many shards)
+        return RpcError(ErrorCode.INVALID_PARAMS, exc.message)
     return RpcError(ErrorCode.INTERNAL_ERROR, exc.message)

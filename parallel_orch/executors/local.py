@@ -364,13 +364,19 @@ def _error(
     return None
 
 
+_RAN_TO_ITS_END = frozenset({ExecutionStatus.PASSED, ExecutionStatus.FAILED})
+
+
 def _sharded(spec: AttemptSpec, so_far: _SoFar) -> bool | None:
-    """Whether a shard's runner touched TEST_SHARD_STATUS_FILE (None: not a shard, or its
-    command never ran: no worktree, a failed setup, no cwd); the log says so when it did
-    not, as Bazel does."""
+    """Whether a shard's runner touched TEST_SHARD_STATUS_FILE (None: not a shard, its
+    command never ran, or it did not touch the file and never ran to its end); the log
+    says so when it did not, as Bazel does."""
+    outcome = so_far.outcome
     if spec.request.shard is None or spec.scratch_dir is None or not so_far.command_started:
         return None
     sharded = (spec.scratch_dir / SHARD_STATUS).exists()
+    if not sharded and (outcome is None or outcome.status not in _RAN_TO_ITS_END):
+        return None  # cancelled, timed out or never spawned: no telling what it would have done
     if not sharded:
         with contextlib.suppress(OSError):
             so_far.log.write(

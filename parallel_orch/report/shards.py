@@ -53,17 +53,18 @@ def _merged(base: str, shards: list[TestResult]) -> TestResult:
     durations = [s.duration_seconds for s in shards if s.duration_seconds is not None]
     counted = [s.cases for s in shards if s.cases is not None]
     ignored = [s.test_id for s in shards if any(a.sharded is False for a in s.attempts)]
-    notes = [
-        f"{label}: the runner never touched TEST_SHARD_STATUS_FILE, so it did not shard "
-        "(every shard ran every case)"
-        for label in ignored
-    ]
-    if counted:  # some shards' cases were read: the totals leave the others out
-        notes += [
-            f"{s.test_id}: no JUnit cases read, so the case totals leave it out"
-            for s in shards
-            if s.cases is None
-        ]
+    notes = []
+    if ignored:
+        notes.append(
+            f"{_listed(ignored, len(shards))}: the runner never touched TEST_SHARD_STATUS_FILE,"
+            " so it did not shard (every shard ran every case)"
+        )
+    uncounted = [s.test_id for s in shards if s.cases is None]
+    if counted and uncounted:  # some shards' cases were read: the totals leave the others out
+        notes.append(
+            f"{_listed(uncounted, len(shards))}: no JUnit cases read,"
+            " not counted in the case totals"
+        )
     return TestResult(
         test_id=base,
         status=status,
@@ -94,3 +95,13 @@ def _merged(base: str, shards: list[TestResult]) -> TestResult:
         shards=len(shards),
         notes=tuple(notes),
     )
+
+
+def _listed(labels: Sequence[str], total: int, shown: int = 5) -> str:
+    """``t[2/4]``, ``t[2/4], t[3/4]``, or ``30 of 1000 shards (t[1/1000], ... and 25 more)``:
+    a note stays one short line however many shards it is about."""
+    if len(labels) == 1:
+        return labels[0]
+    head = ", ".join(labels[:shown])
+    more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
+    return f"{len(labels)} of {total} shards ({head}{more})"

@@ -62,9 +62,9 @@ class ExecutionRecord:
 
     @property
     def request(self) -> TestRequest:
-        from parallel_orch.models import TestRequest
+        from parallel_orch.models import STORED, TestRequest
 
-        return TestRequest.model_validate_json(self.request_json)
+        return TestRequest.model_validate_json(self.request_json, context={STORED: True})
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,21 @@ def test_status_report_and_sessions_show_a_finished_session(
     assert watched.returncode == 1 and "partial_success" in watched.stdout
 
 
+def test_a_submit_of_too_many_shards_exits_two_and_records_nothing(
+    repo: GitRepo, start_daemon: StartDaemon
+) -> None:
+    """101 tests of 1,000 shards each: the daemon refuses the submit as the user's to fix
+    (exit 2, one line), and records no session."""
+    tests = "".join(f'[[test]]\nid = "t{n}"\nrun = "true"\nshards = 1000\n' for n in range(101))
+    write_plan(repo.path, "wide.toml", tests)
+    daemon = start_daemon(repo.path)
+    result = run_cli(["submit", "plans", "--socket", str(daemon.socket)], cwd=repo.path)
+    assert result.returncode == 2, result.stderr
+    assert "101000 requests; at most 100000" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert query(daemon.state_dir, "SELECT count(*) FROM sessions") == [(0,)]
+
+
 def test_submit_of_a_bad_plan_exits_two_and_records_nothing(
     repo: GitRepo, start_daemon: StartDaemon
 ) -> None:

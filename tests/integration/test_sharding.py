@@ -106,7 +106,10 @@ async def test_a_runner_that_ignores_sharding_is_flagged_not_failed(
         report = await orch.run_tests([request])
     (test,) = report.completed_tests
     assert test.status == "passed"
-    assert len(test.notes) == 2 and "did not shard" in test.notes[0]
+    assert test.notes == (
+        "2 of 2 shards (plain[1/2], plain[2/2]): the runner never touched"
+        " TEST_SHARD_STATUS_FILE, so it did not shard (every shard ran every case)",
+    )
 
 
 async def test_shards_auto_is_one_per_worker_and_gets_bazels_variables(
@@ -171,7 +174,7 @@ async def test_one_shard_without_cases_leaves_the_totals_and_says_so(
     (test,) = report.completed_tests
     assert test.status == "passed"
     assert test.cases is not None and test.cases.passed == 2
-    note = "t[2/2]: no JUnit cases read, so the case totals leave it out"
+    note = "t[2/2]: no JUnit cases read, not counted in the case totals"
     assert test.notes == (note,)
     assert "Notes (1)" in text.render(report) and note in text.render(report)
     summary = markdown.render(report)
@@ -205,3 +208,23 @@ async def test_a_session_of_too_many_shards_is_refused_before_anything_is_record
         with pytest.raises(UsageError, match="101000 requests; at most 100000"):
             await orch.run_tests(requests)
         assert await orch.store.recent_sessions() == []
+
+
+async def test_a_cancelled_shard_is_not_said_to_ignore_sharding(
+    config: ParallelTestConfig, outside: Path
+) -> None:
+    """Shards cancelled before their runner got to the status file: nothing is said of their
+    sharding (they never ran to their end)."""
+    command = (
+        f'touch {outside}/started.$TEST_SHARD_INDEX; sleep 30; touch "$TEST_SHARD_STATUS_FILE"'
+    )
+    async with orchestrator(config) as orch:
+        session_id = await orch.create_session([TestRequest(id="t", command=command, shards=2)])
+        started = [anyio.Path(outside / f"started.{index}") for index in (0, 1)]
+        with anyio.fail_after(30):
+            while not all([await path.exists() for path in started]):  # noqa: ASYNC110 (a file)
+                await anyio.sleep(0.05)
+        assert await orch.cancel_session(session_id)
+        report = await orch.wait_for_session(session_id)
+    (test,) = report.completed_tests
+    assert test.status == "cancelled" and test.notes == ()

@@ -434,3 +434,17 @@ def test_the_step_summary_gets_what_the_limit_leaves(tmp_path: Path) -> None:
     full.write_text("x" * (MIB - 200))
     Outputs(step_summary=full).write(huge_report(10))
     assert full.read_text() == "x" * (MIB - 200)
+
+
+@pytest.mark.parametrize("room", [1.0, 0.9, 0.5])
+def test_a_tests_notes_are_listed_and_go_early_when_room_is_short(room: float) -> None:
+    """A Notes section lists a passing test's notes; with too little room it is dropped
+    before the failures are, and never breaks the final check."""
+    noted = execution("suite", "passed", notes=("2 of 2 shards (s[1/2], s[2/2]): did not shard",))
+    report = report_of([noted, execution("b", first_error="boom")])
+    full = markdown.render(report)
+    assert "### Notes (1)" in full and "did not shard" in full
+    short = markdown.render(report, limit_bytes=int(len(full.encode()) * room))
+    assert ("### Failed tests (1)" in short) or room < 0.6
+    if "### Notes (1)" not in short:
+        assert "notes" in short.splitlines()[-1]

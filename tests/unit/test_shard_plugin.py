@@ -208,3 +208,26 @@ def test_collection_times_are_kept_only_where_the_next_session_reads_them(tmp_pa
     assert env[COLLECT_TIMES_ENV] == str(tmp_path / "shards" / "collect" / name / "2.json")
     node = tmp_path / "node-state" / "shards" / "attempt-key.json"
     assert COLLECT_TIMES_ENV not in shard_env(shard, {}, status_file=tmp_path, durations=node)
+
+
+def test_a_stored_request_reloads_under_todays_bounds() -> None:
+    """A request admitted before the bounds (5,000 shards, a pattern input) still loads from
+    the store, so a resume after an upgrade does not fail; as new input it is refused."""
+    from pydantic import ValidationError
+
+    from parallel_orch.models import STORED, TestRequest
+
+    old = '{"id": "t", "command": "true", "shards": 5000, "setup": "make",'
+    old += ' "setup_inputs": ["*.lock"]}'
+    request = TestRequest.model_validate_json(old, context={STORED: True})
+    assert (request.shards, request.setup_inputs) == (5000, ("*.lock",))
+    with pytest.raises(ValidationError):
+        TestRequest.model_validate_json(old)
+
+
+@pytest.mark.parametrize("value", [2, 2.0, "2"])
+def test_a_whole_number_of_shards_is_taken_however_it_is_written(value: object) -> None:
+    """Over the wire, JSON clients may send 2, 2.0 or "2": all mean two shards."""
+    from parallel_orch.models import TestRequest
+
+    assert TestRequest.model_validate({"id": "t", "command": "true", "shards": value}).shards == 2

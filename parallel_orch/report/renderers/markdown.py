@@ -25,6 +25,7 @@ MAX_BYTES = 1024 * 1024  # GitHub's limit on one step's summary
 DROP_ORDER = (
     "coverage",
     "slowest",
+    "notes",
     "case changes",
     "flaky",
     "categories",
