@@ -248,19 +248,7 @@ def _expand(
         value = getattr(test, name)
         return getattr(defaults, name) if value is None else value
 
-    if test.refs is not None and test.ref is not None:
-        raise ValueError("use either 'ref' or 'refs', not both")
-    # A matrix comes from the test's own refs, else from [defaults] unless the test names a ref.
-    matrix = test.refs if test.refs is not None else (None if test.ref else defaults.refs)
-    refs = matrix if matrix is not None else [pick("ref") or "HEAD"]
-    if not refs:
-        raise ValueError("'refs' is empty")
-    repeat = pick("repeat") or 1
-    if len(refs) * repeat > MAX_REPEAT:
-        raise ValueError(
-            f"{len(refs)} refs x repeat {repeat} is {len(refs) * repeat} runs of one test;"
-            f" at most {MAX_REPEAT}"
-        )
+    matrix, refs, repeat = _runs(test, defaults)
     setup_command = pick("setup")
     if test.setup_inputs and not setup_command:
         raise ValueError("setup_inputs key a setup, and there is none: add 'setup' or drop them")
@@ -303,6 +291,25 @@ def _expand(
                 )
             )
     return requests
+
+
+def _runs(test: _PlanTest, defaults: _Common) -> tuple[list[str] | None, list[str], int]:
+    """A test's refs matrix (None: no matrix), the refs it runs at, and its repeat count."""
+    if test.refs is not None and test.ref is not None:
+        raise ValueError("use either 'ref' or 'refs', not both")
+    # A matrix comes from the test's own refs, else from [defaults] unless the test names a ref.
+    matrix = test.refs if test.refs is not None else (None if test.ref else defaults.refs)
+    ref = test.ref if test.ref is not None else defaults.ref
+    refs = matrix if matrix is not None else [ref or "HEAD"]
+    if not refs:
+        raise ValueError("'refs' is empty")
+    repeat = (test.repeat if test.repeat is not None else defaults.repeat) or 1
+    if len(refs) * repeat > MAX_REPEAT:
+        raise ValueError(
+            f"{len(refs)} refs x repeat {repeat} is {len(refs) * repeat} runs of one test;"
+            f" at most {MAX_REPEAT}"
+        )
+    return matrix, refs, repeat
 
 
 def _coverage(value: bool | list[str] | None) -> bool | tuple[str, ...]:
