@@ -117,7 +117,7 @@ class _SoFar:
     error: str | None = None  # why no worktree could be had
     setup_seconds: float | None = None  # when the worktree was set up for it
     setup_key: SetupKey | None = None  # what the request's setup is keyed on
-    command_started: bool = False  # past the setup and the cwd check: the test itself ran
+    command_started: bool = False  # past the setup and the cwd check: its command was started
 
 
 class LocalExecutor:
