@@ -106,17 +106,16 @@ RESOURCE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 STORED = "stored"
 
 
-def whole_number(value: object) -> int | None:
-    """``value`` as a whole number (``2``, ``2.0``, ``"2"``), or None when it is none."""
-    if isinstance(value, bool):
+def count_up_to(value: object, most: int | None) -> int | None:
+    """``value`` as a count from 1 to ``most`` (no bound when None), however a whole number
+    is written (``2``, ``2.0``, ``"2"``); None when it is not one."""
+    if isinstance(value, str):
+        value = int(value) if value.strip().isdigit() else None
+    elif isinstance(value, float):
+        value = int(value) if value.is_integer() else None
+    if isinstance(value, bool) or not isinstance(value, int):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+    return value if value >= 1 and (most is None or value <= most) else None
 
 
 def check_shards(value: object, *, bound: bool = True) -> int | Literal["auto"]:
@@ -124,8 +123,8 @@ def check_shards(value: object, *, bound: bool = True) -> int | Literal["auto"]:
     from 1: a stored request, admitted before the bound was), or ``"auto"``."""
     if value == "auto":
         return "auto"
-    number = whole_number(value)
-    if number is None or number < 1 or (bound and number > MAX_SHARDS):
+    number = count_up_to(value, MAX_SHARDS if bound else None)
+    if number is None:
         raise ValueError(
             f"shards must be a whole number from 1 to {MAX_SHARDS} or 'auto', not {value!r}"
         )
@@ -136,8 +135,8 @@ def check_setup_input(path: str, *, new: bool = True) -> str:
     """A ``setup_inputs`` path as git names it (``./a//b/`` is ``a/b``): a file or folder
     inside the repo, named (``new``: not a ``*`` or ``?`` pattern, which would key on a
     path that is never there; ``[`` is a real name's, as in ``app/[slug]``)."""
-    normal = posixpath.normpath(path) if path else ""
-    if not normal or normal == "." or normal.startswith("/") or ".." in normal.split("/"):
+    normal = posixpath.normpath(path)  # "" and "./" are "."
+    if normal == "." or normal.startswith("/") or ".." in normal.split("/"):
         raise ValueError(f"setup_inputs path {path!r} must name a file or folder inside the repo")
     if new and ("*" in normal or "?" in normal):
         raise ValueError(

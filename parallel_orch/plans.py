@@ -23,7 +23,7 @@ from parallel_orch.models import (
     check_resources,
     check_setup_input,
     check_shards,
-    whole_number,
+    count_up_to,
 )
 
 PLAN_SUFFIXES = (".toml", ".md")
@@ -94,8 +94,8 @@ class _Common(BaseModel):
     def _repeat(cls, value: object) -> int | None:
         if value is None:
             return None
-        number = whole_number(value)
-        if number is None or not 1 <= number <= MAX_REPEAT:
+        number = count_up_to(value, MAX_REPEAT)
+        if number is None:
             raise ValueError(f"repeat must be a whole number from 1 to {MAX_REPEAT}, not {value!r}")
         return number
 
@@ -277,10 +277,8 @@ def _expand(
                     priority=pick("priority") or 0,
                     junit=bool(pick("junit")),
                     setup=setup_command,
-                    # [defaults] may key setups some tests do not have; a test's own may not
-                    setup_inputs=tuple(
-                        (pick("setup_inputs") if setup_command else test.setup_inputs) or ()
-                    ),
+                    # [defaults] may key setups some tests do not have
+                    setup_inputs=tuple(pick("setup_inputs") or ()) if setup_command else (),
                     shards=pick("shards") or 1,
                     keep=tuple(pick("keep") or ()),
                     leak=pick("leak") or "warn",

@@ -136,3 +136,21 @@ async def test_a_folder_input_keys_on_its_content_however_it_is_spelled(
     assert runs(counter) == 2  # src/a.py changed: the second commit needs its own setup
     log = await anyio.Path(report.completed_tests[0].attempts[0].log_path).read_text()
     assert "does not exist" not in log
+
+
+def test_a_dotted_input_keys_on_the_file_it_names(repo: GitRepo) -> None:
+    """`./requirements.lock` keys on the lock file's content: found, and a change to the
+    file changes the key (it was keyed as absent, so a new lock never set up again)."""
+    from parallel_orch import setup
+
+    repo.commit({"requirements.lock": "a==1\n"}, "lock")
+    first = repo.head()
+    repo.commit({"requirements.lock": "a==2\n"}, "bump")
+    (inputs,) = {
+        TestRequest(id="t", command="true", setup="make", setup_inputs=(spelled,)).setup_inputs
+        for spelled in ("./requirements.lock", "requirements.lock", ".//requirements.lock")
+    }
+    before = setup.basis(repo.path, first, inputs)
+    after = setup.basis(repo.path, repo.head(), inputs)
+    assert before.missing == after.missing == ()
+    assert before.key != after.key
